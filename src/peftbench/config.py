@@ -1,0 +1,330 @@
+"""Experiment specs: YAML -> typed, validated config objects.
+
+A grid is models x methods x tasks x seeds plus shared training settings.  Every field can be
+overridden from the command line with dotted ``key=value`` pairs (values parsed as YAML).
+Errors are one line: the field path, the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import registry
+
+
+class ConfigError(ValueError):
+    """A one-line, user-facing configuration error."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Spec):
+    """A model source: hub id (``org/name``), local checkpoint folder, ``*.gguf`` file or ``tiny:<family>``."""
+
+    source: str
+    name: Optional[str] = None  # short label for tables; derived from source when empty
+    gguf_file: Optional[str] = None  # for a hub repo or folder holding several GGUF files
+    revision: Optional[str] = None
+    dtype: str = "float32"
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v):
+        allowed = ("float32", "bfloat16", "float16")
+        if v not in allowed:
+            raise ValueError(f"'{v}' is not one of {', '.join(allowed)}")
+        return v
+
+    @model_validator(mode="after")
+    def _name(self):
+        if not self.name:
+            src = self.source.rstrip("/")
+            self.name = src.split(":", 1)[1] if src.startswith("tiny:") else Path(src).name.removesuffix(".gguf")
+        return self
+
+
+class MethodSpec(_Spec):
+    """A fine-tuning method (``name`` from the method registry) and its options."""
+
+    name: str
+    label: Optional[str] = None  # distinguishes two variants of one method in a grid
+    lr: Optional[float] = None  # overrides task and train learning rates for this method
+    r: int = Field(8, ge=1)
+    lora_alpha: float = 32
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: Optional[list[str] | str] = None  # None: chosen per architecture
+    options: dict[str, Any] = Field(default_factory=dict)  # passed through to the peft config
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v):
+        return registry.check("method", v)
+
+    @model_validator(mode="after")
+    def _label(self):
+        if not self.label:
+            self.label = self.name
+        return self
+
+
+class DataSpec(_Spec):
+    """Where a task's data comes from.
+
+    ``source`` is a hub dataset id, a local file/folder (CSV, TSV, JSON, JSONL), or a named recipe
+    (``recipe:<name>``, see ``peftbench list``) that builds the splits from a known corpus layout.
+    """
+
+    source: str
+    path: Optional[str] = None  # root folder for recipes
+    subset: Optional[str] = None  # hub config name
+    splits: dict[str, str] = Field(default_factory=dict)  # split -> file (local) or split name (hub)
+    text: str = "text"
+    text_pair: Optional[str] = None
+    label: str = "label"
+    label_map: Optional[dict[str, Optional[str]]] = None  # raw value -> label name; null drops the row
+    validation_fraction: float = Field(0.1, ge=0, lt=1)  # carved from train when no validation split
+    test_fraction: float = Field(0.1, ge=0, lt=1)  # carved from train when no test split
+    max_train_samples: Optional[int] = Field(None, ge=1)
+    max_eval_samples: Optional[int] = Field(None, ge=1)
+
+
+class TaskSpec(_Spec):
+    name: str
+    type: str = "classification"
+    data: DataSpec
+    lr: Optional[float] = None
+    epochs: Optional[int] = Field(None, ge=1)
+    max_length: Optional[int] = Field(None, ge=8)
+    metric: Optional[str] = None  # validation metric for early stopping / model selection
+    pes_weights: Optional[dict[str, float]] = None
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, v):
+        return registry.check("task", v)
+
+
+class TrainSpec(_Spec):
+    """Shared training settings; defaults follow the Persian study (AdamW, batch 32, seed 42)."""
+
+    lr: float = Field(2e-5, gt=0)
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: Optional[int] = Field(None, ge=1)
+    max_length: int = Field(128, ge=8)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    scheduler: str = "linear"
+    grad_accum: int = Field(1, ge=1)
+    max_grad_norm: Optional[float] = 1.0
+    patience: Optional[int] = Field(1, ge=0)  # None or 0 disables early stopping
+    epoch_fraction: float = Field(1.0, gt=0, le=1)  # "feed a random 50% of train each epoch"
+    precision: str = "fp32"
+    device: str = "auto"
+    threads: Optional[int] = Field(None, ge=1)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _sched(cls, v):
+        allowed = ("linear", "constant", "cosine")
+        if v not in allowed:
+            raise ValueError(f"'{v}' is not one of {', '.join(allowed)}")
+        return v
+
+    @field_validator("precision")
+    @classmethod
+    def _prec(cls, v):
+        allowed = ("fp32", "bf16", "fp16")
+        if v not in allowed:
+            raise ValueError(f"'{v}' is not one of {', '.join(allowed)}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v):
+        if v not in ("auto", "cpu", "cuda") and not v.startswith("cuda:"):
+            raise ValueError(f"'{v}' is not one of auto, cpu, cuda, cuda:N")
+        return v
+
+
+class GridSpec(_Spec):
+    name: str = "grid"
+    models: list[ModelSpec] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    output_dir: str = "results"
+
+    @model_validator(mode="after")
+    def _unique(self):
+        for what, items in (("models", [m.name for m in self.models]), ("methods", [m.label for m in self.methods]),
+                            ("tasks", [t.name for t in self.tasks])):
+            dup = {x for x in items if items.count(x) > 1}
+            if dup:
+                raise ValueError(f"{what}: duplicate name(s) {sorted(dup)}; give each entry a distinct "
+                                 f"{'label' if what == 'methods' else 'name'}")
+        return self
+
+
+class RunSpec(_Spec):
+    """One cell of a grid, fully resolved: a run is a pure function of this object."""
+
+    model: ModelSpec
+    method: MethodSpec
+    task: TaskSpec
+    train: TrainSpec
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return config_hash(self.model_dump(mode="json"))
+
+    @property
+    def slug(self) -> str:
+        safe = lambda s: "".join(c if c.isalnum() or c in "-_." else "-" for c in s)  # noqa: E731
+        return f"{safe(self.model.name)}__{safe(self.method.label)}__{safe(self.task.name)}__s{self.seed}__{self.run_id[:10]}"
+
+    def lr(self) -> float:
+        return self.method.lr or self.task.lr or self.train.lr
+
+    def epochs(self) -> int:
+        return self.task.epochs or self.train.epochs
+
+    def max_length(self) -> int:
+        return self.task.max_length or self.train.max_length
+
+
+def config_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- loading, overrides, errors
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    e = err.errors()[0]
+    loc = ""
+    for part in e["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        model = _model_at(e["loc"])
+        allowed = ", ".join(model.model_fields) if model else "see the docs"
+        msg = f"unknown field; allowed fields here: {allowed}"
+    elif e["type"] == "missing":
+        msg = "required field is missing"
+    elif "input" in e and not msg.startswith("'"):
+        shown = json.dumps(e["input"], default=str)
+        msg = f"{msg} (got {shown[:80]})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{origin}: {loc or '<top>'}: {msg}{more}"
+
+
+def _model_at(loc) -> Optional[type[BaseModel]]:
+    model: Any = GridSpec
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        for cand in (ann, *getattr(ann, "__args__", ())):
+            for c in (cand, *getattr(cand, "__args__", ())):
+                if isinstance(c, type) and issubclass(c, BaseModel):
+                    model = c
+                    break
+    return model
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML). Lists of specs take ``methods.0.r=4``
+    or, for a key of every element, ``methods.*.r=4``."""
+    data = copy.deepcopy(data)
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override '{ov}': expected key=value, e.g. train.lr=1e-4 or seeds=[1,2,3]")
+        key, raw = ov.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        parts = key.strip().split(".")
+        _set(data, parts, value, key)
+    return data
+
+
+def _set(node, parts, value, key):
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, list):
+        idx = range(len(node)) if head == "*" else [_index(head, node, key)]
+        for i in idx:
+            if rest:
+                _set(node[i], rest, value, key)
+            else:
+                node[i] = value
+        return
+    if not isinstance(node, dict):
+        raise ConfigError(f"override '{key}': '{head}' cannot be set inside a {type(node).__name__}")
+    if rest:
+        node.setdefault(head, {} if not rest[0].isdigit() and rest[0] != "*" else [])
+        _set(node[head], rest, value, key)
+    else:
+        node[head] = value
+
+
+def _index(head, node, key):
+    try:
+        i = int(head)
+        node[i]
+        return i
+    except (ValueError, IndexError):
+        raise ConfigError(f"override '{key}': '{head}' is not an index into a list of {len(node)} (use 0..{len(node) - 1} or *)")
+
+
+def load_grid(path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None) -> GridSpec:
+    origin = str(path) if path else "<config>"
+    if data is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{origin}: cannot read the grid file ({exc.strerror}); check the path")
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{origin}: not valid YAML{where}: {getattr(exc, 'problem', exc)}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping with models, methods, tasks (got {type(data).__name__})")
+    data = apply_overrides(data, overrides or [])
+    data = _normalise_shorthand(data)
+    try:
+        return GridSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, origin)) from None
+
+
+def _normalise_shorthand(data: dict) -> dict:
+    """Allow ``models: [tiny:bert]`` and ``methods: [lora, full]`` as shorthand for full specs."""
+    data = dict(data)
+    for key, field in (("models", "source"), ("methods", "name")):
+        if isinstance(data.get(key), list):
+            data[key] = [{field: x} if isinstance(x, str) else x for x in data[key]]
+    if isinstance(data.get("seeds"), int):
+        data["seeds"] = [data["seeds"]]
+    return data
+
+
+def expand(grid: GridSpec) -> list[RunSpec]:
+    """The grid's runs in a stable order (model, task, method, seed)."""
+    return [RunSpec(model=m, method=me, task=t, train=grid.train, seed=s)
+            for m in grid.models for t in grid.tasks for me in grid.methods for s in grid.seeds]

@@ -1,0 +1,121 @@
+"""Load a task's raw splits from a hub id, local files or a named recipe, as a ``DatasetDict``
+with ``train``, ``validation`` and ``test``.  Nothing is dropped silently: every removed row is
+counted in the returned report, which is stored with the run."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+
+from .. import registry
+from ..config import DataSpec
+
+SPLIT_SEED = 1234  # data splits carved from train are the same for every run seed (paired comparisons)
+SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test", "eval")}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+class DataError(ValueError):
+    """A one-line, user-facing data error."""
+
+
+def shared_root() -> Path | None:
+    """The shared datasets folder: $PEFTBENCH_DATA, else ../shared/datasets from the cwd or the repo."""
+    cands = [os.environ.get("PEFTBENCH_DATA"), Path.cwd().parent / "shared" / "datasets",
+             Path(__file__).resolve().parents[4] / "shared" / "datasets"]
+    for c in cands:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return None
+
+
+def load_raw(spec: DataSpec) -> tuple[DatasetDict, dict]:
+    report: dict = {"source": spec.source}
+    if spec.source.startswith("recipe:"):
+        name = spec.source.split(":", 1)[1]
+        try:
+            fn = registry.get("recipe", name)
+        except ValueError as exc:
+            raise DataError(f"data.source '{spec.source}': {exc}") from None
+        dd = fn(spec)
+    elif Path(spec.source).expanduser().exists():
+        dd = _local(spec)
+    else:
+        dd = _hub(spec)
+    dd = _ensure_splits(dd, spec, report)
+    for split, cap in (("train", spec.max_train_samples), ("validation", spec.max_eval_samples),
+                       ("test", spec.max_eval_samples)):
+        if cap and len(dd[split]) > cap:
+            report.setdefault("capped", {})[split] = [len(dd[split]), cap]
+            dd[split] = dd[split].shuffle(seed=SPLIT_SEED).select(range(cap))
+    report["rows"] = {k: len(v) for k, v in dd.items()}
+    return dd, report
+
+
+def _read(path: Path) -> Dataset:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"data file '{path}': unsupported extension '{path.suffix}'; use one of {', '.join(FORMATS)}")
+    kw = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+    try:
+        return load_dataset(fmt, data_files=str(path), split="train", **kw)
+    except Exception as exc:  # datasets raises many types; the user needs the file and the first line
+        raise DataError(f"data file '{path}' could not be parsed as {fmt}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _local(spec: DataSpec) -> DatasetDict:
+    root = Path(spec.source).expanduser()
+    if root.is_file():
+        return DatasetDict({"train": _read(root)})
+    files = {}
+    if spec.splits:
+        for split, f in spec.splits.items():
+            p = Path(f).expanduser()
+            p = p if p.is_absolute() else root / p
+            if not p.exists():
+                raise DataError(f"data.splits.{split}: file '{p}' does not exist")
+            files[split] = p
+    else:
+        for p in sorted(root.iterdir()):
+            for split, aliases in SPLIT_ALIASES.items():
+                if p.suffix.lower() in FORMATS and p.stem.lower() in aliases:
+                    files.setdefault(split, p)
+        if "train" not in files:
+            raise DataError(f"data.source '{root}': no train file found (train.csv/.tsv/.json/.jsonl); "
+                            "name the files with data.splits")
+    return DatasetDict({k: _read(v) for k, v in files.items()})
+
+
+def _hub(spec: DataSpec) -> DatasetDict:
+    try:
+        dd = load_dataset(spec.source, spec.subset)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot load dataset '{spec.source}' from the Hugging Face hub ({first}); if this "
+                        "machine is offline, point data.source at local CSV/TSV/JSON/JSONL files") from None
+    if spec.splits:
+        dd = DatasetDict({ours: dd[theirs] for ours, theirs in spec.splits.items()})
+    return dd
+
+
+def _ensure_splits(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict:
+    dd = DatasetDict({_canonical(k): v for k, v in dd.items()})
+    if "train" not in dd:
+        raise DataError(f"data.source '{spec.source}': no train split (found {', '.join(dd) or 'none'})")
+    for split, frac in (("test", spec.test_fraction), ("validation", spec.validation_fraction)):
+        if split not in dd:
+            if frac <= 0 or len(dd["train"]) < 10:
+                raise DataError(f"data.source '{spec.source}': no {split} split and none can be carved from train "
+                                f"({len(dd['train'])} rows, {split}_fraction={frac})")
+            parts = dd["train"].train_test_split(test_size=frac, seed=SPLIT_SEED)
+            dd["train"], dd[split] = parts["train"], parts["test"]
+            report.setdefault("carved", {})[split] = frac
+    return DatasetDict({k: dd[k] for k in ("train", "validation", "test")})
+
+
+def _canonical(name: str) -> str:
+    for split, aliases in SPLIT_ALIASES.items():
+        if name.lower() in aliases:
+            return split
+    return name

@@ -1,0 +1,45 @@
+"""Named data recipes: build train/validation/test from a known corpus layout (``recipe:<name>``)."""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict
+
+from ..config import DataSpec
+from .loading import DataError, shared_root
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def demo_sentiment(spec: DataSpec) -> DatasetDict:
+    """The project's own English sentiment set (authored for peftbench; rows carry their split)."""
+    rows = _jsonl(Path(str(resources.files("peftbench.data") / "demo_sentiment.jsonl")))
+    return DatasetDict({s: Dataset.from_list([{"text": r["text"], "label": r["label"]} for r in rows if r["split"] == s])
+                        for s in ("train", "validation", "test")})
+
+
+def parsinlu_food_binary(spec: DataSpec) -> DatasetDict:
+    """ParsiNLU document-level food sentiment (Persian).
+
+    ParsiNLU has no document-level split: reviews that appear in the aspect files ``food_dev.jsonl`` /
+    ``food_test.jsonl`` are validation / test, all other reviews of ``food.jsonl`` are train.  The
+    ``label`` column holds the raw sentiment (-2..2, 3 = mixed); map it with ``data.label_map``
+    (the binary task maps -2/-1 to negative, 1/2 to positive and drops 0 and 3).
+    """
+    root = Path(spec.path).expanduser() if spec.path else (shared_root() / "parsinlu" if shared_root() else None)
+    folder = root / "data" / "sentiment-analysis" if root else None
+    if folder is None or not (folder / "food.jsonl").exists():
+        raise DataError(f"ParsiNLU sentiment files not found under '{folder}'; set data.path to the parsinlu "
+                        "folder or PEFTBENCH_DATA to the datasets folder")
+    dev = {r["review"] for r in _jsonl(folder / "food_dev.jsonl")}
+    test = {r["review"] for r in _jsonl(folder / "food_test.jsonl")}
+    splits: dict[str, list] = {"train": [], "validation": [], "test": []}
+    for r in _jsonl(folder / "food.jsonl"):
+        split = "test" if r["review"] in test else "validation" if r["review"] in dev else "train"
+        splits[split].append({"text": r["review"], "label": str(r["sentiment"])})
+    return DatasetDict({k: Dataset.from_list(v) for k, v in splits.items()})

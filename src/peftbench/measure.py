@@ -1,0 +1,116 @@
+"""What a run measures about itself: parameters, peak memory, provenance."""
+from __future__ import annotations
+
+import platform
+import resource
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+PACKAGES = ("peftbench", "torch", "transformers", "peft", "accelerate", "datasets", "scikit-learn", "tokenizers")
+
+
+def count_parameters(model) -> dict:
+    """Trainable / non-trainable / total, counting each tensor once (tied weights are shared)."""
+    seen, trainable, frozen = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n = p.numel()
+        if p.requires_grad:
+            trainable += n
+        else:
+            frozen += n
+    total = trainable + frozen
+    return {"trainable": trainable, "non_trainable": frozen, "total": total,
+            "trainable_pct": 100.0 * trainable / total if total else 0.0}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def current_rss_mb() -> float:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:  # pragma: no cover
+        return float("nan")
+
+
+class MemoryMeter:
+    """Peak memory of the run: CPU peak RSS of this process, and on CUDA peak allocated / reserved
+    with the baseline (before the model was loaded) subtracted."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.rss_baseline = current_rss_mb()
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            self.alloc_baseline = torch.cuda.memory_allocated(device)
+            self.reserved_baseline = torch.cuda.memory_reserved(device)
+
+    def read(self) -> dict:
+        out = {"peak_rss_mb": round(peak_rss_mb(), 1), "rss_baseline_mb": round(self.rss_baseline, 1),
+               "peak_rss_delta_mb": round(peak_rss_mb() - self.rss_baseline, 1)}
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            out["cuda_peak_allocated_mb"] = round((torch.cuda.max_memory_allocated(self.device) - self.alloc_baseline) / 2**20, 1)
+            out["cuda_peak_reserved_mb"] = round((torch.cuda.max_memory_reserved(self.device) - self.reserved_baseline) / 2**20, 1)
+        # the headline figure: GPU memory where the run used a GPU, else the process's peak RSS
+        out["peak_memory_mb"] = out.get("cuda_peak_allocated_mb", out["peak_rss_mb"])
+        out["peak_memory_kind"] = "cuda_allocated" if self.cuda else "cpu_rss"
+        return out
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip() or None
+        if commit:
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return None
+
+
+def provenance(device: torch.device) -> dict:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    hw = {"platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor() or None,
+          "cpu_count": _cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
+    try:
+        import psutil
+
+        hw["ram_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:  # pragma: no cover
+        pass
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        hw.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
+    return {"python": platform.python_version(), "versions": versions, "git_commit": _git_commit(), "hardware": hw}
+
+
+def _cpu_count():
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count()

@@ -1,0 +1,40 @@
+"""The method interface: turn a loaded model into the model to train, and hook into the loop."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+from ..config import MethodSpec
+
+
+@dataclass
+class MethodContext:
+    family: str  # encoder / encoder-decoder / decoder
+    model_type: str
+    head_modules: list[str]  # task head submodules: always trainable, saved with the adapter
+    peft_task_type: str | None  # e.g. "SEQ_CLS"
+    total_steps: int  # optimizer steps of the whole schedule
+    notes: dict = field(default_factory=dict)  # what the method chose (target modules, ranks), stored with the run
+
+
+class Method:
+    name = "base"
+
+    def apply(self, model: nn.Module, spec: MethodSpec, ctx: MethodContext) -> nn.Module:
+        raise NotImplementedError
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after every optimizer step, before gradients are zeroed."""
+
+    def state(self, model: nn.Module) -> dict:
+        """Method-specific numbers logged each epoch (e.g. AdaLoRA's remaining rank budget)."""
+        return {}
+
+    def save(self, model: nn.Module, folder) -> None:
+        """Save what this method trained (adapter + head, or all trainable weights)."""
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
+                  str(folder / "trainable.safetensors"))

@@ -1,0 +1,152 @@
+"""Model sources (hub id, local folder, GGUF file, tiny in-process) and architecture families.
+
+``load_model`` returns the model with the head class the task asks for, its tokenizer, and a small
+info dict (architecture family, resolved source) stored with the run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+)
+
+from . import registry
+from .config import ModelSpec
+
+ENCODER, ENCODER_DECODER, DECODER = "encoder", "encoder-decoder", "decoder"
+
+
+class ModelLoadError(RuntimeError):
+    """A one-line, user-facing model loading error."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PEFTBENCH_CACHE", Path.home() / ".cache" / "peftbench"))
+
+
+def family(config) -> str:
+    """encoder / encoder-decoder / decoder, from the config alone."""
+    if getattr(config, "is_encoder_decoder", False):
+        return ENCODER_DECODER
+    mt = config.model_type
+    if mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and mt not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return DECODER
+    return ENCODER
+
+
+def _kind(spec: ModelSpec) -> str:
+    if spec.source.startswith("tiny:"):
+        return "tiny"
+    if spec.source.endswith(".gguf") or spec.gguf_file:
+        return "gguf"
+    if Path(spec.source).expanduser().is_dir():
+        return "local"
+    if Path(spec.source).expanduser().exists():
+        raise ModelLoadError(f"model source '{spec.source}' is a file but not a .gguf file; "
+                             "give a checkpoint folder, a .gguf file, a hub id or tiny:<family>")
+    return "hub"
+
+
+def _gguf_expand(spec: ModelSpec) -> Path:
+    """Expand a GGUF file to an fp32 safetensors checkpoint once; later loads read the cache."""
+    if spec.gguf_file:
+        root, fname = spec.source, spec.gguf_file
+        key_src = f"{spec.source}::{spec.gguf_file}::{spec.revision}"
+        local = Path(root).expanduser() / fname
+        if local.exists():
+            st = local.stat()
+            key_src = f"{local.resolve()}::{st.st_size}::{st.st_mtime_ns}"
+    else:
+        local = Path(spec.source).expanduser()
+        if not local.exists():
+            raise ModelLoadError(f"GGUF file '{spec.source}' does not exist; check the path")
+        root, fname = str(local.parent), local.name
+        st = local.stat()
+        key_src = f"{local.resolve()}::{st.st_size}::{st.st_mtime_ns}"
+    target = cache_dir() / "gguf" / hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    if (target / "DONE").exists():
+        return target
+    from transformers import AutoModelForCausalLM
+
+    try:
+        tok = AutoTokenizer.from_pretrained(root, gguf_file=fname, revision=spec.revision)
+        model = AutoModelForCausalLM.from_pretrained(root, gguf_file=fname, revision=spec.revision, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load GGUF '{fname}' from '{root}': {str(exc).splitlines()[0]}") from None
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target, safe_serialization=True)
+    tok.save_pretrained(target)
+    (target / "DONE").write_text(json.dumps({"source": spec.source, "gguf_file": fname}) + "\n")
+    return target
+
+
+def resolve(spec: ModelSpec) -> tuple[str, dict]:
+    """Where from_pretrained should read: a folder or hub id, plus provenance info."""
+    kind = _kind(spec)
+    if kind == "gguf":
+        return str(_gguf_expand(spec)), {"source_kind": "gguf"}
+    if kind == "local":
+        return str(Path(spec.source).expanduser().resolve()), {"source_kind": "local"}
+    return spec.source, {"source_kind": kind}
+
+
+def load_config_and_tokenizer(spec: ModelSpec):
+    """(config, tokenizer, where, info) without loading weights."""
+    if _kind(spec) == "tiny":
+        family_name = spec.source.split(":", 1)[1]
+        try:
+            config, tok = registry.get("tiny", family_name)()
+        except ValueError as exc:
+            raise ModelLoadError(f"model source '{spec.source}': {exc}") from None
+        return config, tok, None, {"source_kind": "tiny"}
+    where, info = resolve(spec)
+    try:
+        config = AutoConfig.from_pretrained(where, revision=spec.revision)
+        tok = AutoTokenizer.from_pretrained(where, revision=spec.revision)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if info["source_kind"] == "hub":
+            raise ModelLoadError(
+                f"cannot load model '{spec.source}' from the Hugging Face hub ({first[:200]}); if this machine is "
+                "offline, give a local checkpoint folder or a .gguf file instead") from None
+        raise ModelLoadError(f"cannot load model from '{where}': {first[:200]}") from None
+    return config, tok, where, info
+
+
+def load_model(spec: ModelSpec, head_class, config_updates: dict | None = None, init_seed: int = 0):
+    """Load ``spec`` with the head class ``head_class(family)`` returns (e.g. AutoModelForSequenceClassification).
+
+    Decoders without a pad token get one (eos, else unk) and ``config.pad_token_id`` is set, so
+    batched classification finds each sequence's last real token.
+    """
+    config, tok, where, info = load_config_and_tokenizer(spec)
+    arch = family(config)
+    auto_class = head_class(arch)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+        info["pad_token_added"] = tok.pad_token
+    for k, v in (config_updates or {}).items():
+        setattr(config, k, v)
+    if config.pad_token_id is None or arch == DECODER:
+        config.pad_token_id = tok.pad_token_id
+    dtype = getattr(torch, spec.dtype)
+    if where is None:
+        with torch.random.fork_rng():
+            torch.manual_seed(init_seed)  # the tiny "pretrained" weights are the same for every run
+            model = auto_class.from_config(config, dtype=dtype)
+    else:
+        try:
+            model = auto_class.from_pretrained(where, config=config, revision=spec.revision, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load weights of '{spec.source}' as {auto_class.__name__}: "
+                                 f"{str(exc).splitlines()[0][:200]}") from None
+    info.update(family=arch, model_type=config.model_type, resolved=where or spec.source,
+                model_class=type(model).__name__)
+    return model, tok, info

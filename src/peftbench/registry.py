@@ -1,0 +1,46 @@
+"""Registries: one line per method, task, data recipe and tiny model family.
+
+Entries are ``"module:attribute"`` strings imported on first use, so validating a config never
+imports torch.  Adding a method / task / recipe is one new module plus one line here.
+"""
+from __future__ import annotations
+
+import importlib
+
+REGISTRIES: dict[str, dict[str, str]] = {
+    "method": {
+        "full": "peftbench.methods.full:FullFineTuning",
+        "lora": "peftbench.methods.lora:LoRA",
+        "dora": "peftbench.methods.lora:DoRA",
+        "adalora": "peftbench.methods.adalora:AdaLoRA",
+    },
+    "task": {
+        "classification": "peftbench.tasks.classification:Classification",
+    },
+    "recipe": {
+        "demo_sentiment": "peftbench.data.recipes:demo_sentiment",
+        "parsinlu_food_binary": "peftbench.data.recipes:parsinlu_food_binary",
+    },
+    "tiny": {
+        "bert": "peftbench.tiny:bert",
+        "t5": "peftbench.tiny:t5",
+        "gpt2": "peftbench.tiny:gpt2",
+        "llama": "peftbench.tiny:llama",
+    },
+}
+
+
+def names(kind: str) -> list[str]:
+    return list(REGISTRIES[kind])
+
+
+def check(kind: str, name: str) -> str:
+    if name not in REGISTRIES[kind]:
+        raise ValueError(f"'{name}' is not a known {kind}; allowed: {', '.join(REGISTRIES[kind])}")
+    return name
+
+
+def get(kind: str, name: str):
+    check(kind, name)
+    module, attr = REGISTRIES[kind][name].split(":")
+    return getattr(importlib.import_module(module), attr)
