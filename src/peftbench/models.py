@@ -41,9 +41,26 @@ def family(config) -> str:
     return ENCODER
 
 
+def _package_path(source: str) -> Path:
+    """``package:<module>/<subfolder>``: a checkpoint folder shipped inside an installed Python package."""
+    import importlib.util
+
+    module, _, sub = source.split(":", 1)[1].partition("/")
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        raise ModelLoadError(f"model source '{source}': Python package '{module}' is not installed; pip install it "
+                             "(the demo needs: pip install -e .[demo])")
+    path = Path(list(found.submodule_search_locations)[0]) / sub
+    if not path.is_dir():
+        raise ModelLoadError(f"model source '{source}': no folder '{sub}' inside package '{module}'")
+    return path
+
+
 def _kind(spec: ModelSpec) -> str:
     if spec.source.startswith("tiny:"):
         return "tiny"
+    if spec.source.startswith("package:"):
+        return "package"
     if spec.source.endswith(".gguf") or spec.gguf_file:
         return "gguf"
     if Path(spec.source).expanduser().is_dir():
@@ -94,6 +111,8 @@ def resolve(spec: ModelSpec) -> tuple[str, dict]:
         return str(_gguf_expand(spec)), {"source_kind": "gguf"}
     if kind == "local":
         return str(Path(spec.source).expanduser().resolve()), {"source_kind": "local"}
+    if kind == "package":
+        return str(_package_path(spec.source)), {"source_kind": "package"}
     return spec.source, {"source_kind": kind}
 
 

@@ -208,7 +208,8 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
                      "validation_metric": metric, "best_validation": best},
         "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"]},
         "curves": curves, "method_notes": ctx.notes, "model_info": model_info, "data": data_report,
-        "labels": task.labels, "provenance": {**provenance(device), "seed": run.seed, "config_hash": run.run_id,
+        "labels": task.labels, "pes_weights": run.task.pes_weights or task.pes_weights,
+        "provenance": {**provenance(device), "seed": run.seed, "config_hash": run.run_id,
                                               "pid": os.getpid(), "started": t_start, "finished": time.time()},
     }
     return result

@@ -1,0 +1,121 @@
+"""Command line: ``peftbench demo | run | report | list | validate``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+
+from . import __version__, registry
+from .config import ConfigError, expand, load_grid
+
+DEMO_GRID = "demo.yaml"
+
+
+def _grid_from(args):
+    if args.command == "demo":
+        text = (resources.files("peftbench.data") / DEMO_GRID).read_text(encoding="utf-8")
+        import yaml
+
+        overrides = list(args.overrides)
+        if args.output:
+            overrides.append(f"output_dir={args.output}")
+        return load_grid(data=yaml.safe_load(text), overrides=overrides)
+    return load_grid(args.grid, args.overrides)
+
+
+def cmd_run(args) -> int:
+    from .report import render
+    from .runner import run_grid
+
+    grid = _grid_from(args)
+    runs = expand(grid)
+    print(f"grid '{grid.name}': {len(grid.models)} model(s) x {len(grid.methods)} method(s) x {len(grid.tasks)} task(s) "
+          f"x {len(grid.seeds)} seed(s) = {len(runs)} run(s) -> {grid.output_dir}")
+    summary = run_grid(grid, in_process=args.in_process, show_progress=not args.quiet)
+    print(f"{len(summary.finished)} run(s) finished, {summary.skipped} skipped (already done), {len(summary.failed)} failed")
+    if not args.no_report:
+        render(grid.output_dir)
+    return 1 if summary.failed else 0
+
+
+def cmd_report(args) -> int:
+    from .report import render
+
+    try:
+        render(args.results)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    return 0
+
+
+def cmd_validate(args) -> int:
+    grid = load_grid(args.grid, args.overrides)
+    runs = expand(grid)
+    print(f"{args.grid}: valid; {len(runs)} run(s):")
+    for r in runs:
+        print(f"  {r.slug}  lr={r.lr():g} epochs={r.epochs()} max_length={r.max_length()}")
+    return 0
+
+
+DESCRIPTIONS = {
+    "method": "fine-tuning methods (methods[].name)",
+    "task": "task types (tasks[].type)",
+    "recipe": "data recipes (tasks[].data.source: recipe:<name>)",
+    "tiny": "tiny in-process model families (models[].source: tiny:<family>)",
+}
+
+
+def cmd_list(args) -> int:
+    print("model sources: a hub id (org/name), a local checkpoint folder, a .gguf file, "
+          "package:<python-package>/<folder>, tiny:<family>")
+    for kind, desc in DESCRIPTIONS.items():
+        print(f"{desc}: {', '.join(registry.names(kind))}")
+    for name in registry.names("task"):
+        cls = registry.get("task", name)
+        print(f"metrics of {name}: {', '.join(cls.metric_names)} (default validation metric: {cls.default_metric})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="peftbench", description="Benchmark fine-tuning methods on quality and cost.")
+    p.add_argument("--version", action="version", version=f"peftbench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def run_opts(sp):
+        sp.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-4 seeds=[1,2,3]")
+        sp.add_argument("--in-process", action="store_true", help="run everything in this process (debugging)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("--no-report", action="store_true", help="do not render the report at the end")
+
+    d = sub.add_parser("demo", help="offline demo: MiniLM x {full, lora, dora, adalora} on the shipped sentiment set")
+    d.add_argument("--output", default=None, help="results folder (default: peftbench-demo)")
+    run_opts(d)
+    r = sub.add_parser("run", help="run a grid (finished runs are skipped)")
+    r.add_argument("grid", help="grid YAML file")
+    run_opts(r)
+    rep = sub.add_parser("report", help="render report.md / report.html from a results folder")
+    rep.add_argument("results", help="results folder (holds peftbench.sqlite)")
+    v = sub.add_parser("validate", help="validate a grid file and list its runs")
+    v.add_argument("grid")
+    v.add_argument("overrides", nargs="*")
+    sub.add_parser("list", help="methods, tasks, data recipes, model sources and metrics known to this install")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handler = {"demo": cmd_run, "run": cmd_run, "report": cmd_report, "validate": cmd_validate, "list": cmd_list}
+    try:
+        return handler[args.command](args)
+    except ConfigError as exc:
+        print(f"peftbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("peftbench: interrupted; finished runs are kept, run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Run a grid: each run in its own process, results into one store, finished runs skipped."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .config import GridSpec, RunSpec, expand
+from .store import Store
+from .worker import write_json
+
+
+@dataclass
+class GridSummary:
+    total: int = 0
+    skipped: int = 0
+    finished: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _die_with_parent():  # pragma: no cover - runs in the child
+    """Linux: the run's process gets SIGTERM if the grid process dies (no orphans writing results)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress: bool = True) -> tuple[dict | None, str | None, str]:
+    """Execute one run into ``run_dir``. Returns (result, error message, status)."""
+    if run_dir.exists():  # leftovers of an interrupted attempt: start clean
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    write_json(run_dir / "config.json", run.model_dump(mode="json"))
+    if in_process:
+        from .worker import main as worker_main
+
+        code = worker_main([str(run_dir)])
+    else:
+        env = dict(os.environ, PEFTBENCH_PROGRESS="1" if show_progress else "0")
+        proc = subprocess.run([sys.executable, "-m", "peftbench.worker", str(run_dir)], env=env,
+                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        code = proc.returncode
+    if (run_dir / "result.json").exists():
+        return json.loads((run_dir / "result.json").read_text()), None, "ok"
+    if (run_dir / "error.json").exists():
+        return None, json.loads((run_dir / "error.json").read_text())["error"], "failed"
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (likely out of memory)" if name == "SIGKILL" else ""
+        return None, f"run process killed by {name}{hint}", "killed"
+    return None, f"run process exited with code {code} and wrote no result", "failed"
+
+
+def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = True, echo=print) -> GridSummary:
+    store = Store(grid.output_dir)
+    try:
+        recovered = store.sync(grid.name)
+        if recovered:
+            echo(f"recovered {recovered} finished run(s) from run folders")
+        runs = expand(grid)
+        summary = GridSummary(total=len(runs))
+        todo = [r for r in runs if store.status(r.run_id) != "ok"]
+        summary.skipped = len(runs) - len(todo)
+        if summary.skipped:
+            echo(f"skipping {summary.skipped} finished run(s) of {len(runs)}")
+        bar = tqdm(total=len(runs), initial=summary.skipped, desc=f"grid {grid.name}", unit="run",
+                   disable=not show_progress, position=0)
+        for run in todo:
+            bar.set_postfix_str(run.slug[:60])
+            run_dir = store.run_dir(run.slug)
+            result, error, status = run_one(run, run_dir, in_process, show_progress)
+            config = run.model_dump(mode="json")
+            if result is not None:
+                store.record_result(result, config, grid.name)
+                summary.finished.append(run.slug)
+                m = result["test"]["metrics"]
+                bar.write(f"done  {run.slug}: " + ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4]))
+            else:
+                store.record_failure(run.run_id, run.slug, config, grid.name, status, error)
+                summary.failed.append((run.slug, error))
+                bar.write(f"FAIL  {run.slug}: {error}")
+            bar.update(1)
+        bar.close()
+        return summary
+    finally:
+        store.close()

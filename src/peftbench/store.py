@@ -1,0 +1,100 @@
+"""The results store: one SQLite database plus one folder per run.
+
+``results/peftbench.sqlite`` holds a row per run (status, headline numbers, the full result JSON),
+its per-epoch curves and its test metrics.  ``results/runs/<slug>/`` holds the resolved config,
+``result.json``, ``predictions.jsonl``, the trained weights and the run's log.  A run's folder is
+written by the run's own process; only the grid's process writes the database, from finished
+folders, so a crash anywhere loses nothing that had finished (``sync`` re-reads folders).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, slug TEXT, grid TEXT, model TEXT, method TEXT, task TEXT, seed INTEGER,
+    status TEXT, error TEXT, config TEXT, result TEXT,
+    trainable_params INTEGER, non_trainable_params INTEGER, total_params INTEGER,
+    peak_memory_mb REAL, train_seconds REAL, eval_seconds REAL,
+    train_samples_per_second REAL, train_tokens_per_second REAL, updated REAL
+);
+CREATE TABLE IF NOT EXISTS curves (
+    run_id TEXT, epoch INTEGER, train_loss REAL, val_loss REAL, val_metrics TEXT, extra TEXT,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT, split TEXT, name TEXT, value REAL, PRIMARY KEY (run_id, split, name)
+);
+"""
+DB_NAME = "peftbench.sqlite"
+
+
+class Store:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.root / DB_NAME, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self):
+        self.db.close()
+
+    def run_dir(self, slug: str) -> Path:
+        return self.runs_dir / slug
+
+    def status(self, run_id: str) -> str | None:
+        row = self.db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def record_result(self, result: dict, config: dict, grid: str) -> None:
+        p, m, t = result["parameters"], result["memory"], result["timing"]
+        rid = result["run_id"]
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (rid, result["slug"], grid, result["model"], result["method"], result["task"], result["seed"], "ok",
+                 None, json.dumps(config), json.dumps(result), p["trainable"], p["non_trainable"], p["total"],
+                 m["peak_memory_mb"], t["train_seconds"], t["eval_seconds"], t["train_samples_per_second"],
+                 t["train_tokens_per_second"], time.time()))
+            self.db.execute("DELETE FROM curves WHERE run_id=?", (rid,))
+            self.db.execute("DELETE FROM metrics WHERE run_id=?", (rid,))
+            for c in result["curves"]:
+                extra = {k: v for k, v in c.items() if k not in ("epoch", "train_loss", "val_loss", "val_metrics")}
+                self.db.execute("INSERT INTO curves VALUES (?,?,?,?,?,?)", (rid, c["epoch"], c["train_loss"],
+                                c["val_loss"], json.dumps(c["val_metrics"]), json.dumps(extra)))
+            for name, value in result["test"]["metrics"].items():
+                self.db.execute("INSERT INTO metrics VALUES (?,?,?,?)", (rid, "test", name, value))
+            self.db.execute("INSERT INTO metrics VALUES (?,?,?,?)", (rid, "test", "loss", result["test"]["loss"]))
+
+    def record_failure(self, run_id: str, slug: str, config: dict, grid: str, status: str, error: str) -> None:
+        spec = config
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO runs (run_id, slug, grid, model, method, task, seed, status, error, config, updated)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, slug, grid, spec["model"]["name"], spec["method"]["label"], spec["task"]["name"], spec["seed"],
+                 status, error, json.dumps(config), time.time()))
+
+    def sync(self, grid: str = "") -> int:
+        """Record finished run folders the database does not know yet (e.g. after the grid process was killed)."""
+        n = 0
+        for d in sorted(self.runs_dir.iterdir()) if self.runs_dir.exists() else []:
+            res, cfg = d / "result.json", d / "config.json"
+            if res.exists() and cfg.exists():
+                result = json.loads(res.read_text())
+                if self.status(result["run_id"]) != "ok":
+                    self.record_result(result, json.loads(cfg.read_text()), grid)
+                    n += 1
+        return n
+
+    def results(self, status: str = "ok") -> list[dict]:
+        rows = self.db.execute("SELECT result FROM runs WHERE status=? ORDER BY model, task, method, seed", (status,))
+        return [json.loads(r[0]) for r in rows]
+
+    def failures(self) -> list[tuple]:
+        return self.db.execute("SELECT slug, status, error FROM runs WHERE status!='ok' ORDER BY slug").fetchall()
