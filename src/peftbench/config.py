@@ -305,8 +305,7 @@ def load_grid(path: str | Path | None = None, overrides: list[str] | None = None
             raise ConfigError(f"{origin}: not valid YAML{where}: {getattr(exc, 'problem', exc)}")
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping with models, methods, tasks (got {type(data).__name__})")
-    data = apply_overrides(data, overrides or [])
-    data = _normalise_shorthand(data)
+    data = _normalise_shorthand(apply_overrides(_normalise_shorthand(data), overrides or []))
     try:
         return GridSpec.model_validate(data)
     except ValidationError as err:

@@ -64,6 +64,9 @@ def _task_info(task_type: str):
 def build_tables(results: list[dict]) -> dict:
     """Group runs by (model, task) and method; aggregate over seeds."""
     groups: dict = defaultdict(lambda: defaultdict(list))
+    order = registry.names("method")
+    results = sorted(results, key=lambda r: (order.index(r["method_name"]) if r["method_name"] in order else len(order),
+                                             r["method"], r["seed"]))
     for r in results:
         groups[(r["model"], r["task"])][r["method"]].append(r)
     return groups

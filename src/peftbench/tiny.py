@@ -11,6 +11,7 @@ from transformers import BertConfig, GPT2Config, LlamaConfig, PreTrainedTokenize
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>"]
 HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 32, 2, 2, 64, 512
+INIT_RANGE = 0.2  # wider than the usual 0.02: a random 32-wide model then has features a head can use
 
 
 def byte_tokenizer(template: str) -> PreTrainedTokenizerFast:
@@ -46,7 +47,8 @@ def _ids(tok):
 def bert():
     tok = byte_tokenizer("bert")
     return BertConfig(vocab_size=len(tok), hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                      intermediate_size=FFN, max_position_embeddings=POSITIONS, pad_token_id=tok.pad_token_id), tok
+                      intermediate_size=FFN, max_position_embeddings=POSITIONS, pad_token_id=tok.pad_token_id,
+                      initializer_range=INIT_RANGE), tok
 
 
 def t5():

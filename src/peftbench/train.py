@@ -140,11 +140,11 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
                 out = model(**batch)
             loss = out.loss
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss ({float(loss)}) at epoch {epoch}, step {step}; "
+                raise FloatingPointError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}; "
                                          "lower the learning rate or use fp32")
             (loss / tr.grad_accum).backward()
             bs = len(batch["labels"])
-            loss_sum += float(loss) * bs
+            loss_sum += loss.item() * bs
             n_seen += bs
             samples_seen += bs
             tokens_seen += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
@@ -157,7 +157,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
+                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds += time.perf_counter() - t0

@@ -18,10 +18,20 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def quiet_libraries() -> None:
+    """Library chatter (load reports, per-map progress bars) would bury the run's own progress bar."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+
+
 def main(argv=None) -> int:
     run_dir = Path((argv or sys.argv[1:])[0])
     from .config import RunSpec
 
+    quiet_libraries()
     run = RunSpec.model_validate_json((run_dir / "config.json").read_text(encoding="utf-8"))
     try:
         from .train import execute

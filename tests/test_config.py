@@ -1,0 +1,76 @@
+import pytest
+
+from peftbench.config import ConfigError, apply_overrides, expand, load_grid
+
+GRID = {"models": ["tiny:bert", {"source": "org/some-model", "name": "hub"}], "methods": ["full", {"name": "lora", "r": 4}],
+        "tasks": [{"name": "t", "data": {"source": "x.csv"}, "lr": 1e-3}], "seeds": [1, 2]}
+
+
+def test_defaults_follow_the_persian_study():
+    g = load_grid(data=GRID)
+    assert (g.train.batch_size, g.train.lr, g.train.epochs, g.train.patience) == (32, 2e-5, 5, 1)
+    lora = g.methods[1]
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (4, 32, 0.1)
+    assert g.methods[0].r == 8
+    assert load_grid(data={k: v for k, v in GRID.items() if k != "seeds"}).seeds == [42]
+
+
+def test_expand_and_resolution_order():
+    runs = expand(load_grid(data=GRID))
+    assert len(runs) == 2 * 2 * 1 * 2
+    assert runs[0].lr() == 1e-3  # task lr over train lr
+    assert runs[0].model.name == "bert" and runs[-1].model.name == "hub"
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_run_id_is_a_pure_function_of_the_resolved_config():
+    a = expand(load_grid(data=GRID))
+    b = expand(load_grid(data=GRID))
+    assert [r.run_id for r in a] == [r.run_id for r in b]
+    c = expand(load_grid(data=GRID, overrides=["train.lr=3e-4"]))
+    assert a[0].run_id != c[0].run_id
+
+
+def test_overrides():
+    g = load_grid(data=GRID, overrides=["train.lr=1e-4", "seeds=[1,2,3]", "methods.*.r=16", "methods.0.lr=5e-5",
+                                        "train.epoch_fraction=0.5"])
+    assert g.train.lr == 1e-4 and g.seeds == [1, 2, 3] and g.train.epoch_fraction == 0.5
+    assert [m.r for m in g.methods] == [16, 16] and g.methods[0].lr == 5e-5
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["methods.1.name=lorra"], "methods[1].name: 'lorra' is not a known method; allowed: full, lora, dora, adalora"),
+    (["train.scheduler=step"], "train.scheduler: 'step' is not one of linear, constant, cosine"),
+    (["train.batch_size=0"], "train.batch_size: Input should be greater than or equal to 1 (got 0)"),
+    (["train.lrr=1"], "train.lrr: unknown field; allowed fields here: lr, epochs,"),
+    (["tasks.0.type=ner"], "tasks[0].type: 'ner' is not a known task; allowed: classification"),
+    (["models.0.dtype=int3"], "models[0].dtype: 'int3' is not one of float32, bfloat16, float16"),
+    (["methods.5.r=1"], "override 'methods.5.r': '5' is not an index into a list of 2"),
+    (["train.lr"], "override 'train.lr': expected key=value"),
+])
+def test_errors_are_one_line_and_name_field_and_allowed_values(overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        load_grid(data=GRID, overrides=overrides)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert expected in msg
+
+
+def test_missing_and_duplicate_fields():
+    with pytest.raises(ConfigError, match=r"tasks\[0\].data: required field is missing"):
+        load_grid(data={**GRID, "tasks": [{"name": "t"}]})
+    with pytest.raises(ConfigError, match="methods: duplicate name"):
+        load_grid(data={**GRID, "methods": ["lora", "lora"]})
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "g.yaml"
+    bad.write_text("models: [tiny:bert\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_grid(bad)
+    with pytest.raises(ConfigError, match="cannot read the grid file"):
+        load_grid(tmp_path / "missing.yaml")
+
+
+def test_apply_overrides_creates_nested_keys():
+    assert apply_overrides({}, ["train.lr=0.1"]) == {"train": {"lr": 0.1}}

@@ -1,0 +1,90 @@
+"""Every method x architecture family trains on a learnable toy task, with exact parameter counts."""
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from conftest import FAMILIES, METHODS, toy_grid
+from peftbench.config import ModelSpec, expand, load_grid
+from peftbench.measure import count_parameters
+from peftbench.methods.adalora import rank_budget
+from peftbench.models import load_model
+from peftbench.train import execute
+
+HEADS = ("classifier", "score", "classification_head")
+
+
+def _linear_shape(module):
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features, module.out_features
+    w = module.weight  # transformers Conv1D (GPT-2): weight is (in, out)
+    return w.shape[0], w.shape[1]
+
+
+def hand_count(method, family, r=8):
+    """Trainable parameters computed from the base model's shapes, independently of peft."""
+    base, _, _ = load_model(ModelSpec(source=family), lambda f: AutoModelForSequenceClassification,
+                            {"num_labels": 2})
+    head = sum(p.numel() for n, p in base.named_parameters() if n.split(".")[0] in HEADS)
+    if method == "full":
+        return sum(p.numel() for p in base.parameters())
+    targets = {"bert": ("query", "value"), "t5": ("q", "v"), "gpt2": ("c_attn",), "llama": ("q_proj", "v_proj")}[family[5:]]
+    extra = 0
+    for name, module in base.named_modules():
+        if name.split(".")[-1] in targets and name.split(".")[0] not in HEADS:
+            fin, fout = _linear_shape(module)
+            if method == "lora":
+                extra += r * (fin + fout)
+            elif method == "dora":
+                extra += r * (fin + fout) + fout  # + magnitude vector
+            elif method == "adalora":
+                init_r = int(round(r * 1.5))
+                extra += init_r * (fin + fout) + init_r  # A, B and the singular values E
+    return extra + head
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", METHODS)
+def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
+    lr = 2e-3 if method == "full" else 3e-2
+    run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[family], methods=[method], lr=lr, epochs=6)))[0]
+    result = execute(run, tmp_path / "run", show_progress=False)
+    p = result["parameters"]
+    assert p["trainable"] == hand_count(method, family)
+    assert p["total"] == p["trainable"] + p["non_trainable"]
+    losses = [c["train_loss"] for c in result["curves"]]
+    assert losses[-1] < losses[0] - 0.02, losses  # it learns
+    # the task head is trainable and saved with the weights
+    saved = list((tmp_path / "run" / "weights").iterdir())
+    assert saved, "nothing saved"
+    if method != "full":
+        assert result["method_notes"]["modules_to_save"], "task head not in modules_to_save"
+        assert result["method_notes"]["target_modules"]
+    assert all(k in result["memory"] for k in ("peak_rss_mb", "peak_memory_mb"))
+    assert result["timing"]["train_seconds"] > 0 and result["timing"]["train_tokens_per_second"] > 0
+    assert len(list(open(tmp_path / "run" / "predictions.jsonl"))) == result["test"]["samples"]
+
+
+def test_adalora_budget_shrinks_and_orth_regulariser_is_in_the_loss(toy, tmp_path):
+    run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["adalora"], epochs=5)))[0]
+    result = execute(run, tmp_path / "run", show_progress=False)
+    notes = result["method_notes"]
+    n_modules = len([1 for _ in range(2 * 2)])  # 2 layers x (query, value)
+    budgets = [c["rank_budget"] for c in result["curves"]]
+    assert notes["total_step"] == result["training"]["optimizer_steps"]  # total_step from the real schedule
+    assert budgets[0] < notes["init_r"] * n_modules  # pruning started
+    assert budgets[-1] == notes["target_r"] * n_modules  # ... and reached the target budget
+    assert budgets == sorted(budgets, reverse=True)
+
+    # the orthogonal regulariser is part of the training loss
+    from peftbench.methods.adalora import AdaLoRA
+    from peftbench.methods.base import MethodContext
+
+    model, tok, info = load_model(ModelSpec(source="tiny:bert"), lambda f: AutoModelForSequenceClassification, {"num_labels": 2})
+    ctx = MethodContext(info["family"], info["model_type"], ["classifier"], "SEQ_CLS", total_steps=100)
+    model = AdaLoRA().apply(model, run.method, ctx)
+    model.train()
+    batch = tok(["a good day", "a bad day"], return_tensors="pt", padding=True)
+    out = model(**batch, labels=torch.tensor([1, 0]))
+    ce = torch.nn.functional.cross_entropy(out.logits, torch.tensor([1, 0]))
+    assert out.loss.item() > ce.item() + 1e-4
+    assert rank_budget(model) == 0  # peft starts the singular values E at zero; training fills the budget

@@ -1,0 +1,97 @@
+import json
+import math
+
+import pytest
+
+from peftbench.config import DataSpec, TaskSpec
+from peftbench.data.loading import DataError, load_raw
+from peftbench.report import pes
+from peftbench.tasks.classification import Classification, classification_metrics
+
+
+def test_classification_metrics_against_hand_computed_values():
+    refs = [0, 0, 0, 1, 1, 1, 2, 2]
+    preds = [0, 0, 1, 1, 1, 2, 2, 0]
+    m = classification_metrics(preds, refs, 3)
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    # per class precision: c0 2/3, c1 2/3, c2 1/2; recall: c0 2/3, c1 2/3, c2 1/2
+    assert m["macro_precision"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert m["macro_recall"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 2) / 3)
+    # binary MCC by its formula
+    refs, preds = [1, 1, 1, 0, 0, 0, 1, 0], [1, 1, 0, 0, 0, 1, 1, 0]
+    tp, tn, fp, fn = 3, 3, 1, 1
+    mcc = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    assert classification_metrics(preds, refs, 2)["mcc"] == pytest.approx(mcc)
+
+
+def test_pes_matches_the_formula():
+    metrics = {"accuracy": 0.9, "macro_f1": 0.8}
+    weights = {"accuracy": 1.0, "macro_f1": 3.0}
+    expected = (0.9 * 1 + 0.8 * 3) / 4 / (math.log1p(0.5) * math.log1p(2.0))
+    assert pes(metrics, weights, 500_000, 2048) == pytest.approx(expected)
+    assert pes(metrics, weights, 0, 2048) is None
+
+
+def _task(tmp_path, rows, suffix=".jsonl", **data):
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    else:
+        sep = "\t" if suffix == ".tsv" else ","
+        path.write_text(sep.join(rows[0]) + "\n" + "".join(sep.join(str(r[k]) for k in rows[0]) + "\n" for r in rows))
+    return Classification(TaskSpec(name="t", data=DataSpec(source=str(path), **data)))
+
+
+ROWS = [{"review": f"text {i}", "score": s} for i, s in enumerate([-2, -1, 0, 1, 2, 3] * 10)]
+
+
+def test_label_map_drops_rows_and_reports_them(tmp_path):
+    task = _task(tmp_path, ROWS, text="review", label="score",
+                 label_map={"-2": "neg", "-1": "neg", "1": "pos", "2": "pos", "0": None, "3": None})
+    dd, report = task.load()
+    assert task.labels == ["neg", "pos"]
+    assert sum(report["dropped_by_label_map"].values()) == 20  # every 0 and 3, nothing silent
+    assert sum(len(v) for v in dd.values()) == 40
+    assert report["carved"] == {"test": 0.1, "validation": 0.1}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_csv_and_tsv(tmp_path, suffix):
+    task = _task(tmp_path, ROWS, suffix=suffix, text="review", label="score")
+    dd, _ = task.load()
+    assert task.labels == ["-2", "-1", "0", "1", "2", "3"]  # numeric order
+    assert sum(len(v) for v in dd.values()) == 60
+
+
+def test_bad_data_errors_are_one_line(tmp_path):
+    with pytest.raises(DataError, match="column 'text' not in the data"):
+        _task(tmp_path, ROWS).load()
+    with pytest.raises(DataError, match=r"label value\(s\) \['3'\] not in data.label_map"):
+        _task(tmp_path, ROWS, text="review", label="score",
+              label_map={"-2": "n", "-1": "n", "0": None, "1": "p", "2": "p"}).load()
+    with pytest.raises(DataError, match="unsupported extension '.xml'"):
+        (tmp_path / "x.xml").write_text("<a/>")
+        load_raw(DataSpec(source=str(tmp_path / "x.xml")))
+    with pytest.raises(DataError, match="is not a known recipe"):
+        load_raw(DataSpec(source="recipe:nope"))
+    with pytest.raises(DataError, match="cannot load dataset 'nobody/nothing' from the Hugging Face hub"):
+        load_raw(DataSpec(source="nobody/nothing"))
+
+
+def test_local_folder_with_split_files(tmp_path):
+    for split, n in (("train", 12), ("dev", 4), ("test", 5)):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps({"text": f"x{i}", "label": i % 2}) + "\n" for i in range(n)))
+    dd, report = load_raw(DataSpec(source=str(tmp_path)))
+    assert report["rows"] == {"train": 12, "validation": 4, "test": 5}
+
+
+def test_demo_recipe_is_balanced_and_split():
+    task = Classification(TaskSpec(name="demo", data=DataSpec(source="recipe:demo_sentiment")))
+    dd, report = task.load()
+    assert report["rows"] == {"train": 150, "validation": 44, "test": 44}
+    for split in dd.values():
+        labels = split["_label_name"]
+        assert labels.count("positive") == labels.count("negative")
+    texts = [t for s in dd.values() for t in s["text"]]
+    assert len(set(texts)) == len(texts)

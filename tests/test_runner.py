@@ -1,0 +1,109 @@
+"""The grid runs each run in its own process, stores every measurement, and resumes after a kill."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import toy_grid
+from peftbench.cli import main
+from peftbench.config import load_grid
+from peftbench.report import render
+from peftbench.runner import run_grid
+
+REQUIRED = {
+    "parameters": ["trainable", "non_trainable", "total"],
+    "memory": ["peak_rss_mb", "peak_memory_mb"],
+    "timing": ["train_seconds", "eval_seconds", "train_samples_per_second", "train_tokens_per_second"],
+    "test": ["metrics", "loss"],
+    "provenance": ["versions", "git_commit", "hardware", "seed", "config_hash"],
+}
+
+
+def _rows(out):
+    db = sqlite3.connect(out / "peftbench.sqlite")
+    rows = db.execute("SELECT run_id, status, result, updated, trainable_params, peak_memory_mb FROM runs").fetchall()
+    curves = db.execute("SELECT run_id, COUNT(*) FROM curves GROUP BY run_id").fetchall()
+    db.close()
+    return rows, dict(curves)
+
+
+def test_grid_over_three_families_and_four_methods_stores_everything(toy, tmp_path):
+    out = tmp_path / "results"
+    grid = load_grid(data=toy_grid(toy, out, models=["tiny:bert", "tiny:t5", "tiny:gpt2"], epochs=2))
+    summary = run_grid(grid, show_progress=False)
+    assert summary.failed == [] and len(summary.finished) == 12
+    rows, curves = _rows(out)
+    assert len(rows) == 12 and {r[1] for r in rows} == {"ok"}
+    for run_id, _, result, _, trainable, peak in rows:
+        res = json.loads(result)
+        for section, keys in REQUIRED.items():
+            for k in keys:
+                assert res[section].get(k) is not None, (section, k)
+        assert trainable > 0 and peak > 0
+        assert curves[run_id] == res["training"]["epochs_run"]
+        assert set(res["test"]["metrics"]) == {"accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc"}
+        assert res["provenance"]["hardware"]["device"] == "cpu"
+    md, html = render(out, echo=lambda *a: None)
+    text = md.read_text()
+    for fam in ("bert", "t5", "gpt2"):
+        assert f"## {fam} · toy" in text
+    assert "| full |" in text and "| adalora |" in text and "PES" in text
+    assert "data:image/png;base64," in html.read_text()
+    # a second run of the same grid redoes nothing
+    again = run_grid(grid, show_progress=False)
+    assert again.skipped == 12 and again.finished == []
+
+
+def test_failed_run_is_recorded_and_the_grid_goes_on(toy, tmp_path):
+    out = tmp_path / "results"
+    data = toy_grid(toy, out, models=["tiny:bert"], methods=["lora"], epochs=1)
+    data["tasks"].append({"name": "broken", "data": {"source": str(toy), "text": "nope"}})
+    summary = run_grid(load_grid(data=data), show_progress=False)
+    assert len(summary.finished) == 1 and len(summary.failed) == 1
+    assert "column 'nope' not in the data" in summary.failed[0][1]
+    rows, _ = _rows(out)
+    assert sorted(r[1] for r in rows) == ["failed", "ok"]
+
+
+def test_kill_mid_grid_then_resume_redoes_no_finished_run(toy, tmp_path):
+    out = tmp_path / "results"
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(yaml.safe_dump(toy_grid(toy, out, models=["tiny:bert", "tiny:gpt2"], methods=["full", "lora"], epochs=3)))
+    cmd = [sys.executable, "-m", "peftbench.cli", "run", str(grid_file), "--quiet", "--no-report"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        rows, _ = (_rows(out) if (out / "peftbench.sqlite").exists() else ([], {}))
+        if len([r for r in rows if r[1] == "ok"]) >= 1:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: grid and the run in flight
+    proc.wait()
+    before = {r[0]: r[3] for r in _rows(out)[0] if r[1] == "ok"}
+    assert 1 <= len(before) < 4
+    assert main(["run", str(grid_file), "--quiet", "--no-report"]) == 0
+    after = {r[0]: (r[1], r[3]) for r in _rows(out)[0]}
+    assert len(after) == 4 and all(s == "ok" for s, _ in after.values())
+    for run_id, updated in before.items():
+        assert after[run_id][1] == updated  # not redone
+
+
+def test_cli_validate_list_and_errors(tmp_path, capsys, toy):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(yaml.safe_dump(toy_grid(toy, tmp_path / "r")))
+    assert main(["validate", str(grid_file)]) == 0
+    assert "16 run(s)" in capsys.readouterr().out
+    assert main(["validate", str(grid_file), "methods.0.name=qlora"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'qlora' is not a known method; allowed: full, lora, dora, adalora" in err
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "adalora" in out and "demo_sentiment" in out and "macro_f1" in out
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "no peftbench results" in capsys.readouterr().err
