@@ -97,9 +97,25 @@ def _gguf_expand(spec: ModelSpec) -> Path:
         model = AutoModelForCausalLM.from_pretrained(root, gguf_file=fname, revision=spec.revision, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load GGUF '{fname}' from '{root}': {str(exc).splitlines()[0]}") from None
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
-    tok.save_pretrained(target)
+    # a GGUF-loaded model refuses save_pretrained (it counts as quantized): copy its fp32 weights into a
+    # plain model of the same config and save that
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    clean = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    missing, unexpected = clean.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k not in (getattr(clean, "_tied_weights_keys", None) or ())]:
+        raise ModelLoadError(f"GGUF '{fname}': weights do not match the architecture "
+                             f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    clean.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    tmp.rename(target)
     (target / "DONE").write_text(json.dumps({"source": spec.source, "gguf_file": fname}) + "\n")
     return target
 

@@ -1,0 +1,99 @@
+"""Model sources (GGUF with its fp32 cache, package folders, hub ids) and architecture families."""
+import numpy as np
+import pytest
+import transformers
+from transformers import AutoModelForSequenceClassification
+
+from conftest import toy_grid
+from peftbench.config import ModelSpec, expand, load_grid
+from peftbench.models import DECODER, ENCODER, ENCODER_DECODER, ModelLoadError, load_model
+from peftbench.tiny import SPECIALS
+from peftbench.train import execute
+
+SEQ_CLS = lambda family: AutoModelForSequenceClassification  # noqa: E731
+
+
+def write_tiny_llama_gguf(path):
+    """A real GGUF file (llama architecture, byte-level BPE vocabulary), written with the gguf package."""
+    import gguf
+    from tokenizers import pre_tokenizers
+
+    toks = SPECIALS + sorted(pre_tokenizers.ByteLevel.alphabet())
+    V, H, L, NH, KV, FF = len(toks), 32, 2, 2, 1, 64
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(512)
+    w.add_embedding_length(H)
+    w.add_block_count(L)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(NH)
+    w.add_head_count_kv(KV)
+    w.add_rope_dimension_count(H // NH)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(toks)
+    w.add_token_types([3] * len(SPECIALS) + [1] * (V - len(SPECIALS)))
+    w.add_token_scores([0.0] * V)
+    w.add_token_merges([])
+    w.add_bos_token_id(SPECIALS.index("<s>"))
+    w.add_eos_token_id(SPECIALS.index("</s>"))
+    w.add_unk_token_id(SPECIALS.index("[UNK]"))
+    rng = np.random.default_rng(0)
+    shapes = {"token_embd.weight": (V, H), "output_norm.weight": (H,), "output.weight": (V, H)}
+    for i in range(L):
+        shapes.update({f"blk.{i}.attn_norm.weight": (H,), f"blk.{i}.attn_q.weight": (H, H),
+                       f"blk.{i}.attn_k.weight": (H // NH * KV, H), f"blk.{i}.attn_v.weight": (H // NH * KV, H),
+                       f"blk.{i}.attn_output.weight": (H, H), f"blk.{i}.ffn_norm.weight": (H,),
+                       f"blk.{i}.ffn_gate.weight": (FF, H), f"blk.{i}.ffn_up.weight": (FF, H),
+                       f"blk.{i}.ffn_down.weight": (H, FF)})
+    for name, shape in shapes.items():
+        w.add_tensor(name, (rng.standard_normal(shape) * 0.2).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_gguf_source_trains_and_its_fp32_expansion_is_cached(tmp_path, monkeypatch, toy):
+    monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path / "cache"))
+    gguf_path = write_tiny_llama_gguf(tmp_path / "tiny-llama.gguf")
+    model, tok, info = load_model(ModelSpec(source=str(gguf_path)), SEQ_CLS, {"num_labels": 2})
+    assert info["source_kind"] == "gguf" and info["family"] == DECODER and type(model).__name__ == "LlamaForSequenceClassification"
+    assert tok.pad_token is not None and model.config.pad_token_id == tok.pad_token_id  # decoder got a pad token
+    cached = list((tmp_path / "cache" / "gguf").glob("*/model.safetensors"))
+    assert len(cached) == 1
+
+    def no_conversion(*a, **k):
+        raise AssertionError("the GGUF file was converted again instead of read from the cache")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_conversion)
+    run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[str(gguf_path)], methods=["lora"], epochs=2)))[0]
+    assert run.model.name == "tiny-llama"
+    result = execute(run, tmp_path / "run", show_progress=False)
+    assert result["model_info"]["source_kind"] == "gguf" and result["parameters"]["trainable"] > 0
+
+
+@pytest.mark.parametrize("source, family, cls", [
+    ("tiny:bert", ENCODER, "BertForSequenceClassification"),
+    ("tiny:t5", ENCODER_DECODER, "T5ForSequenceClassification"),
+    ("tiny:gpt2", DECODER, "GPT2ForSequenceClassification"),
+    ("tiny:llama", DECODER, "LlamaForSequenceClassification"),
+])
+def test_family_and_head_class(source, family, cls):
+    model, tok, info = load_model(ModelSpec(source=source), SEQ_CLS, {"num_labels": 3})
+    assert info["family"] == family and type(model).__name__ == cls
+    assert model.config.num_labels == 3 and model.config.pad_token_id == tok.pad_token_id
+    if family == DECODER:
+        assert info.get("pad_token_added")  # GPT-2 / Llama tokenizers come without one
+
+
+def test_bad_sources_fail_with_one_line(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    cases = [(str(tmp_path / "weights.bin"), "is a file but not a .gguf file"),
+             (str(tmp_path / "missing.gguf"), "does not exist"),
+             ("package:no_such_package_xyz/model", "is not installed"),
+             ("tiny:bloom", "is not a known tiny")]
+    for source, expected in cases:
+        with pytest.raises(ModelLoadError) as info:
+            load_model(ModelSpec(source=source), SEQ_CLS)
+        assert expected in str(info.value) and "\n" not in str(info.value)
