@@ -1,13 +1,13 @@
 """Every method x architecture family trains on a learnable toy task, with exact parameter counts."""
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification
+
 
 from conftest import FAMILIES, METHODS, toy_grid
 from peftbench.config import ModelSpec, expand, load_grid
-from peftbench.measure import count_parameters
 from peftbench.methods.adalora import rank_budget
 from peftbench.models import load_model
+from peftbench.tasks.classification import sequence_classification_head
 from peftbench.train import execute
 
 HEADS = ("classifier", "score", "classification_head")
@@ -22,12 +22,12 @@ def _linear_shape(module):
 
 def hand_count(method, family, r=8):
     """Trainable parameters computed from the base model's shapes, independently of peft."""
-    base, _, _ = load_model(ModelSpec(source=family), lambda f: AutoModelForSequenceClassification,
+    base, _, _ = load_model(ModelSpec(source=family), sequence_classification_head,
                             {"num_labels": 2})
     head = sum(p.numel() for n, p in base.named_parameters() if n.split(".")[0] in HEADS)
     if method == "full":
         return sum(p.numel() for p in base.parameters())
-    targets = {"bert": ("query", "value"), "t5": ("q", "v"), "gpt2": ("c_attn",), "llama": ("q_proj", "v_proj")}[family[5:]]
+    targets = {"bert": ("query", "value"), "bert2bert": ("query", "value"), "t5": ("q", "v"), "gpt2": ("c_attn",), "llama": ("q_proj", "v_proj")}[family[5:]]
     extra = 0
     for name, module in base.named_modules():
         if name.split(".")[-1] in targets and name.split(".")[0] not in HEADS:
@@ -42,7 +42,7 @@ def hand_count(method, family, r=8):
     return extra + head
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + ["tiny:bert2bert"])
 @pytest.mark.parametrize("method", METHODS)
 def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     lr = 2e-3 if method == "full" else 3e-2
@@ -79,7 +79,7 @@ def test_adalora_budget_shrinks_and_orth_regulariser_is_in_the_loss(toy, tmp_pat
     from peftbench.methods.adalora import AdaLoRA
     from peftbench.methods.base import MethodContext
 
-    model, tok, info = load_model(ModelSpec(source="tiny:bert"), lambda f: AutoModelForSequenceClassification, {"num_labels": 2})
+    model, tok, info = load_model(ModelSpec(source="tiny:bert"), sequence_classification_head, {"num_labels": 2})
     ctx = MethodContext(info["family"], info["model_type"], ["classifier"], "SEQ_CLS", total_steps=100)
     model = AdaLoRA().apply(model, run.method, ctx)
     model.train()

@@ -2,15 +2,16 @@
 import numpy as np
 import pytest
 import transformers
-from transformers import AutoModelForSequenceClassification
+
 
 from conftest import toy_grid
 from peftbench.config import ModelSpec, expand, load_grid
 from peftbench.models import DECODER, ENCODER, ENCODER_DECODER, ModelLoadError, load_model
+from peftbench.tasks.classification import sequence_classification_head
 from peftbench.tiny import SPECIALS
 from peftbench.train import execute
 
-SEQ_CLS = lambda family: AutoModelForSequenceClassification  # noqa: E731
+SEQ_CLS = sequence_classification_head
 
 
 def write_tiny_llama_gguf(path):
@@ -76,6 +77,7 @@ def test_gguf_source_trains_and_its_fp32_expansion_is_cached(tmp_path, monkeypat
 @pytest.mark.parametrize("source, family, cls", [
     ("tiny:bert", ENCODER, "BertForSequenceClassification"),
     ("tiny:t5", ENCODER_DECODER, "T5ForSequenceClassification"),
+    ("tiny:bert2bert", ENCODER_DECODER, "EncoderDecoderForSequenceClassification"),
     ("tiny:gpt2", DECODER, "GPT2ForSequenceClassification"),
     ("tiny:llama", DECODER, "LlamaForSequenceClassification"),
 ])

@@ -156,14 +156,14 @@ def load_config_and_tokenizer(spec: ModelSpec):
 
 
 def load_model(spec: ModelSpec, head_class, config_updates: dict | None = None, init_seed: int = 0):
-    """Load ``spec`` with the head class ``head_class(family)`` returns (e.g. AutoModelForSequenceClassification).
+    """Load ``spec`` with the head class ``head_class(family, config)`` returns (e.g. AutoModelForSequenceClassification).
 
     Decoders without a pad token get one (eos, else unk) and ``config.pad_token_id`` is set, so
     batched classification finds each sequence's last real token.
     """
     config, tok, where, info = load_config_and_tokenizer(spec)
     arch = family(config)
-    auto_class = head_class(arch)
+    auto_class = head_class(arch, config)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
         info["pad_token_added"] = tok.pad_token
@@ -182,6 +182,8 @@ def load_model(spec: ModelSpec, head_class, config_updates: dict | None = None, 
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load weights of '{spec.source}' as {auto_class.__name__}: "
                                  f"{str(exc).splitlines()[0][:200]}") from None
-    info.update(family=arch, model_type=config.model_type, resolved=where or spec.source,
+    # a generic EncoderDecoderModel is described by its encoder's type (e.g. bert2bert -> bert)
+    base_type = config.encoder.model_type if config.model_type == "encoder-decoder" else config.model_type
+    info.update(family=arch, model_type=base_type, config_model_type=config.model_type, resolved=where or spec.source,
                 model_class=type(model).__name__)
     return model, tok, info

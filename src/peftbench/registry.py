@@ -24,6 +24,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
     "tiny": {
         "bert": "peftbench.tiny:bert",
         "t5": "peftbench.tiny:t5",
+        "bert2bert": "peftbench.tiny:bert2bert",
         "gpt2": "peftbench.tiny:gpt2",
         "llama": "peftbench.tiny:llama",
     },

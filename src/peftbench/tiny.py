@@ -7,7 +7,7 @@ byte symbols plus specials), so it handles any script, Persian included.
 from __future__ import annotations
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import BertConfig, GPT2Config, LlamaConfig, PreTrainedTokenizerFast, T5Config
+from transformers import BertConfig, EncoderDecoderConfig, GPT2Config, LlamaConfig, PreTrainedTokenizerFast, T5Config
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>"]
 HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 32, 2, 2, 64, 512
@@ -70,3 +70,13 @@ def llama():
     return LlamaConfig(vocab_size=len(tok), hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
                        num_attention_heads=HEADS, num_key_value_heads=1, max_position_embeddings=POSITIONS,
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id), tok
+
+
+def bert2bert():
+    """A generic EncoderDecoderModel (BERT encoder, BERT decoder with cross-attention), like me5-bert2bert."""
+    enc, tok = bert()
+    dec, _ = bert()
+    dec.is_decoder, dec.add_cross_attention = True, True
+    cfg = EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    cfg.decoder_start_token_id, cfg.pad_token_id = tok.cls_token_id, tok.pad_token_id
+    return cfg, tok

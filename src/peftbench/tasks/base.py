@@ -25,7 +25,7 @@ class Task:
     def load(self):  # -> (DatasetDict with train/validation/test, report dict)
         raise NotImplementedError
 
-    def auto_class(self, family: str):
+    def auto_class(self, family: str, config):
         raise NotImplementedError
 
     def config_updates(self) -> dict:

@@ -19,6 +19,14 @@ def classification_metrics(preds, refs, num_labels: int) -> dict:
             "macro_f1": float(f), "mcc": float(matthews_corrcoef(refs, preds))}
 
 
+def sequence_classification_head(family: str, config):
+    if config.model_type == "encoder-decoder":  # generic EncoderDecoderModel: transformers has no head
+        from ..heads import EncoderDecoderForSequenceClassification
+
+        return EncoderDecoderForSequenceClassification
+    return AutoModelForSequenceClassification
+
+
 class Classification(Task):
     name = "classification"
     peft_task_type = "SEQ_CLS"
@@ -77,8 +85,8 @@ class Classification(Task):
         self.labels = order
         return dd, dropped
 
-    def auto_class(self, family: str):
-        return AutoModelForSequenceClassification
+    def auto_class(self, family: str, config):
+        return sequence_classification_head(family, config)
 
     def config_updates(self) -> dict:
         return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
@@ -122,4 +130,4 @@ def _is_number(v) -> bool:
         return False
 
 
-__all__ = ["Classification", "classification_metrics"]
+__all__ = ["Classification", "classification_metrics", "sequence_classification_head"]

@@ -1,0 +1,50 @@
+"""Task heads transformers lacks.
+
+``EncoderDecoderForSequenceClassification``: classification for a generic ``EncoderDecoderModel``
+(e.g. bert2bert). The encoder reads the text, the decoder gets the single start token and
+cross-attends to it, and a linear head classifies the decoder's state at that position — the same
+recipe as T5ForSequenceClassification's use of the decoder, with one decoder step.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import EncoderDecoderConfig, EncoderDecoderModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+class EncoderDecoderForSequenceClassification(nn.Module):
+    def __init__(self, model: EncoderDecoderModel):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        dec = model.config.decoder
+        self.dropout = nn.Dropout(getattr(dec, "hidden_dropout_prob", 0.1))
+        self.classification_head = nn.Linear(dec.hidden_size, model.config.num_labels)
+        nn.init.normal_(self.classification_head.weight, std=getattr(dec, "initializer_range", 0.02))
+        nn.init.zeros_(self.classification_head.bias)
+
+    @classmethod
+    def from_pretrained(cls, where, config: EncoderDecoderConfig, revision=None, dtype=torch.float32):
+        return cls(EncoderDecoderModel.from_pretrained(where, config=config, revision=revision, dtype=dtype)).to(dtype)
+
+    @classmethod
+    def from_config(cls, config: EncoderDecoderConfig, dtype=torch.float32):
+        return cls(EncoderDecoderModel(config=config)).to(dtype)
+
+    def _start_id(self) -> int:
+        cfg = self.config
+        for v in (cfg.decoder_start_token_id, cfg.decoder.bos_token_id, getattr(cfg.decoder, "cls_token_id", None),
+                  cfg.pad_token_id):
+            if v is not None:
+                return v
+        raise ValueError("EncoderDecoderModel config has no decoder_start_token_id; set it in the checkpoint config")
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, token_type_ids=None, **kwargs):
+        start = torch.full((input_ids.shape[0], 1), self._start_id(), dtype=torch.long, device=input_ids.device)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start,
+                         output_hidden_states=True, return_dict=True)
+        state = out.decoder_hidden_states[-1][:, 0]
+        logits = self.classification_head(self.dropout(state))
+        loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
