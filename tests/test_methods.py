@@ -88,3 +88,15 @@ def test_adalora_budget_shrinks_and_orth_regulariser_is_in_the_loss(toy, tmp_pat
     ce = torch.nn.functional.cross_entropy(out.logits, torch.tensor([1, 0]))
     assert out.loss.item() > ce.item() + 1e-4
     assert rank_budget(model) == 0  # peft starts the singular values E at zero; training fills the budget
+
+
+def test_bf16_autocast_and_epoch_fraction(toy, tmp_path):
+    """bf16 autocast runs on CPU too; epoch_fraction feeds a fresh random half of train each epoch."""
+    data = toy_grid(toy, tmp_path, models=["tiny:llama"], methods=["lora"], lr=1e-2, epochs=2,
+                    precision="bf16", epoch_fraction=0.5)
+    run = expand(load_grid(data=data))[0]
+    result = execute(run, tmp_path / "run", show_progress=False)
+    n_train = result["data"]["rows"]["train"]
+    assert result["training"]["samples_per_epoch"] == round(n_train * 0.5)
+    assert result["training"]["samples_seen"] == 2 * round(n_train * 0.5)
+    assert all(c["train_loss"] == c["train_loss"] for c in result["curves"])  # finite, not NaN
