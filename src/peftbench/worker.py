@@ -20,9 +20,12 @@ def write_json(path: Path, obj) -> None:
 
 def quiet_libraries() -> None:
     """Library chatter (load reports, per-map progress bars) would bury the run's own progress bar."""
+    import warnings
+
     import datasets
     import transformers
 
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft calls a deprecated alias
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
 
