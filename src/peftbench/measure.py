@@ -1,6 +1,7 @@
 """What a run measures about itself: parameters, peak memory, provenance."""
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import subprocess
@@ -108,8 +109,6 @@ def provenance(device: torch.device) -> dict:
 
 
 def _cpu_count():
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover

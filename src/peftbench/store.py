@@ -72,12 +72,11 @@ class Store:
             self.db.execute("INSERT INTO metrics VALUES (?,?,?,?)", (rid, "test", "loss", result["test"]["loss"]))
 
     def record_failure(self, run_id: str, slug: str, config: dict, grid: str, status: str, error: str) -> None:
-        spec = config
         with self.db:
             self.db.execute(
                 "INSERT OR REPLACE INTO runs (run_id, slug, grid, model, method, task, seed, status, error, config, updated)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, slug, grid, spec["model"]["name"], spec["method"]["label"], spec["task"]["name"], spec["seed"],
+                (run_id, slug, grid, config["model"]["name"], config["method"]["label"], config["task"]["name"], config["seed"],
                  status, error, json.dumps(config), time.time()))
 
     def sync(self, grid: str = "") -> int:
