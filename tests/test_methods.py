@@ -20,32 +20,59 @@ def _linear_shape(module):
     return w.shape[0], w.shape[1]
 
 
+IA3 = {"bert": (("key", "value", "output.dense"), ("output.dense",)), "t5": (("k", "v", "wo"), ("wo",)),
+       "gpt2": (("c_attn", "mlp.c_proj"), ("mlp.c_proj",)), "llama": (("k_proj", "v_proj", "down_proj"), ("down_proj",))}
+ATTENTION = {"bert": ("query", "value"), "t5": ("q", "v"), "gpt2": ("c_attn",), "llama": ("q_proj", "v_proj")}
+
+
+# combinations that must fail with a clear one-line error instead of training
+UNSUPPORTED = {("bitfit", "tiny:llama"): "has no bias terms outside the head",
+               ("bitfit", "tiny:t5"): "has no bias terms outside the head",
+               ("loha", "tiny:gpt2"): "cannot apply LoHaConfig to gpt2: Target module of type .*Conv1D.* not supported"}
+
+
 def hand_count(method, family, r=8):
     """Trainable parameters computed from the base model's shapes, independently of peft."""
-    base, _, _ = load_model(ModelSpec(source=family), sequence_classification_head,
-                            {"num_labels": 2})
+    base, _, _ = load_model(ModelSpec(source=family), sequence_classification_head, {"num_labels": 2})
     head = sum(p.numel() for n, p in base.named_parameters() if n.split(".")[0] in HEADS)
     if method == "full":
         return sum(p.numel() for p in base.parameters())
-    targets = {"bert": ("query", "value"), "bert2bert": ("query", "value"), "t5": ("q", "v"), "gpt2": ("c_attn",), "llama": ("q_proj", "v_proj")}[family[5:]]
+    if method == "head_only":
+        return head
+    if method == "bitfit":
+        return head + sum(p.numel() for n, p in base.named_parameters()
+                          if n.endswith(".bias") and n.split(".")[0] not in HEADS)
+    kind = "bert" if family == "tiny:bert2bert" else family[5:]
+    targets, feedforward = IA3[kind] if method == "ia3" else (ATTENTION[kind], ())
+    match = lambda name, names: any(name == t or name.endswith("." + t) for t in names)  # noqa: E731
     extra = 0
     for name, module in base.named_modules():
-        if name.split(".")[-1] in targets and name.split(".")[0] not in HEADS:
-            fin, fout = _linear_shape(module)
-            if method == "lora":
-                extra += r * (fin + fout)
-            elif method == "dora":
-                extra += r * (fin + fout) + fout  # + magnitude vector
-            elif method == "adalora":
-                init_r = int(round(r * 1.5))
-                extra += init_r * (fin + fout) + init_r  # A, B and the singular values E
+        if not match(name, targets) or name.split(".")[0] in HEADS:
+            continue
+        fin, fout = _linear_shape(module)
+        if method == "lora":
+            extra += r * (fin + fout)
+        elif method == "dora":
+            extra += r * (fin + fout) + fout  # + magnitude vector
+        elif method == "adalora":
+            init_r = int(round(r * 1.5))
+            extra += init_r * (fin + fout) + init_r  # A, B and the singular values E
+        elif method == "loha":
+            extra += 2 * r * (fin + fout)  # two Hadamard-multiplied low-rank pairs
+        elif method == "ia3":
+            extra += fin if match(name, feedforward) else fout  # one scaling vector
     return extra + head
 
 
 @pytest.mark.parametrize("family", FAMILIES + ["tiny:bert2bert"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS + ["loha", "ia3", "bitfit", "head_only"])
 def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
-    lr = 2e-3 if method == "full" else 3e-2
+    if (method, family) in UNSUPPORTED:
+        run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[family], methods=[method])))[0]
+        with pytest.raises(ValueError, match=UNSUPPORTED[method, family]):
+            execute(run, tmp_path / "run", show_progress=False)
+        return
+    lr = {"full": 2e-3, "head_only": 1e-1}.get(method, 3e-2)
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[family], methods=[method], lr=lr, epochs=6)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
     p = result["parameters"]
@@ -56,7 +83,7 @@ def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     # the task head is trainable and saved with the weights
     saved = list((tmp_path / "run" / "weights").iterdir())
     assert saved, "nothing saved"
-    if method != "full":
+    if method not in ("full", "bitfit", "head_only"):
         assert result["method_notes"]["modules_to_save"], "task head not in modules_to_save"
         assert result["method_notes"]["target_modules"]
         from safetensors import safe_open
@@ -106,3 +133,4 @@ def test_bf16_autocast_and_epoch_fraction(toy, tmp_path):
     assert result["training"]["samples_per_epoch"] == round(n_train * 0.5)
     assert result["training"]["samples_seen"] == 2 * round(n_train * 0.5)
     assert all(c["train_loss"] == c["train_loss"] for c in result["curves"])  # finite, not NaN
+

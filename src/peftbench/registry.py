@@ -13,6 +13,10 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "lora": "peftbench.methods.lora:LoRA",
         "dora": "peftbench.methods.lora:DoRA",
         "adalora": "peftbench.methods.adalora:AdaLoRA",
+        "loha": "peftbench.methods.peft_adapters:LoHa",
+        "ia3": "peftbench.methods.peft_adapters:IA3",
+        "bitfit": "peftbench.methods.baselines:BitFit",
+        "head_only": "peftbench.methods.baselines:HeadOnly",
     },
     "task": {
         "classification": "peftbench.tasks.classification:Classification",

@@ -2,28 +2,30 @@
 from __future__ import annotations
 
 from peft import LoraConfig, PeftModel, get_peft_model
-from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from peft.utils import constants
 
 from .base import Method, MethodContext
 
 
-def target_modules(spec, ctx: MethodContext):
-    """The user's choice, else peft's attention-projection default for the model type, else all linear layers."""
+def target_modules(spec, ctx: MethodContext, family: str = "LORA"):
+    """The user's choice, else peft's default for this method family and model type (attention projections
+    for LoRA-like methods), else all linear layers."""
     if spec.target_modules:
         return spec.target_modules
-    default = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(ctx.model_type)
+    mapping = getattr(constants, f"TRANSFORMERS_MODELS_TO_{family}_TARGET_MODULES_MAPPING", {})
+    default = mapping.get(ctx.model_type)
     return list(default) if default else "all-linear"
 
 
-def peft_kwargs(spec, ctx: MethodContext) -> dict:
-    return dict(task_type=ctx.peft_task_type, target_modules=target_modules(spec, ctx),
+def peft_kwargs(spec, ctx: MethodContext, family: str = "LORA") -> dict:
+    return dict(task_type=ctx.peft_task_type, target_modules=target_modules(spec, ctx, family),
                 modules_to_save=list(ctx.head_modules) or None)
 
 
 def wrap(model, peft_config, ctx: MethodContext):
     try:
         model = get_peft_model(model, peft_config)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # peft: unsupported layer type or no matching module
         raise ValueError(f"cannot apply {type(peft_config).__name__} to {ctx.model_type}: "
                          f"{str(exc).splitlines()[0][:200]} (set target_modules in the method spec)") from None
     cfg = model.peft_config["default"]
