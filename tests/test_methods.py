@@ -107,6 +107,8 @@ def test_adalora_budget_shrinks_and_orth_regulariser_is_in_the_loss(toy, tmp_pat
     assert budgets[0] < notes["init_r"] * n_modules  # pruning started
     assert budgets[-1] == notes["target_r"] * n_modules  # ... and reached the target budget
     assert budgets == sorted(budgets, reverse=True)
+    # curves show the task loss; the optimized objective carries the regulariser on top
+    assert all(c["train_objective"] > c["train_loss"] for c in result["curves"])
 
     # the orthogonal regulariser is part of the training loss
     from peftbench.methods.adalora import AdaLoRA

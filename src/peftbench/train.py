@@ -66,7 +66,7 @@ def evaluate(model, loader, task, device, precision, desc, show) -> dict:
             with _autocast(device, precision):
                 out = model(**batch)
             bs = len(batch["labels"])
-            loss_sum += float(out.loss) * bs
+            loss_sum += float(task.loss(out, batch)) * bs
             n += bs
             preds += task.decode(out, batch)
             refs += task.references(batch)
@@ -132,7 +132,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
         g = torch.Generator().manual_seed(run.seed * 1000 + epoch)
         loader = DataLoader(feats["train"].select(idx), batch_size=tr.batch_size, shuffle=True,
                             collate_fn=collate, generator=g)
-        loss_sum = n_seen = 0.0
+        loss_sum = objective_sum = n_seen = 0.0
         t0 = time.perf_counter()
         for i, batch in enumerate(loader):
             batch = _to(batch, device)
@@ -144,7 +144,8 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
                                          "lower the learning rate or use fp32")
             (loss / tr.grad_accum).backward()
             bs = len(batch["labels"])
-            loss_sum += loss.item() * bs
+            loss_sum += task.loss(out, batch).item() * bs
+            objective_sum += loss.item() * bs
             n_seen += bs
             samples_seen += bs
             tokens_seen += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
@@ -165,7 +166,8 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
         val = evaluate(model, val_loader, task, device, tr.precision, "validation", show_progress)
         eval_seconds += val["seconds"]
         score = val["metrics"][metric]
-        curves.append({"epoch": epoch, "step": step, "train_loss": loss_sum / max(n_seen, 1), "val_loss": val["loss"],
+        curves.append({"epoch": epoch, "step": step, "train_loss": loss_sum / max(n_seen, 1),
+                       "train_objective": objective_sum / max(n_seen, 1), "val_loss": val["loss"],
                        "val_metrics": val["metrics"], **method.state(model)})
         if score > best:
             best, bad_epochs = score, 0

@@ -40,6 +40,11 @@ class Task:
     def collator(self, tokenizer):
         raise NotImplementedError
 
+    def loss(self, outputs, batch):
+        """The task loss alone, for curves and reports. The training objective is ``outputs.loss``, which
+        may carry a method's regulariser (AdaLoRA adds its orthogonality penalty there)."""
+        return outputs.loss
+
     def decode(self, outputs, batch) -> list:
         raise NotImplementedError
 

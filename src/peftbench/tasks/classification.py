@@ -111,6 +111,9 @@ class Classification(Task):
     def collator(self, tokenizer):
         return DataCollatorWithPadding(tokenizer)
 
+    def loss(self, outputs, batch):
+        return torch.nn.functional.cross_entropy(outputs.logits.float(), batch["labels"])
+
     def decode(self, outputs, batch) -> list:
         probs = torch.softmax(outputs.logits.float(), dim=-1)
         return [{"pred": int(p.argmax()), "probs": [round(float(x), 5) for x in p]} for p in probs]
