@@ -136,3 +136,27 @@ def test_bf16_autocast_and_epoch_fraction(toy, tmp_path):
     assert result["training"]["samples_seen"] == 2 * round(n_train * 0.5)
     assert all(c["train_loss"] == c["train_loss"] for c in result["curves"])  # finite, not NaN
 
+
+
+@pytest.mark.parametrize("peft_type, extra", [("VERA", {"r": 16}), ("LOKR", {}), ("lora", {"use_rslora": True})])
+def test_any_peft_method_by_config_name(peft_type, extra, toy, tmp_path):
+    method = {"name": "peft", "label": peft_type.lower(), "options": {"peft_type": peft_type, **extra}}
+    run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[method], lr=3e-2, epochs=4)))[0]
+    result = execute(run, tmp_path / "run", show_progress=False)
+    head = 32 * 2 + 2  # the classifier of tiny:bert
+    assert result["parameters"]["trainable"] > head  # the adapter trains, and so does the head
+    assert result["method_notes"]["peft_type"] == peft_type.upper()
+    assert result["method_notes"]["modules_to_save"]
+    losses = [c["train_loss"] for c in result["curves"]]
+    assert losses[-1] < losses[0], losses
+    if peft_type == "lora":  # rsLoRA passes through and changes nothing in the count
+        assert result["parameters"]["trainable"] == hand_count("lora", "tiny:bert")
+
+
+def test_any_peft_method_errors(toy, tmp_path):
+    for options, expected in (({}, "needs options.peft_type, one of"), ({"peft_type": "NOPE"}, "got 'NOPE'"),
+                              ({"peft_type": "LORA", "bogus": 1}, "LoraConfig: ")):
+        method = {"name": "peft", "options": options}
+        run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[method])))[0]
+        with pytest.raises(ValueError, match=expected):
+            execute(run, tmp_path / "run", show_progress=False)

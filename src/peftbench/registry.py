@@ -15,6 +15,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "adalora": "peftbench.methods.adalora:AdaLoRA",
         "loha": "peftbench.methods.peft_adapters:LoHa",
         "ia3": "peftbench.methods.peft_adapters:IA3",
+        "peft": "peftbench.methods.peft_any:AnyPeft",
         "bitfit": "peftbench.methods.baselines:BitFit",
         "head_only": "peftbench.methods.baselines:HeadOnly",
     },
