@@ -160,3 +160,26 @@ def test_any_peft_method_errors(toy, tmp_path):
         run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[method])))[0]
         with pytest.raises(ValueError, match=expected):
             execute(run, tmp_path / "run", show_progress=False)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "adalora", "loha", "ia3"])
+def test_merged_model_gives_the_same_logits(method, toy, tmp_path):
+    run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[method], lr=3e-2, epochs=2,
+                                         export_merged=True)))[0]
+    result = execute(run, tmp_path / "run", show_progress=False)
+    assert result["merge_check"]["max_abs_logit_diff"] < 1e-4
+    if method == "adalora":
+        # peft reloads a pruned AdaLoRA adapter with its rank_pattern, which resizes the layers and changes
+        # the ranknum scaling: logits then differ by ~5e-4 from the trained model (the merged export above
+        # matches the trained model); so the reload round trip is checked for the other methods only
+        return
+    # round trip: the exported plain checkpoint == the base model + the saved adapter (and trained head)
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "merged").eval()
+    base, tok, _ = load_model(ModelSpec(source="tiny:bert"), sequence_classification_head, {"num_labels": 2})
+    adapted = PeftModel.from_pretrained(base, tmp_path / "run" / "weights").eval()
+    batch = tok(["a good meal", "an awful trip"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, adapted(**batch).logits, atol=1e-4, rtol=1e-4)

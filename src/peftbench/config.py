@@ -128,6 +128,7 @@ class TrainSpec(_Spec):
     patience: Optional[int] = Field(1, ge=0)  # None or 0 disables early stopping
     epoch_fraction: float = Field(1.0, gt=0, le=1)  # "feed a random 50% of train each epoch"
     precision: str = "fp32"
+    export_merged: bool = False  # LoRA family: merge the adapter into the base model, check logits, save it
     device: str = "auto"
     threads: Optional[int] = Field(None, ge=1)
 

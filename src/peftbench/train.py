@@ -76,6 +76,25 @@ def evaluate(model, loader, task, device, precision, desc, show) -> dict:
             "seconds": seconds, "samples": n}
 
 
+def export_merged(model, method, tokenizer, loader, device, folder: Path) -> dict:
+    """Fold the adapter into the base weights, check the logits on a test batch, save the merged model."""
+    model.eval()
+    batch = _to(next(iter(loader)), device)
+    with torch.no_grad():
+        before = model(**batch).logits.float()
+        merged = method.merge(model)
+        after = merged(**batch).logits.float()
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(merged, "save_pretrained"):
+        merged.save_pretrained(folder)
+    else:  # a peftbench head wrapper: plain weights
+        from safetensors.torch import save_model
+
+        save_model(merged, str(folder / "model.safetensors"))
+    tokenizer.save_pretrained(folder)
+    return {"max_abs_logit_diff": float((before - after).abs().max()), "batch_size": len(before), "folder": "merged"}
+
+
 def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -190,6 +209,8 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     memory = meter.read()
 
     method.save(model, run_dir / "weights")
+    merge_check = export_merged(model, method, tokenizer, test_loader, device, run_dir / "merged") \
+        if tr.export_merged else None
     with open(run_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
         for i, (p, r) in enumerate(zip(test["predictions"], test["references"])):
             f.write(json.dumps({"index": i, "reference": r, **p}) + "\n")
@@ -209,7 +230,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
                      "samples_per_epoch": per_epoch, "samples_seen": samples_seen, "tokens_seen": tokens_seen,
                      "validation_metric": metric, "best_validation": best},
         "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"]},
-        "curves": curves, "method_notes": ctx.notes, "model_info": model_info, "data": data_report,
+        "curves": curves, "method_notes": ctx.notes, "merge_check": merge_check, "model_info": model_info, "data": data_report,
         "labels": task.labels, "pes_weights": run.task.pes_weights or task.pes_weights,
         "provenance": {**provenance(device), "seed": run.seed, "config_hash": run.run_id,
                                               "pid": os.getpid(), "started": t_start, "finished": time.time()},

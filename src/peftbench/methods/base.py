@@ -31,6 +31,10 @@ class Method:
         """Method-specific numbers logged each epoch (e.g. AdaLoRA's remaining rank budget)."""
         return {}
 
+    def merge(self, model: nn.Module) -> nn.Module:
+        """The model with the method folded into its weights (methods without an adapter: itself)."""
+        return model
+
     def save(self, model: nn.Module, folder) -> None:
         """Save what this method trained (adapter + head, or all trainable weights)."""
         from safetensors.torch import save_file

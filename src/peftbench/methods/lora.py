@@ -43,6 +43,11 @@ class LoRA(Method):
                          use_dora=self.use_dora, **peft_kwargs(spec, ctx), **spec.options)
         return wrap(model, cfg, ctx)
 
+    def merge(self, model):
+        if isinstance(model, PeftModel):
+            return model.merge_and_unload()
+        return model
+
     def save(self, model, folder):
         if isinstance(model, PeftModel):
             model.save_pretrained(str(folder))
