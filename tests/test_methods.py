@@ -29,6 +29,10 @@ ATTENTION = {"bert": ("query", "value"), "t5": ("q", "v"), "gpt2": ("c_attn",), 
 UNSUPPORTED = {("bitfit", "tiny:llama"): "has no bias terms outside the head",
                ("bitfit", "tiny:t5"): "has no bias terms outside the head",
                ("loha", "tiny:gpt2"): "cannot apply LoHaConfig to gpt2: Target module of type .*Conv1D.* not supported"}
+PROMPT = ["prompt_tuning", "prefix_tuning", "p_tuning"]
+for _m in PROMPT:
+    for _f in ("tiny:t5", "tiny:bert2bert"):
+        UNSUPPORTED[_m, _f] = "cannot run classification on an encoder-decoder model"
 
 
 def hand_count(method, family, r=8):
@@ -42,6 +46,15 @@ def hand_count(method, family, r=8):
     if method == "bitfit":
         return head + sum(p.numel() for n, p in base.named_parameters()
                           if n.endswith(".bias") and n.split(".")[0] not in HEADS)
+    if method in PROMPT:
+        cfg, nvt = base.config, 20
+        hidden = cfg.hidden_size
+        if method == "prompt_tuning":
+            return head + nvt * hidden  # the virtual token embeddings
+        if method == "p_tuning":
+            return head + nvt * hidden + 3 * (hidden * hidden + hidden)  # embeddings + the MLP prompt encoder
+        kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        return head + nvt * 2 * cfg.num_hidden_layers * kv * (hidden // cfg.num_attention_heads)  # past keys/values
     kind = "bert" if family == "tiny:bert2bert" else family[5:]
     targets, feedforward = IA3[kind] if method == "ia3" else (ATTENTION[kind], ())
     match = lambda name, names: any(name == t or name.endswith("." + t) for t in names)  # noqa: E731
@@ -65,7 +78,7 @@ def hand_count(method, family, r=8):
 
 
 @pytest.mark.parametrize("family", FAMILIES + ["tiny:bert2bert"])
-@pytest.mark.parametrize("method", METHODS + ["loha", "ia3", "bitfit", "head_only"])
+@pytest.mark.parametrize("method", METHODS + ["loha", "ia3", "bitfit", "head_only"] + PROMPT)
 def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     if (method, family) in UNSUPPORTED:
         run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[family], methods=[method])))[0]
@@ -85,7 +98,7 @@ def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     assert saved, "nothing saved"
     if method not in ("full", "bitfit", "head_only"):
         assert result["method_notes"]["modules_to_save"], "task head not in modules_to_save"
-        assert result["method_notes"]["target_modules"]
+        assert result["method_notes"]["target_modules"] or method in PROMPT
         from safetensors import safe_open
 
         with safe_open(str(tmp_path / "run" / "weights" / "adapter_model.safetensors"), "pt") as f:

@@ -29,8 +29,10 @@ def wrap(model, peft_config, ctx: MethodContext):
         raise ValueError(f"cannot apply {type(peft_config).__name__} to {ctx.model_type}: "
                          f"{str(exc).splitlines()[0][:200]} (set target_modules in the method spec)") from None
     cfg = model.peft_config["default"]
-    ctx.notes["target_modules"] = sorted(cfg.target_modules) if isinstance(cfg.target_modules, (set, list)) else cfg.target_modules
-    ctx.notes["modules_to_save"] = sorted(cfg.modules_to_save or [])
+    targets = getattr(cfg, "target_modules", None)  # prompt-based methods have none
+    ctx.notes["target_modules"] = sorted(targets) if isinstance(targets, (set, list)) else targets
+    # prompt-learning configs keep the task head on the PeftModel instead of in the config
+    ctx.notes["modules_to_save"] = sorted(getattr(cfg, "modules_to_save", None) or getattr(model, "modules_to_save", None) or [])
     return model
 
 
