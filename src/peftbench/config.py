@@ -191,8 +191,8 @@ class RunSpec(_Spec):
 
     @property
     def slug(self) -> str:
-        safe = lambda s: "".join(c if c.isalnum() or c in "-_." else "-" for c in s)  # noqa: E731
-        return f"{safe(self.model.name)}__{safe(self.method.label)}__{safe(self.task.name)}__s{self.seed}__{self.run_id[:10]}"
+        parts = (self.model.name, self.method.label, self.task.name)
+        return "__".join(map(safe_name, parts)) + f"__s{self.seed}__{self.run_id[:10]}"
 
     def lr(self) -> float:
         return self.method.lr or self.task.lr or self.train.lr
@@ -202,6 +202,11 @@ class RunSpec(_Spec):
 
     def max_length(self) -> int:
         return self.task.max_length or self.train.max_length
+
+
+def safe_name(s: str) -> str:
+    """A string usable in file names: anything but letters, digits and -_. becomes '-'."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
 
 
 def config_hash(obj: Any) -> str:

@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import registry
+from .config import safe_name
 from .store import Store
 
 
@@ -49,6 +50,11 @@ def _fmt(mean, std=None, digits=4):
     return s + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
+def _metric_cells(runs, metric_names) -> list[str]:
+    """Test metrics over seeds, mean ± std, one cell per metric."""
+    return [_fmt(*_mean_std([r["test"]["metrics"].get(m) for r in runs])) for m in metric_names]
+
+
 def _int(n):
     return f"{int(n):,}"
 
@@ -80,7 +86,7 @@ def _curves_png(runs_by_method: dict, metric: str) -> bytes:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     for method, runs in runs_by_method.items():
-        for j, r in enumerate(runs):
+        for r in runs:
             ep = [c["epoch"] for c in r["curves"]]
             lab = f"{method}" + (f" s{r['seed']}" if len(runs) > 1 else "")
             line, = axes[0].plot(ep, [c["train_loss"] for c in r["curves"]], "-o", ms=3, label=f"{lab} train")
@@ -143,9 +149,7 @@ def render(results_dir: str | Path, echo=print) -> tuple[Path, Path]:
         head2 = ["Method"] + metric_names + ["PES", "Best epoch"]
         rows2 = []
         for method, runs in by_method.items():
-            row = [method]
-            for m in metric_names:
-                row.append(_fmt(*_mean_std([r["test"]["metrics"].get(m) for r in runs])))
+            row = [method, *_metric_cells(runs, metric_names)]
             row.append(_fmt(*_mean_std([pes(r["test"]["metrics"], weights, r["parameters"]["trainable"],
                                             r["memory"]["peak_memory_mb"]) for r in runs])))
             row.append(", ".join(str(r["training"]["best_epoch"]) for r in runs))
@@ -154,7 +158,7 @@ def render(results_dir: str | Path, echo=print) -> tuple[Path, Path]:
                "", *_md_table(head2, rows2), ""]
         metric = any_run["training"]["validation_metric"]
         png = _curves_png(by_method, metric)
-        fname = f"curves__{_safe(model)}__{_safe(task)}.png"
+        fname = f"curves__{safe_name(model)}__{safe_name(task)}.png"
         (out_dir / fname).write_bytes(png)
         md += ["### Learning curves", "", f"![learning curves](report/{fname})", ""]
         h += [f"<h2>{html.escape(model)} · {html.escape(task)}</h2>",
@@ -192,9 +196,7 @@ def _summary(groups) -> tuple[list[str], list[str]]:
         rows = []
         for model, by_method in cells:
             for method, runs in by_method.items():
-                rows.append([model, method] + [_fmt(*_mean_std([r["test"]["metrics"].get(m) for r in runs]))
-                                               for m in metric_names]
-                            + [f"{runs[0]['parameters']['trainable_pct']:.3f}",
+                rows.append([model, method, *_metric_cells(runs, metric_names)] + [f"{runs[0]['parameters']['trainable_pct']:.3f}",
                                _fmt(_mean_std([r["memory"]["peak_memory_mb"] for r in runs])[0], None, 0)])
         md += [f"## {task}: test metrics per model × method", "", *_md_table(head, rows), ""]
         h += [f"<h2>{html.escape(task)}: test metrics per model × method</h2>", _html_table(head, rows)]
@@ -211,10 +213,6 @@ def _provenance_rows(results):
         hw_s = f"{hw.get('gpu') or hw.get('processor') or hw.get('machine')}, {hw.get('cpu_count')} CPU, {hw.get('ram_gb')} GB"
         rows.append([r["slug"], p["config_hash"][:12], str(p["seed"]), str(p.get("git_commit"))[:14], versions, hw_s])
     return rows
-
-
-def _safe(s):
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
 
 
 def _md_table(head, rows):

@@ -4,12 +4,9 @@ from __future__ import annotations
 from .base import Method
 
 
-def _freeze_all_but(model, keep) -> int:
-    n = 0
+def _freeze_all_but(model, keep) -> None:
     for name, p in model.named_parameters():
         p.requires_grad_(keep(name))
-        n += p.numel() if p.requires_grad else 0
-    return n
 
 
 def _in_head(name: str, heads) -> bool:

@@ -36,14 +36,8 @@ def wrap(model, peft_config, ctx: MethodContext):
     return model
 
 
-class LoRA(Method):
-    name = "lora"
-    use_dora = False
-
-    def apply(self, model, spec, ctx):
-        cfg = LoraConfig(r=spec.r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-                         use_dora=self.use_dora, **peft_kwargs(spec, ctx), **spec.options)
-        return wrap(model, cfg, ctx)
+class PeftMethod(Method):
+    """A method that wraps the model in a peft ``PeftModel``: saved as a peft adapter (with the head)."""
 
     def merge(self, model):
         if isinstance(model, PeftModel):
@@ -55,6 +49,16 @@ class LoRA(Method):
             model.save_pretrained(str(folder))
         else:
             super().save(model, folder)
+
+
+class LoRA(PeftMethod):
+    name = "lora"
+    use_dora = False
+
+    def apply(self, model, spec, ctx):
+        cfg = LoraConfig(r=spec.r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
+                         use_dora=self.use_dora, **peft_kwargs(spec, ctx), **spec.options)
+        return wrap(model, cfg, ctx)
 
 
 class DoRA(LoRA):

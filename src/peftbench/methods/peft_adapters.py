@@ -5,10 +5,10 @@ from __future__ import annotations
 from peft import IA3Config, LoHaConfig
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING
 
-from .lora import LoRA, peft_kwargs, wrap
+from .lora import PeftMethod, peft_kwargs, wrap
 
 
-class LoHa(LoRA):
+class LoHa(PeftMethod):
     name = "loha"
 
     def apply(self, model, spec, ctx):
@@ -17,7 +17,7 @@ class LoHa(LoRA):
         return wrap(model, cfg, ctx)
 
 
-class IA3(LoRA):
+class IA3(PeftMethod):
     name = "ia3"
 
     def apply(self, model, spec, ctx):

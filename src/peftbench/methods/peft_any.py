@@ -10,10 +10,10 @@ import inspect
 
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
-from .lora import LoRA, target_modules, wrap
+from .lora import PeftMethod, target_modules, wrap
 
 
-class AnyPeft(LoRA):
+class AnyPeft(PeftMethod):
     name = "peft"
 
     def apply(self, model, spec, ctx):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
 
 from ..models import ENCODER_DECODER
-from .lora import LoRA, wrap
+from .lora import PeftMethod, wrap
 
 
-class PromptTuning(LoRA):
+class PromptTuning(PeftMethod):
     name = "prompt_tuning"
     config_cls = PromptTuningConfig
 
