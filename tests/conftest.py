@@ -36,3 +36,49 @@ def toy_grid(toy_path, out, models=FAMILIES, methods=METHODS, **train):
     base.update(train)
     return {"name": "toy", "output_dir": str(out), "models": list(models), "methods": list(methods),
             "tasks": [{"name": "toy", "data": {"source": str(toy_path)}}], "seeds": [42], "train": base}
+
+
+def write_toy_choice(path: Path, n: int = 300, seed: int = 0) -> Path:
+    """A learnable toy COPA: the right choice carries a 'good' word; 1-based labels like HuCoPA."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            right = f"a {rng.choice(['good', 'great', 'lovely'])} {rng.choice(['meal', 'day'])}"
+            wrong = f"a {rng.choice(['bad', 'awful', 'poor'])} {rng.choice(['meal', 'day'])}"
+            label = rng.choice([1, 2])
+            c1, c2 = (right, wrong) if label == 1 else (wrong, right)
+            f.write(json.dumps({"premise": f"it was item {i % 7}", "question": rng.choice(["cause", "effect"]),
+                                "choice1": c1, "choice2": c2, "label": str(label)}) + "\n")
+    return path
+
+
+def write_toy_translation(path: Path, n: int = 300, seed: int = 0) -> Path:
+    """A learnable toy translation: reverse a short word list and map each word through a fixed lexicon."""
+    rng = random.Random(seed)
+    lex = {"cat": "gato", "dog": "perro", "red": "rojo", "big": "grande", "sun": "sol", "sea": "mar"}
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            words = [rng.choice(list(lex)) for _ in range(rng.randint(1, 3))]
+            f.write(json.dumps({"en": " ".join(words), "es": " ".join(lex[w] for w in words)}) + "\n")
+    return path
+
+
+def write_toy_ner(path: Path, n: int = 300, seed: int = 0, sep: str = "|") -> Path:
+    """A learnable toy NER in PEYMA's layout (token|TAG, B_/I_ prefixes): capitalised names are people."""
+    rng = random.Random(seed)
+    names = [("Ali", "Rezaei"), ("Sara",), ("Mina", "Karimi"), ("Reza",)]
+    places = [("Tehran",), ("Shiraz",), ("New", "York")]
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            words = []
+            for _ in range(rng.randint(2, 5)):
+                r = rng.random()
+                if r < 0.25:
+                    ent, t = rng.choice(names), "PER"
+                elif r < 0.45:
+                    ent, t = rng.choice(places), "LOC"
+                else:
+                    ent, t = (rng.choice(["went", "to", "saw", "the", "city", "and"]),), None
+                words += [(w, "O" if t is None else f"{'B' if j == 0 else 'I'}_{t}") for j, w in enumerate(ent)]
+            f.write("".join(f"{w}{sep}{t}\n" for w, t in words) + "\n")
+    return path

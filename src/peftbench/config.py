@@ -94,6 +94,23 @@ class DataSpec(_Spec):
     test_fraction: float = Field(0.1, ge=0, lt=1)  # carved from train when no test split
     max_train_samples: Optional[int] = Field(None, ge=1)
     max_eval_samples: Optional[int] = Field(None, ge=1)
+    group: Optional[str] = None  # column (e.g. language): test metrics are also reported per value
+    train_groups: Optional[list[str]] = None  # train/validate on these group values only; test on all (zero-shot)
+    options: dict[str, Any] = Field(default_factory=dict)  # task-type specific (see the task's docs)
+
+    @model_validator(mode="after")
+    def _groups(self):
+        if self.train_groups and not self.group:
+            raise ValueError("train_groups needs data.group (the column holding e.g. the language)")
+        return self
+
+
+class GenerationSpec(_Spec):
+    """Decoding settings for generative tasks (seq2seq); evaluation time is recorded apart from training."""
+
+    num_beams: int = Field(1, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    length_penalty: float = 1.0
 
 
 class TaskSpec(_Spec):
@@ -104,6 +121,7 @@ class TaskSpec(_Spec):
     epochs: Optional[int] = Field(None, ge=1)
     max_length: Optional[int] = Field(None, ge=8)
     metric: Optional[str] = None  # validation metric for early stopping / model selection
+    generation: GenerationSpec = Field(default_factory=GenerationSpec)
     pes_weights: Optional[dict[str, float]] = None
 
     @field_validator("type")

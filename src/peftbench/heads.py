@@ -48,3 +48,71 @@ class EncoderDecoderForSequenceClassification(nn.Module):
         logits = self.classification_head(self.dropout(state))
         loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class _EncoderTokenHead(nn.Module):
+    """Token-level heads for a generic EncoderDecoderModel: a linear layer on the encoder's states (the
+    decoder is unused, as in T5ForTokenClassification / T5ForQuestionAnswering's encoder-side reading)."""
+
+    head_name = "classifier"
+
+    def __init__(self, model: EncoderDecoderModel, out_features: int):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        enc = model.config.encoder
+        self.dropout = nn.Dropout(getattr(enc, "hidden_dropout_prob", 0.1))
+        head = nn.Linear(enc.hidden_size, out_features)
+        nn.init.normal_(head.weight, std=getattr(enc, "initializer_range", 0.02))
+        nn.init.zeros_(head.bias)
+        setattr(self, self.head_name, head)
+
+    @classmethod
+    def from_pretrained(cls, where, config: EncoderDecoderConfig, revision=None, dtype=torch.float32):
+        return cls(EncoderDecoderModel.from_pretrained(where, config=config, revision=revision, dtype=dtype)).to(dtype)
+
+    @classmethod
+    def from_config(cls, config: EncoderDecoderConfig, dtype=torch.float32):
+        return cls(EncoderDecoderModel(config=config)).to(dtype)
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def states(self, input_ids=None, attention_mask=None, inputs_embeds=None):
+        out = self.model.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds)
+        return self.dropout(out.last_hidden_state)
+
+
+class EncoderDecoderForTokenClassification(_EncoderTokenHead):
+    def __init__(self, model):
+        super().__init__(model, model.config.num_labels)
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, token_type_ids=None, **kw):
+        from transformers.modeling_outputs import TokenClassifierOutput
+
+        logits = self.classifier(self.states(input_ids, attention_mask, inputs_embeds))
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+class EncoderDecoderForQuestionAnswering(_EncoderTokenHead):
+    head_name = "qa_outputs"
+
+    def __init__(self, model):
+        super().__init__(model, 2)
+
+    def forward(self, input_ids=None, attention_mask=None, start_positions=None, end_positions=None,
+                inputs_embeds=None, token_type_ids=None, **kw):
+        from transformers.modeling_outputs import QuestionAnsweringModelOutput
+
+        start, end = self.qa_outputs(self.states(input_ids, attention_mask, inputs_embeds)).float().unbind(-1)
+        loss = None
+        if start_positions is not None:
+            loss = (nn.functional.cross_entropy(start, start_positions) + nn.functional.cross_entropy(end, end_positions)) / 2
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end)

@@ -158,8 +158,8 @@ def load_config_and_tokenizer(spec: ModelSpec):
 def load_model(spec: ModelSpec, head_class, config_updates: dict | None = None, init_seed: int = 0):
     """Load ``spec`` with the head class ``head_class(family, config)`` returns (e.g. AutoModelForSequenceClassification).
 
-    Decoders without a pad token get one (eos, else unk) and ``config.pad_token_id`` is set, so
-    batched classification finds each sequence's last real token.
+    Decoders without a pad token get one (eos, else unk), ``config.pad_token_id`` is set, and padding
+    goes on the left, so batched classification reads each sequence's last real token.
     """
     config, tok, where, info = load_config_and_tokenizer(spec)
     arch = family(config)
@@ -171,6 +171,11 @@ def load_model(spec: ModelSpec, head_class, config_updates: dict | None = None, 
         setattr(config, k, v)
     if config.pad_token_id is None or arch == DECODER:
         config.pad_token_id = tok.pad_token_id
+    if arch == DECODER:
+        # left padding: the last position is every sequence's last real token, also when a prompt method feeds
+        # inputs_embeds (then transformers cannot find pads), and generation continues right after the prompt
+        tok.padding_side = "left"
+        info["padding_side"] = "left"
     dtype = getattr(torch, spec.dtype)
     if where is None:
         with torch.random.fork_rng():

@@ -24,6 +24,9 @@ REGISTRIES: dict[str, dict[str, str]] = {
     },
     "task": {
         "classification": "peftbench.tasks.classification:Classification",
+        "multiple_choice": "peftbench.tasks.multiple_choice:MultipleChoice",
+        "seq2seq": "peftbench.tasks.seq2seq:Seq2Seq",
+        "token_classification": "peftbench.tasks.token_classification:TokenClassification",
     },
     "recipe": {
         "demo_sentiment": "peftbench.data.recipes:demo_sentiment",

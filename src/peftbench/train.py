@@ -24,6 +24,7 @@ from .config import RunSpec
 from .measure import MemoryMeter, count_parameters, provenance
 from .methods.base import MethodContext
 from .models import load_model
+from .tasks.base import Task
 
 
 def set_seed(seed: int) -> None:
@@ -52,38 +53,45 @@ def _autocast(device: torch.device, precision: str):
 
 
 def _to(batch, device):
-    return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def evaluate(model, loader, task, device, precision, desc, show) -> dict:
-    """Loss, metrics and per-example predictions over one split."""
+def evaluate(model, loader, task, device, precision, split, show) -> dict:
+    """Loss, metrics (overall and per evaluation group, e.g. language) and per-example predictions."""
     model.eval()
     preds, refs, loss_sum, n = [], [], 0.0, 0
     start = time.perf_counter()
     with torch.no_grad():
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not show):
+        for batch in tqdm(loader, desc=split, leave=False, disable=not show):
             batch = _to(batch, device)
             with _autocast(device, precision):
-                out = model(**batch)
-            bs = len(batch["labels"])
+                _, out = task.forward(model, batch)
+                preds += task.decode(out, batch, model)
+            bs = task.batch_size(batch)
             loss_sum += float(task.loss(out, batch)) * bs
             n += bs
-            preds += task.decode(out, batch)
             refs += task.references(batch)
+    preds, refs = task.finalize(split, preds, refs)
     seconds = time.perf_counter() - start
-    metrics = task.compute_metrics(preds, refs)
-    return {"loss": loss_sum / max(n, 1), "metrics": metrics, "predictions": preds, "references": refs,
-            "seconds": seconds, "samples": n}
+    result = {"loss": loss_sum / max(n, 1), "metrics": task.compute_metrics(preds, refs), "predictions": preds,
+              "references": refs, "seconds": seconds, "samples": len(preds)}
+    groups = sorted({p["group"] for p in preds if p.get("group") is not None})
+    if groups:
+        result["metrics_by_group"] = {
+            g: {**task.compute_metrics([p for p in preds if p.get("group") == g],
+                                       [r for p, r in zip(preds, refs) if p.get("group") == g]),
+                "samples": sum(p.get("group") == g for p in preds)} for g in groups}
+    return result
 
 
-def export_merged(model, method, tokenizer, loader, device, folder: Path) -> dict:
+def export_merged(model, method, task, tokenizer, loader, device, folder: Path) -> dict:
     """Fold the adapter into the base weights, check the logits on a test batch, save the merged model."""
     model.eval()
     batch = _to(next(iter(loader)), device)
     with torch.no_grad():
-        before = model(**batch).logits.float()
+        before = task.forward(model, batch)[1].logits.float()
         merged = method.merge(model)
-        after = merged(**batch).logits.float()
+        after = task.forward(merged, batch)[1].logits.float()
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(merged, "save_pretrained"):
         merged.save_pretrained(folder)
@@ -109,6 +117,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     raw, data_report = task.load()
     model, tokenizer, model_info = load_model(run.model, task.auto_class, task.config_updates())
     feats = task.prepare(raw, tokenizer, run.max_length())
+    task.tokenizer = tokenizer
     collate = task.collator(tokenizer)
 
     tr = run.train
@@ -141,6 +150,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
 
     curves, best, best_state, bad_epochs, step = [], -math.inf, None, 0, 0
     train_seconds = eval_seconds = 0.0
+    eval_samples = 0
     samples_seen = tokens_seen = 0
     stopped_early = False
     bar = tqdm(total=total_steps, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
@@ -156,13 +166,12 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
         for i, batch in enumerate(loader):
             batch = _to(batch, device)
             with _autocast(device, tr.precision):
-                out = model(**batch)
-            loss = out.loss
+                loss, out = task.forward(model, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}; "
                                          "lower the learning rate or use fp32")
             (loss / tr.grad_accum).backward()
-            bs = len(batch["labels"])
+            bs = task.batch_size(batch)
             loss_sum += task.loss(out, batch).item() * bs
             objective_sum += loss.item() * bs
             n_seen += bs
@@ -184,6 +193,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
 
         val = evaluate(model, val_loader, task, device, tr.precision, "validation", show_progress)
         eval_seconds += val["seconds"]
+        eval_samples += val["samples"]
         score = val["metrics"][metric]
         curves.append({"epoch": epoch, "step": step, "train_loss": loss_sum / max(n_seen, 1),
                        "train_objective": objective_sum / max(n_seen, 1), "val_loss": val["loss"],
@@ -204,16 +214,23 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     with torch.no_grad():
         for n, w in best_state["weights"].items():
             named[n].copy_(w.to(named[n].device))
+    calibration = None
+    if type(task).calibrate is not Task.calibrate:  # fit thresholds etc. on the best checkpoint's validation
+        val = evaluate(model, val_loader, task, device, tr.precision, "validation", show_progress)
+        eval_seconds += val["seconds"]
+        eval_samples += val["samples"]
+        calibration = task.calibrate(val)
     test = evaluate(model, test_loader, task, device, tr.precision, "test", show_progress)
     eval_seconds += test["seconds"]
+    eval_samples += test["samples"]
     memory = meter.read()
 
     method.save(model, run_dir / "weights")
-    merge_check = export_merged(model, method, tokenizer, test_loader, device, run_dir / "merged") \
+    merge_check = export_merged(model, method, task, tokenizer, test_loader, device, run_dir / "merged") \
         if tr.export_merged else None
     with open(run_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
         for i, (p, r) in enumerate(zip(test["predictions"], test["references"])):
-            f.write(json.dumps({"index": i, "reference": r, **p}) + "\n")
+            f.write(json.dumps({"index": i, "reference": r, **p}, ensure_ascii=False) + "\n")
 
     result = {
         "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
@@ -223,13 +240,15 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
                    "wall_seconds": round(time.time() - t_start, 3),
                    "train_samples_per_second": samples_seen / train_seconds if train_seconds else None,
                    "train_tokens_per_second": tokens_seen / train_seconds if train_seconds else None,
-                   "eval_samples_per_second": (val["samples"] * len(curves) + test["samples"]) / eval_seconds
+                   "eval_samples_per_second": eval_samples / eval_seconds
                    if eval_seconds else None},
         "training": {"lr": lr, "epochs_planned": epochs, "epochs_run": len(curves), "best_epoch": best_state["epoch"],
                      "stopped_early": stopped_early, "optimizer_steps": step, "steps_planned": total_steps,
                      "samples_per_epoch": per_epoch, "samples_seen": samples_seen, "tokens_seen": tokens_seen,
                      "validation_metric": metric, "best_validation": best},
-        "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"]},
+        "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"],
+                 **({"metrics_by_group": test["metrics_by_group"]} if "metrics_by_group" in test else {})},
+        "calibration": calibration, "metric_info": task.metric_info,
         "curves": curves, "method_notes": ctx.notes, "merge_check": merge_check, "model_info": model_info, "data": data_report,
         "labels": task.labels, "pes_weights": run.task.pes_weights or task.pes_weights,
         "provenance": {**provenance(device), "seed": run.seed, "config_hash": run.run_id,

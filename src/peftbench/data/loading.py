@@ -44,6 +44,8 @@ def load_raw(spec: DataSpec) -> tuple[DatasetDict, dict]:
     else:
         dd = _hub(spec)
     dd = _ensure_splits(dd, spec, report)
+    if spec.group:
+        dd = _groups(dd, spec, report)
     for split, cap in (("train", spec.max_train_samples), ("validation", spec.max_eval_samples),
                        ("test", spec.max_eval_samples)):
         if cap and len(dd[split]) > cap:
@@ -112,6 +114,29 @@ def _ensure_splits(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict
             dd["train"], dd[split] = parts["train"], parts["test"]
             report.setdefault("carved", {})[split] = frac
     return DatasetDict({k: dd[k] for k in ("train", "validation", "test")})
+
+
+def _groups(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict:
+    """Add ``_group`` (the evaluation group, e.g. language); keep only ``train_groups`` in train/validation."""
+    for split, ds in dd.items():
+        if spec.group not in ds.column_names:
+            raise DataError(f"data.group: column '{spec.group}' not in the {split} data "
+                            f"(columns: {', '.join(ds.column_names)})")
+        dd[split] = ds.add_column("_group", [str(v) for v in ds[spec.group]])
+    found = {split: sorted(set(ds["_group"])) for split, ds in dd.items()}
+    report["groups"] = found
+    if spec.train_groups:
+        unknown = sorted(set(spec.train_groups) - set(found["train"]))
+        if unknown:
+            raise DataError(f"data.train_groups: {unknown} not found in train's '{spec.group}' column "
+                            f"(values: {', '.join(found['train'])})")
+        keep = set(spec.train_groups)
+        for split in ("train", "validation"):
+            before = len(dd[split])
+            dd[split] = dd[split].filter(lambda g: g in keep, input_columns="_group")
+            report.setdefault("held_out_of_training", {})[split] = before - len(dd[split])
+        report["zero_shot_groups"] = sorted(set(found["test"]) - keep)
+    return dd
 
 
 def _canonical(name: str) -> str:

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, matthews_corrcoef, precision_recall_
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from ..data.loading import DataError, load_raw
-from .base import Task
+from .base import MetaCollator, Task, carry_group, softmax_list, with_group
 
 
 def classification_metrics(preds, refs, num_labels: int) -> dict:
@@ -103,20 +103,20 @@ class Classification(Task):
             args = (batch[spec.text], batch[spec.text_pair]) if spec.text_pair else (batch[spec.text],)
             enc = tokenizer(*args, truncation=True, max_length=max_length)
             enc["labels"] = [index[v] for v in batch["_label_name"]]
-            return enc
+            return carry_group(batch, enc)
 
         return {split: ds.map(encode, batched=True, remove_columns=ds.column_names, desc=f"tokenising {split}")
                 for split, ds in dd.items()}
 
     def collator(self, tokenizer):
-        return DataCollatorWithPadding(tokenizer)
+        return MetaCollator(DataCollatorWithPadding(tokenizer))
 
     def loss(self, outputs, batch):
         return torch.nn.functional.cross_entropy(outputs.logits.float(), batch["labels"])
 
-    def decode(self, outputs, batch) -> list:
-        probs = torch.softmax(outputs.logits.float(), dim=-1)
-        return [{"pred": int(p.argmax()), "probs": [round(float(x), 5) for x in p]} for p in probs]
+    def decode(self, outputs, batch, model) -> list:
+        return [with_group({"pred": max(range(len(p)), key=p.__getitem__), "probs": p}, batch, i)
+                for i, p in enumerate(softmax_list(outputs.logits))]
 
     def references(self, batch) -> list:
         return batch["labels"].tolist()

@@ -1,0 +1,284 @@
+"""Token classification (NER) for encoders, encoder-decoders (encoder states) and decoders.
+
+Data: CoNLL-style files (``.txt``, ``.conll``, ``.bio``, ``.iob``: one ``token<sep>tag`` per line, the
+separator TAB, ``|`` or a space (the last one on the line), a blank line between sentences; ``-DOCSTART-``
+lines skipped), JSON / JSONL rows with token and tag lists (``data.text``, ``data.label``; defaults
+``tokens`` / ``tags``), or hub datasets (integer tags are named from the dataset's ClassLabel).  Files
+are read by a generator into Arrow on disk and tokenised in batches, so a 500k-sentence corpus prepares
+in bounded memory.
+
+``data.options``:
+  ``scheme``: ``IOB2`` (BIO) or ``IOBES`` (default: IOBES when any tag starts with E-/S-);
+  ``label_all_subtokens``: false (default: the first sub-token of a word carries its tag, the others are
+  ignored) or true (every sub-token is trained; continuation pieces of a B- word get its I- tag).
+Tags written ``B_PER`` (PEYMA) are read as ``B-PER``.  Words cut off by ``max_length`` are predicted
+``O`` and counted in the run's ``metric_info``.
+
+Metrics (word level, first sub-token): token accuracy and macro precision / recall / F1 over the tag
+classes (what the Persian study reports, scikit-learn), and entity-level precision / recall / F1 from
+seqeval in strict mode with the scheme, overall (micro) and per entity type (``entity_f1/PER`` ...).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict, load_dataset
+from transformers import AutoModelForTokenClassification
+
+from ..data.loading import SPLIT_ALIASES, DataError, load_raw, _ensure_splits
+from ..models import ENCODER_DECODER
+from transformers.modeling_outputs import TokenClassifierOutput
+
+from .base import MetaCollator, Task, is_prompt_learning, model_inputs, with_group
+
+CONLL_SUFFIXES = (".txt", ".conll", ".bio", ".iob", ".tsv")
+PREFIX = re.compile(r"^([BIESL])[_-](.+)$")
+
+
+def normalise_tag(tag: str) -> str:
+    """``B_PER`` -> ``B-PER``; ``L-`` (BILOU) -> ``E-``, ``U-`` stays unknown; ``O`` unchanged."""
+    tag = tag.strip()
+    m = PREFIX.match(tag)
+    if not m:
+        return tag
+    p = {"L": "E"}.get(m.group(1), m.group(1))
+    return f"{p}-{m.group(2)}"
+
+
+def read_conll(path: str):
+    """Yield {"tokens": [...], "tags": [...]} per sentence, streaming (one sentence in memory)."""
+    tokens, tags = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                if tokens:
+                    yield {"tokens": tokens, "tags": tags}
+                    tokens, tags = [], []
+                continue
+            if line.startswith("-DOCSTART-"):
+                continue
+            for sep in ("\t", "|", " "):
+                if sep in line.strip():
+                    tok, _, tag = line.strip().rpartition(sep)
+                    break
+            else:
+                raise DataError(f"{path}:{n}: no separator (TAB, '|' or space) between token and tag: {line[:60]!r}")
+            if not tok.strip():
+                raise DataError(f"{path}:{n}: empty token before the tag: {line[:60]!r}")
+            tokens.append(tok.strip())
+            tags.append(tag.strip())
+    if tokens:
+        yield {"tokens": tokens, "tags": tags}
+
+
+def _conll_files(root: Path, spec) -> dict[str, Path]:
+    if root.is_file():
+        return {"train": root}
+    if spec.splits:
+        return {k: (Path(v) if Path(v).is_absolute() else root / v) for k, v in spec.splits.items()}
+    files = {}
+    for p in sorted(root.iterdir()):
+        for split, aliases in SPLIT_ALIASES.items():
+            if p.suffix.lower() in CONLL_SUFFIXES and p.stem.lower() in aliases:
+                files.setdefault(split, p)
+    return files
+
+
+class TokenClassification(Task):
+    name = "token_classification"
+    peft_task_type = "TOKEN_CLS"
+    default_metric = "entity_f1"
+    metric_names = ("token_accuracy", "macro_precision", "macro_recall", "macro_f1",
+                    "entity_precision", "entity_recall", "entity_f1")
+    pes_weights = {"token_accuracy": 2.5, "macro_precision": 2.5, "macro_recall": 2.5, "macro_f1": 2.5}
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.truncated_words = 0
+
+    def load(self):
+        spec = self.spec.data
+        tcol = spec.text if spec.text != "text" else "tokens"
+        lcol = spec.label if spec.label != "label" else "tags"
+        root = Path(spec.source).expanduser()
+        files = _conll_files(root, spec) if root.exists() else {}
+        if files and all(p.suffix.lower() in CONLL_SUFFIXES for p in files.values()):
+            missing = [str(p) for p in files.values() if not p.exists()]
+            if missing:
+                raise DataError(f"data.splits: file(s) {missing} do not exist")
+            dd = DatasetDict({k: Dataset.from_generator(read_conll, gen_kwargs={"path": str(p)}) for k, p in files.items()})
+            report = {"source": spec.source, "format": "conll"}
+            dd = _ensure_splits(dd, spec, report)
+            tcol, lcol = "tokens", "tags"
+        else:
+            dd, report = load_raw(spec)
+        for col in (tcol, lcol):
+            if col not in dd["train"].column_names:
+                raise DataError(f"task '{self.spec.name}': column '{col}' not in the data (columns: "
+                                f"{', '.join(dd['train'].column_names)}); set data.text (tokens) and data.label (tags)")
+        names = getattr(dd["train"].features[lcol], "feature", None)
+        names = getattr(names, "names", None)  # hub ClassLabel
+        keep = [tcol, lcol] + (["_group"] if "_group" in dd["train"].column_names else [])
+
+        def norm(batch):
+            tags = [[names[t] if names else normalise_tag(str(t)) for t in row] for row in batch[lcol]]
+            bad = [i for i, (a, b) in enumerate(zip(batch[tcol], tags)) if len(a) != len(b)]
+            if bad:
+                raise DataError(f"task '{self.spec.name}': a sentence has {len(batch[tcol][bad[0]])} tokens but "
+                                f"{len(tags[bad[0]])} tags")
+            out = {"tokens": batch[tcol], "tags": tags}
+            if "_group" in batch:
+                out["_group"] = batch["_group"]
+            return out
+
+        for split in dd:
+            dd[split] = dd[split].map(norm, batched=True, remove_columns=dd[split].column_names,
+                                      desc=f"tags {split}") if keep else dd[split]
+            before = len(dd[split])
+            dd[split] = dd[split].filter(lambda t: len(t) > 0, input_columns="tokens")
+            if len(dd[split]) < before:
+                report.setdefault("dropped_empty_sentences", {})[split] = before - len(dd[split])
+        seen: dict[str, None] = {}
+        for split in dd:
+            for batch in dd[split].iter(batch_size=10_000):
+                for row in batch["tags"]:
+                    seen.update(dict.fromkeys(row))
+        tags = sorted(seen, key=lambda t: (t != "O", t.split("-", 1)[-1], t))
+        bad = [t for t in tags if t != "O" and not PREFIX.match(t)]
+        if bad:
+            raise DataError(f"task '{self.spec.name}': tag(s) {bad[:5]} are not O or B-/I-/E-/S- prefixed")
+        train_tags = set()
+        for batch in dd["train"].iter(batch_size=10_000):
+            for row in batch["tags"]:
+                train_tags.update(row)
+        unseen = [t for t in tags if t not in train_tags]
+        if unseen:
+            report["tags_not_in_train"] = unseen
+        self.labels = tags
+        self.scheme = self.spec.data.options.get("scheme") or (
+            "IOBES" if any(t[:2] in ("E-", "S-") for t in tags) else "IOB2")
+        if self.scheme not in ("IOB2", "IOBES"):
+            raise DataError(f"data.options.scheme: '{self.scheme}' is not one of IOB2, IOBES")
+        report.update(tags=tags, scheme=self.scheme, rows={k: len(v) for k, v in dd.items()})
+        return dd, report
+
+    def auto_class(self, family, config):
+        if config.model_type == "encoder-decoder":
+            from ..heads import EncoderDecoderForTokenClassification
+
+            return EncoderDecoderForTokenClassification
+        return AutoModelForTokenClassification
+
+    def config_updates(self):
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                "label2id": {t: i for i, t in enumerate(self.labels)}}
+
+    def head_modules(self, model):
+        return [n for n in ("classifier", "score") if hasattr(model, n)]
+
+    def prepare(self, dd, tokenizer, max_length):
+        if not tokenizer.is_fast:
+            raise ValueError("token classification needs a fast tokenizer (word_ids); this model's tokenizer is slow")
+        index = {t: i for i, t in enumerate(self.labels)}
+        all_sub = bool(self.spec.data.options.get("label_all_subtokens", False))
+
+        def encode(batch):
+            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+            labels, words = [], []
+            for i, tags in enumerate(batch["tags"]):
+                wid = enc.word_ids(i)
+                lab, prev = [], None
+                for w in wid:
+                    if w is None:
+                        lab.append(-100)
+                    elif w != prev:
+                        lab.append(index[tags[w]])
+                    elif all_sub:
+                        t = tags[w]
+                        lab.append(index.get("I-" + t[2:], index[t]) if t.startswith("B-") else index[t])
+                    else:
+                        lab.append(-100)
+                    prev = w
+                labels.append(lab)
+                words.append([-1 if w is None else w for w in wid])
+            out = dict(enc)
+            out["labels"] = labels
+            out["_word_ids"] = words
+            out["_tags"] = batch["tags"]
+            if "_group" in batch:
+                out["_group"] = batch["_group"]
+            return out
+
+        return {s: ds.map(encode, batched=True, batch_size=1000, remove_columns=ds.column_names,
+                          desc=f"tokenising {s}") for s, ds in dd.items()}
+
+    def collator(self, tokenizer):
+        from transformers import DataCollatorForTokenClassification
+
+        return MetaCollator(DataCollatorForTokenClassification(tokenizer))
+
+    def forward(self, model, batch):
+        inputs = model_inputs(batch)
+        if not is_prompt_learning(model):
+            out = model(**inputs)
+            return out.loss, out
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits[:, -labels.shape[1]:]  # drop the virtual tokens' positions
+        out = TokenClassifierOutput(logits=logits)
+        out.loss = self.loss(out, batch)
+        return out.loss, out
+
+    def loss(self, outputs, batch):
+        return torch.nn.functional.cross_entropy(outputs.logits.float().flatten(0, 1), batch["labels"].flatten(),
+                                                 ignore_index=-100)
+
+    def decode(self, outputs, batch, model):
+        pred_ids = outputs.logits.argmax(-1).tolist()
+        width = outputs.logits.shape[1]
+        preds = []
+        for i, (wids, tags) in enumerate(zip(batch["_word_ids"], batch["_tags"])):
+            shift = width - len(wids) if self.tokenizer.padding_side == "left" else 0
+            words = ["O"] * len(tags)
+            seen = set()
+            for pos, w in enumerate(wids):
+                if w >= 0 and w not in seen:
+                    seen.add(w)
+                    words[w] = self.labels[pred_ids[i][pos + shift]]
+            self.truncated_words += len(tags) - len(seen)
+            preds.append(with_group({"tags": words}, batch, i))
+        return preds
+
+    def references(self, batch):
+        return [list(t) for t in batch["_tags"]]
+
+    def finalize(self, split, predictions, references):
+        self.metric_info[f"truncated_words_{split}"] = self.truncated_words
+        self.truncated_words = 0
+        return predictions, references
+
+    def compute_metrics(self, predictions, references):
+        return ner_metrics([p["tags"] for p in predictions], references, self.labels, self.scheme)
+
+
+def ner_metrics(pred_tags: list[list[str]], ref_tags: list[list[str]], labels: list[str], scheme: str = "IOB2") -> dict:
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2, IOBES
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    flat_p = [t for s in pred_tags for t in s]
+    flat_r = [t for s in ref_tags for t in s]
+    p, r, f, _ = precision_recall_fscore_support(flat_r, flat_p, labels=labels, average="macro", zero_division=0)
+    out = {"token_accuracy": float(accuracy_score(flat_r, flat_p)), "macro_precision": float(p),
+           "macro_recall": float(r), "macro_f1": float(f)}
+    rep = classification_report(ref_tags, pred_tags, mode="strict", scheme=IOBES if scheme == "IOBES" else IOB2,
+                                output_dict=True, zero_division=0)
+    micro = rep.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    out.update(entity_precision=float(micro["precision"]), entity_recall=float(micro["recall"]),
+               entity_f1=float(micro["f1-score"]))
+    for etype, v in rep.items():
+        if etype not in ("micro avg", "macro avg", "weighted avg"):
+            out[f"entity_f1/{etype}"] = float(v["f1-score"])
+    return out
