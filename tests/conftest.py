@@ -82,3 +82,20 @@ def write_toy_ner(path: Path, n: int = 300, seed: int = 0, sep: str = "|") -> Pa
                 words += [(w, "O" if t is None else f"{'B' if j == 0 else 'I'}_{t}") for j, w in enumerate(ent)]
             f.write("".join(f"{w}{sep}{t}\n" for w, t in words) + "\n")
     return path
+
+
+def write_toy_qa(path: Path, n: int = 300, seed: int = 0, unanswerable: bool = False) -> Path:
+    """A learnable toy span QA in ParsiNLU's jsonl layout (answers = [[start, text]]): the answer follows 'is'."""
+    rng = random.Random(seed)
+    fillers = ["we met", "it rained", "they sang", "all good", "so far"]
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            word = rng.choice(["red", "blue", "green", "gold", "pink"])
+            before = " ".join(rng.choice(fillers) for _ in range(rng.randint(0, 3)))
+            after = " ".join(rng.choice(fillers) for _ in range(rng.randint(0, 3)))
+            passage = f"{before} the key is {word} . {after}".strip()
+            answers = [[passage.index(f"is {word}") + 3, word]]
+            if unanswerable and i % 4 == 0:
+                passage, answers = f"{before} no key here . {after}".strip(), []
+            f.write(json.dumps({"question": "what is the key ?", "passage": passage, "answers": answers}) + "\n")
+    return path

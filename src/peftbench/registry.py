@@ -27,6 +27,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "multiple_choice": "peftbench.tasks.multiple_choice:MultipleChoice",
         "seq2seq": "peftbench.tasks.seq2seq:Seq2Seq",
         "token_classification": "peftbench.tasks.token_classification:TokenClassification",
+        "question_answering": "peftbench.tasks.question_answering:QuestionAnswering",
     },
     "recipe": {
         "demo_sentiment": "peftbench.data.recipes:demo_sentiment",

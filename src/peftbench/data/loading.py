@@ -30,7 +30,9 @@ def shared_root() -> Path | None:
     return None
 
 
-def load_raw(spec: DataSpec) -> tuple[DatasetDict, dict]:
+def load_raw(spec: DataSpec, reader=None) -> tuple[DatasetDict, dict]:
+    """``reader(path) -> Dataset or None``: a task's own reader for local files (e.g. CoNLL, SQuAD JSON);
+    None falls back to the CSV / TSV / JSON / JSONL reader."""
     report: dict = {"source": spec.source}
     if spec.source.startswith("recipe:"):
         name = spec.source.split(":", 1)[1]
@@ -40,7 +42,7 @@ def load_raw(spec: DataSpec) -> tuple[DatasetDict, dict]:
             raise DataError(f"data.source '{spec.source}': {exc}") from None
         dd = fn(spec)
     elif Path(spec.source).expanduser().exists():
-        dd = _local(spec)
+        dd = _local(spec, reader)
     else:
         dd = _hub(spec)
     dd = _ensure_splits(dd, spec, report)
@@ -66,10 +68,15 @@ def _read(path: Path) -> Dataset:
         raise DataError(f"data file '{path}' could not be parsed as {fmt}: {str(exc).splitlines()[0][:200]}") from None
 
 
-def _local(spec: DataSpec) -> DatasetDict:
+def _local(spec: DataSpec, reader=None) -> DatasetDict:
     root = Path(spec.source).expanduser()
+
+    def read(p: Path) -> Dataset:
+        ds = reader(p) if reader else None
+        return ds if ds is not None else _read(p)
+
     if root.is_file():
-        return DatasetDict({"train": _read(root)})
+        return DatasetDict({"train": read(root)})
     files = {}
     if spec.splits:
         for split, f in spec.splits.items():
@@ -81,12 +88,12 @@ def _local(spec: DataSpec) -> DatasetDict:
     else:
         for p in sorted(root.iterdir()):
             for split, aliases in SPLIT_ALIASES.items():
-                if p.suffix.lower() in FORMATS and p.stem.lower() in aliases:
+                if p.suffix.lower() in (*FORMATS, *getattr(reader, "suffixes", ())) and p.stem.lower() in aliases:
                     files.setdefault(split, p)
         if "train" not in files:
-            raise DataError(f"data.source '{root}': no train file found (train.csv/.tsv/.json/.jsonl); "
-                            "name the files with data.splits")
-    return DatasetDict({k: _read(v) for k, v in files.items()})
+            raise DataError(f"data.source '{root}': no train file found (train.csv/.tsv/.json/.jsonl"
+                            f"{''.join('/' + x for x in getattr(reader, 'suffixes', ()))}); name the files with data.splits")
+    return DatasetDict({k: read(v) for k, v in files.items()})
 
 
 def _hub(spec: DataSpec) -> DatasetDict:

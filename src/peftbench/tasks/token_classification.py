@@ -24,16 +24,16 @@ import re
 from pathlib import Path
 
 import torch
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset
 from transformers import AutoModelForTokenClassification
 
-from ..data.loading import SPLIT_ALIASES, DataError, load_raw, _ensure_splits
+from ..data.loading import DataError, load_raw
 from ..models import ENCODER_DECODER
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from .base import MetaCollator, Task, is_prompt_learning, model_inputs, with_group
 
-CONLL_SUFFIXES = (".txt", ".conll", ".bio", ".iob", ".tsv")
+CONLL_SUFFIXES = (".txt", ".conll", ".bio", ".iob")
 PREFIX = re.compile(r"^([BIESL])[_-](.+)$")
 
 
@@ -74,17 +74,14 @@ def read_conll(path: str):
         yield {"tokens": tokens, "tags": tags}
 
 
-def _conll_files(root: Path, spec) -> dict[str, Path]:
-    if root.is_file():
-        return {"train": root}
-    if spec.splits:
-        return {k: (Path(v) if Path(v).is_absolute() else root / v) for k, v in spec.splits.items()}
-    files = {}
-    for p in sorted(root.iterdir()):
-        for split, aliases in SPLIT_ALIASES.items():
-            if p.suffix.lower() in CONLL_SUFFIXES and p.stem.lower() in aliases:
-                files.setdefault(split, p)
-    return files
+def conll_reader(path: Path):
+    """load_raw's reader: CoNLL-style files stream into Arrow (memory-bounded); other files: None."""
+    if path.suffix.lower() not in CONLL_SUFFIXES:
+        return None
+    return Dataset.from_generator(read_conll, gen_kwargs={"path": str(path)})
+
+
+conll_reader.suffixes = CONLL_SUFFIXES
 
 
 class TokenClassification(Task):
@@ -103,18 +100,7 @@ class TokenClassification(Task):
         spec = self.spec.data
         tcol = spec.text if spec.text != "text" else "tokens"
         lcol = spec.label if spec.label != "label" else "tags"
-        root = Path(spec.source).expanduser()
-        files = _conll_files(root, spec) if root.exists() else {}
-        if files and all(p.suffix.lower() in CONLL_SUFFIXES for p in files.values()):
-            missing = [str(p) for p in files.values() if not p.exists()]
-            if missing:
-                raise DataError(f"data.splits: file(s) {missing} do not exist")
-            dd = DatasetDict({k: Dataset.from_generator(read_conll, gen_kwargs={"path": str(p)}) for k, p in files.items()})
-            report = {"source": spec.source, "format": "conll"}
-            dd = _ensure_splits(dd, spec, report)
-            tcol, lcol = "tokens", "tags"
-        else:
-            dd, report = load_raw(spec)
+        dd, report = load_raw(spec, reader=conll_reader)
         for col in (tcol, lcol):
             if col not in dd["train"].column_names:
                 raise DataError(f"task '{self.spec.name}': column '{col}' not in the data (columns: "
