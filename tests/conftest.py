@@ -99,3 +99,15 @@ def write_toy_qa(path: Path, n: int = 300, seed: int = 0, unanswerable: bool = F
                 passage, answers = f"{before} no key here . {after}".strip(), []
             f.write(json.dumps({"question": "what is the key ?", "passage": passage, "answers": answers}) + "\n")
     return path
+
+
+def write_toy_multilabel(path: Path, n: int = 300, seed: int = 0) -> Path:
+    """A learnable toy framing task: each topic word present adds its label (0-3 labels per row)."""
+    rng = random.Random(seed)
+    topics = {"tax": "economy", "vote": "politics", "virus": "health"}
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            words = rng.sample(list(topics), rng.randint(0, 3))
+            text = " ".join(words + rng.sample(["the", "news", "today", "said"], 2))
+            f.write(json.dumps({"text": text, "frames": ";".join(topics[w] for w in words)}) + "\n")
+    return path

@@ -46,7 +46,12 @@ class EncoderDecoderForSequenceClassification(nn.Module):
                          output_hidden_states=True, return_dict=True)
         state = out.decoder_hidden_states[-1][:, 0]
         logits = self.classification_head(self.dropout(state))
-        loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
+        loss = None
+        if labels is not None:
+            if self.config.problem_type == "multi_label_classification":
+                loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            else:
+                loss = nn.functional.cross_entropy(logits.float(), labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

@@ -28,6 +28,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "seq2seq": "peftbench.tasks.seq2seq:Seq2Seq",
         "token_classification": "peftbench.tasks.token_classification:TokenClassification",
         "question_answering": "peftbench.tasks.question_answering:QuestionAnswering",
+        "multi_label": "peftbench.tasks.multi_label:MultiLabel",
     },
     "recipe": {
         "demo_sentiment": "peftbench.data.recipes:demo_sentiment",

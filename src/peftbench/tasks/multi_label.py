@@ -1,0 +1,136 @@
+"""Multi-label classification (news framing, persuasion techniques): sigmoid head, BCE loss.
+
+``data.label`` holds a list of label names per row, or a string split on ``data.options.separator``
+(default ``,``); an empty list / string means no label applies.  Each label gets its own decision threshold,
+tuned on the best checkpoint's validation predictions (the F1-maximising value on a 0.05 grid; a label
+never positive in validation keeps 0.5) and stored with the run; test predictions use them.
+
+Metrics: micro and macro F1 (and precision / recall), subset accuracy (scikit-learn).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+from transformers import DataCollatorWithPadding
+
+from ..data.loading import DataError, load_raw
+from .base import MetaCollator, carry_group, with_group
+from .classification import Classification
+
+GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+class MultiLabel(Classification):
+    name = "multi_label"
+    default_metric = "micro_f1"
+    metric_names = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy")
+    pes_weights = {"micro_f1": 2.5, "macro_f1": 2.5}
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.thresholds: list[float] | None = None
+
+    def load(self):
+        spec = self.spec.data
+        dd, report = load_raw(spec)
+        for col in (spec.text, spec.label):
+            if col not in dd["train"].column_names:
+                raise DataError(f"task '{self.spec.name}': column '{col}' not in the data (columns: "
+                                f"{', '.join(dd['train'].column_names)}); set data.text / data.label")
+        sep = spec.options.get("separator", ",")
+
+        def split_labels(v):
+            if v is None:
+                return []
+            if isinstance(v, str):
+                return [x.strip() for x in v.split(sep) if x.strip()]
+            return [str(x) for x in v]
+
+        for split in dd:
+            dd[split] = dd[split].map(lambda v: {"_label_names": split_labels(v)}, input_columns=spec.label,
+                                      desc=f"labels {split}")
+        seen = {}
+        for split in dd:
+            for row in dd[split]["_label_names"]:
+                seen.update(dict.fromkeys(row))
+        train_labels = {x for row in dd["train"]["_label_names"] for x in row}
+        missing = sorted(set(seen) - train_labels)
+        if missing:
+            raise DataError(f"task '{self.spec.name}': label(s) {missing[:5]} appear in validation/test but never in train")
+        self.labels = sorted(seen)
+        report.update(labels=self.labels, rows={k: len(v) for k, v in dd.items()},
+                      label_counts={k: {lab: sum(lab in r for r in v["_label_names"]) for lab in self.labels}
+                                    for k, v in dd.items()})
+        return dd, report
+
+    def config_updates(self):
+        return {**super().config_updates(), "problem_type": "multi_label_classification"}
+
+    def prepare(self, dd, tokenizer, max_length):
+        spec = self.spec.data
+        index = {lab: i for i, lab in enumerate(self.labels)}
+
+        def encode(batch):
+            enc = tokenizer(batch[spec.text], truncation=True, max_length=max_length)
+            hot = []
+            for names in batch["_label_names"]:
+                v = [0.0] * len(self.labels)
+                for n in names:
+                    v[index[n]] = 1.0
+                hot.append(v)
+            enc["labels"] = hot
+            return carry_group(batch, enc)
+
+        return {s: ds.map(encode, batched=True, remove_columns=ds.column_names, desc=f"tokenising {s}")
+                for s, ds in dd.items()}
+
+    def collator(self, tokenizer):
+        return MetaCollator(DataCollatorWithPadding(tokenizer))
+
+    def loss(self, outputs, batch):
+        return torch.nn.functional.binary_cross_entropy_with_logits(outputs.logits.float(), batch["labels"].float())
+
+    def _thresholds(self):
+        return self.thresholds or [0.5] * len(self.labels)
+
+    def decode(self, outputs, batch, model):
+        probs = torch.sigmoid(outputs.logits.float()).tolist()
+        th = self._thresholds()
+        return [with_group({"pred": [j for j, p in enumerate(ps) if p >= th[j]], "probs": [round(p, 5) for p in ps]},
+                           batch, i) for i, ps in enumerate(probs)]
+
+    def references(self, batch):
+        return [[j for j, v in enumerate(row) if v > 0.5] for row in batch["labels"].tolist()]
+
+    def calibrate(self, validation):
+        probs = np.array([p["probs"] for p in validation["predictions"]])
+        gold = _multi_hot(validation["references"], len(self.labels))
+        chosen = []
+        for j in range(len(self.labels)):
+            if gold[:, j].sum() == 0:
+                chosen.append(0.5)
+                continue
+            scores = [f1_score(gold[:, j], probs[:, j] >= t, zero_division=0) for t in GRID]
+            chosen.append(float(GRID[int(np.argmax(scores))]))
+        self.thresholds = chosen
+        return {"thresholds": dict(zip(self.labels, chosen)), "fitted_on": "validation"}
+
+    def compute_metrics(self, predictions, references):
+        th = np.array(self._thresholds())
+        pred = (np.array([p["probs"] for p in predictions]) >= th).astype(int)
+        return multi_label_metrics(pred, _multi_hot(references, len(self.labels)))
+
+
+def _multi_hot(rows, n):
+    out = np.zeros((len(rows), n), dtype=int)
+    for i, r in enumerate(rows):
+        out[i, r] = 1
+    return out
+
+
+def multi_label_metrics(pred: np.ndarray, gold: np.ndarray) -> dict:
+    mp, mr, mf, _ = precision_recall_fscore_support(gold, pred, average="micro", zero_division=0)
+    _, _, maf, _ = precision_recall_fscore_support(gold, pred, average="macro", zero_division=0)
+    return {"micro_f1": float(mf), "macro_f1": float(maf), "micro_precision": float(mp), "micro_recall": float(mr),
+            "subset_accuracy": float((pred == gold).all(axis=1).mean())}
