@@ -8,7 +8,7 @@ GRID = {"models": ["tiny:bert", {"source": "org/some-model", "name": "hub"}], "m
 
 def test_defaults_follow_the_persian_study():
     g = load_grid(data=GRID)
-    assert (g.train.batch_size, g.train.lr, g.train.epochs, g.train.patience) == (32, 2e-5, 5, 1)
+    assert (g.train.batch_size, g.train.lr, g.train.epochs, g.train.patience) == (32, None, 5, 1)
     lora = g.methods[1]
     assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (4, 32, 0.1)
     assert g.methods[0].r == 8

@@ -22,6 +22,9 @@ def _linear_shape(module):
 
 IA3 = {"bert": (("key", "value", "output.dense"), ("output.dense",)), "t5": (("k", "v", "wo"), ("wo",)),
        "gpt2": (("c_attn", "mlp.c_proj"), ("mlp.c_proj",)), "llama": (("k_proj", "v_proj", "down_proj"), ("down_proj",))}
+BOTTLENECK = {"bert": (("attention.output.dense", "crossattention.output.dense"), ("0.output.dense", "1.output.dense")),
+              "t5": (("SelfAttention.o", "EncDecAttention.o"), ("DenseReluDense.wo",)),
+              "gpt2": (("attn.c_proj",), ("mlp.c_proj",)), "llama": (("self_attn.o_proj",), ("mlp.down_proj",))}
 ATTENTION = {"bert": ("query", "value"), "t5": ("q", "v"), "gpt2": ("c_attn",), "llama": ("q_proj", "v_proj")}
 
 
@@ -56,8 +59,14 @@ def hand_count(method, family, r=8):
         kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         return head + nvt * 2 * cfg.num_hidden_layers * kv * (hidden // cfg.num_attention_heads)  # past keys/values
     kind = "bert" if family == "tiny:bert2bert" else family[5:]
-    targets, feedforward = IA3[kind] if method == "ia3" else (ATTENTION[kind], ())
     match = lambda name, names: any(name == t or name.endswith("." + t) for t in names)  # noqa: E731
+    if method in ("houlsby", "pfeiffer"):  # one adapter (down + up, with biases) after each chosen projection
+        attn, ffn = BOTTLENECK[kind]
+        places = [n for n, _ in base.named_modules() if n.split(".")[0] not in HEADS and
+                  (match(n, ffn) or (method == "houlsby" and match(n, attn)))]
+        h, m = 32, 32 // 16
+        return head + len(places) * (h * m + m + m * h + h)
+    targets, feedforward = IA3[kind] if method == "ia3" else (ATTENTION[kind], ())
     extra = 0
     for name, module in base.named_modules():
         if not match(name, targets) or name.split(".")[0] in HEADS:
@@ -78,14 +87,14 @@ def hand_count(method, family, r=8):
 
 
 @pytest.mark.parametrize("family", FAMILIES + ["tiny:bert2bert"])
-@pytest.mark.parametrize("method", METHODS + ["loha", "ia3", "bitfit", "head_only"] + PROMPT)
+@pytest.mark.parametrize("method", METHODS + ["loha", "ia3", "bitfit", "head_only", "houlsby", "pfeiffer"] + PROMPT)
 def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     if (method, family) in UNSUPPORTED:
         run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[family], methods=[method])))[0]
         with pytest.raises(ValueError, match=UNSUPPORTED[method, family]):
             execute(run, tmp_path / "run", show_progress=False)
         return
-    lr = {"full": 2e-3, "head_only": 1e-1}.get(method, 3e-2)
+    lr = {"full": 2e-3, "head_only": 1e-1, "houlsby": 1e-2, "pfeiffer": 1e-2}.get(method, 3e-2)
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[family], methods=[method], lr=lr, epochs=6)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
     p = result["parameters"]
@@ -96,7 +105,9 @@ def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     # the task head is trainable and saved with the weights
     saved = list((tmp_path / "run" / "weights").iterdir())
     assert saved, "nothing saved"
-    if method not in ("full", "bitfit", "head_only"):
+    if method in ("houlsby", "pfeiffer"):
+        assert result["method_notes"]["adapters"] > 0 and result["method_notes"]["variant"] == method
+    elif method not in ("full", "bitfit", "head_only"):
         assert result["method_notes"]["modules_to_save"], "task head not in modules_to_save"
         assert result["method_notes"]["target_modules"] or method in PROMPT
         from safetensors import safe_open
@@ -196,3 +207,66 @@ def test_merged_model_gives_the_same_logits(method, toy, tmp_path):
     batch = tok(["a good meal", "an awful trip"], return_tensors="pt", padding=True)
     with torch.no_grad():
         torch.testing.assert_close(merged(**batch).logits, adapted(**batch).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["tiny:bert", "tiny:t5", "tiny:gpt2", "tiny:llama"])
+def test_bottleneck_adapters_start_as_the_base_model_and_follow_the_formula(family):
+    """Zero-initialised up-projections: the adapted model gives the base model's logits before training;
+    an adapter computes h + W_up act(W_down h + b_down) + b_up."""
+    from peftbench.config import MethodSpec
+    from peftbench.methods.base import MethodContext
+    from peftbench.methods.bottleneck import BottleneckAdapter, Houlsby
+
+    model, tok, info = load_model(ModelSpec(source=family), sequence_classification_head, {"num_labels": 2})
+    model.eval()
+    batch = tok(["a good day", "an awful long trip"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        before = model(**batch).logits.clone()
+    heads = [n for n in HEADS if hasattr(model, n)]
+    ctx = MethodContext(info["family"], info["model_type"], heads, "SEQ_CLS", total_steps=10)
+    model = Houlsby().apply(model, MethodSpec(name="houlsby", options={"train_layer_norms": True}), ctx)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, before)
+    assert ctx.notes["norm_tensors"] > 0  # layer norms train when asked
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(".adapter.up." in n for n in trainable) and any("norm" in n.lower() for n in trainable)
+
+    torch.manual_seed(0)
+    adapter = BottleneckAdapter(8, 2, "relu")
+    torch.nn.init.normal_(adapter.up.weight)
+    torch.nn.init.normal_(adapter.up.bias)
+    h = torch.randn(3, 8)
+    expected = h + torch.relu(h @ adapter.down.weight.T + adapter.down.bias) @ adapter.up.weight.T + adapter.up.bias
+    torch.testing.assert_close(adapter(h), expected)
+
+
+def test_bottleneck_errors_are_one_line(toy, tmp_path):
+    for options, expected in (({"variant": "x"}, "options.variant 'x' is not one of houlsby, pfeiffer"),
+                              ({"bogus": 1}, "unknown option"), ({"activation": "nope"}, "options.activation")):
+        run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"],
+                                             methods=[{"name": "houlsby", "options": options}])))[0]
+        with pytest.raises(ValueError, match=expected):
+            execute(run, tmp_path / "run", show_progress=False)
+    run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["pfeiffer"],
+                                         export_merged=True)))[0]
+    with pytest.raises(ValueError, match="cannot be merged"):
+        execute(run, tmp_path / "run2", show_progress=False)
+
+
+def test_default_learning_rates_per_method_and_family(toy, tmp_path):
+    """No lr in the config: each method starts from its own default for the family; an explicit lr wins."""
+    from peftbench.methods.full import FullFineTuning
+    from peftbench.methods.lora import LoRA
+    from peftbench.methods.prompt import PromptTuning
+
+    assert FullFineTuning.lr_for("encoder") < LoRA.lr_for("encoder") < PromptTuning.lr_for("encoder")
+    data = toy_grid(toy, tmp_path, models=["tiny:gpt2"], methods=["full", "lora"], epochs=1)
+    del data["train"]["lr"]
+    runs = expand(load_grid(data=data))
+    for run in runs:
+        result = execute(run, tmp_path / run.slug, show_progress=False)
+        cls = FullFineTuning if run.method.name == "full" else LoRA
+        assert result["training"]["lr"] == cls.lr_for("decoder") and result["training"]["lr_source"] == "default"
+    run = expand(load_grid(data=data, overrides=["methods.1.lr=0.01"]))[1]
+    result = execute(run, tmp_path / "explicit", show_progress=False)
+    assert result["training"]["lr"] == 0.01 and result["training"]["lr_source"] == "method"

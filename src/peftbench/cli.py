@@ -54,7 +54,8 @@ def cmd_validate(args) -> int:
     runs = expand(grid)
     print(f"{args.grid}: valid; {len(runs)} run(s):")
     for r in runs:
-        print(f"  {r.slug}  lr={r.lr():g} epochs={r.epochs()} max_length={r.max_length()}")
+        lr = f"{r.lr():g}" if r.lr() else "method default"
+        print(f"  {r.slug}  lr={lr} epochs={r.epochs()} max_length={r.max_length()}")
     return 0
 
 

@@ -51,12 +51,27 @@ class ModelSpec(_Spec):
         return self
 
 
+class SweepSpec(_Spec):
+    """A small learning-rate sweep for one method: every value is run (and stored); the report keeps the
+    value with the best mean validation score over seeds and shows only its test scores."""
+
+    lr: list[float] = Field(min_length=1)
+
+    @field_validator("lr")
+    @classmethod
+    def _positive(cls, v):
+        if any(x <= 0 for x in v):
+            raise ValueError(f"learning rates must be > 0 (got {v})")
+        return v
+
+
 class MethodSpec(_Spec):
     """A fine-tuning method (``name`` from the method registry) and its options."""
 
     name: str
     label: Optional[str] = None  # distinguishes two variants of one method in a grid
-    lr: Optional[float] = None  # overrides task and train learning rates for this method
+    lr: Optional[float] = Field(None, gt=0)  # overrides task and train learning rates for this method
+    sweep: Optional[SweepSpec] = None  # e.g. {lr: [1e-4, 3e-4, 1e-3]}: one run per value, best on validation
     r: int = Field(8, ge=1)
     lora_alpha: float = 32
     lora_dropout: float = Field(0.1, ge=0, lt=1)
@@ -86,6 +101,7 @@ class DataSpec(_Spec):
     path: Optional[str] = None  # root folder for recipes
     subset: Optional[str] = None  # hub config name
     splits: dict[str, str] = Field(default_factory=dict)  # split -> file (local) or split name (hub)
+    delimiter: Optional[str] = None  # CSV/TSV field separator when the extension misleads (FarsTail: TAB in .csv)
     text: str = "text"
     text_pair: Optional[str] = None
     label: str = "label"
@@ -133,7 +149,7 @@ class TaskSpec(_Spec):
 class TrainSpec(_Spec):
     """Shared training settings; defaults follow the Persian study (AdamW, batch 32, seed 42)."""
 
-    lr: float = Field(2e-5, gt=0)
+    lr: Optional[float] = Field(None, gt=0)  # None: each method's default for the model family (methods/defaults)
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: Optional[int] = Field(None, ge=1)
@@ -146,6 +162,7 @@ class TrainSpec(_Spec):
     patience: Optional[int] = Field(1, ge=0)  # None or 0 disables early stopping
     epoch_fraction: float = Field(1.0, gt=0, le=1)  # "feed a random 50% of train each epoch"
     precision: str = "fp32"
+    eval_before_training: bool = False  # validation pass before the first step: curves start at epoch 0
     export_merged: bool = False  # LoRA family: merge the adapter into the base model, check logits, save it
     device: str = "auto"
     threads: Optional[int] = Field(None, ge=1)
@@ -212,8 +229,13 @@ class RunSpec(_Spec):
         parts = (self.model.name, self.method.label, self.task.name)
         return "__".join(map(safe_name, parts)) + f"__s{self.seed}__{self.run_id[:10]}"
 
-    def lr(self) -> float:
+    def lr(self) -> Optional[float]:
+        """The configured learning rate (method over task over train), or None: the method's default for the
+        model family, resolved when the model is loaded (``methods.defaults``)."""
         return self.method.lr or self.task.lr or self.train.lr
+
+    def lr_source(self) -> str:
+        return ("method" if self.method.lr else "task" if self.task.lr else "train" if self.train.lr else "default")
 
     def epochs(self) -> int:
         return self.task.epochs or self.train.epochs
@@ -348,6 +370,13 @@ def _normalise_shorthand(data: dict) -> dict:
 
 
 def expand(grid: GridSpec) -> list[RunSpec]:
-    """The grid's runs in a stable order (model, task, method, seed)."""
-    return [RunSpec(model=m, method=me, task=t, train=grid.train, seed=s)
-            for m in grid.models for t in grid.tasks for me in grid.methods for s in grid.seeds]
+    """The grid's runs in a stable order (model, task, method, seed); a method with ``sweep.lr`` gives one
+    run per learning rate."""
+    return [RunSpec(model=m, method=v, task=t, train=grid.train, seed=s)
+            for m in grid.models for t in grid.tasks for me in grid.methods for v in _variants(me) for s in grid.seeds]
+
+
+def _variants(method: MethodSpec) -> list[MethodSpec]:
+    if not method.sweep:
+        return [method]
+    return [method.model_copy(update={"lr": lr}) for lr in method.sweep.lr]

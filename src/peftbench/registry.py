@@ -19,6 +19,8 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "prefix_tuning": "peftbench.methods.prompt:PrefixTuning",
         "p_tuning": "peftbench.methods.prompt:PTuning",
         "peft": "peftbench.methods.peft_any:AnyPeft",
+        "houlsby": "peftbench.methods.bottleneck:Houlsby",
+        "pfeiffer": "peftbench.methods.bottleneck:Pfeiffer",
         "bitfit": "peftbench.methods.baselines:BitFit",
         "head_only": "peftbench.methods.baselines:HeadOnly",
     },

@@ -67,6 +67,27 @@ def _task_info(task_type: str):
         return [], {}
 
 
+def select_sweeps(results: list[dict]) -> tuple[list[dict], list[list[str]]]:
+    """Learning-rate sweeps: per (model, task, method) with ``sweep``, keep the runs of the learning rate whose
+    mean best validation score over seeds is highest; the others stay in the store and are listed."""
+    kept, rows = [], []
+    swept: dict = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r.get("sweep"):
+            swept[(r["model"], r["task"], r["method"])][r["training"]["lr"]].append(r)
+        else:
+            kept.append(r)
+    for (model, task, method), by_lr in sorted(swept.items()):
+        score = {lr: statistics.fmean(x["training"]["best_validation"] for x in runs) for lr, runs in by_lr.items()}
+        best = max(score, key=score.get)
+        kept += by_lr[best]
+        metric = by_lr[best][0]["training"]["validation_metric"]
+        for lr in sorted(by_lr):
+            rows.append([model, task, method, f"{lr:g}", f"{metric} {score[lr]:.4f}", str(len(by_lr[lr])),
+                         "chosen" if lr == best else ""])
+    return kept, rows
+
+
 def build_tables(results: list[dict]) -> dict:
     """Group runs by (model, task) and method; aggregate over seeds."""
     groups: dict = defaultdict(lambda: defaultdict(list))
@@ -89,7 +110,9 @@ def _curves_png(runs_by_method: dict, metric: str) -> bytes:
         for r in runs:
             ep = [c["epoch"] for c in r["curves"]]
             lab = f"{method}" + (f" s{r['seed']}" if len(runs) > 1 else "")
-            line, = axes[0].plot(ep, [c["train_loss"] for c in r["curves"]], "-o", ms=3, label=f"{lab} train")
+            trained = [c for c in r["curves"] if c["train_loss"] is not None]
+            line, = axes[0].plot([c["epoch"] for c in trained], [c["train_loss"] for c in trained], "-o", ms=3,
+                                 label=f"{lab} train")
             axes[0].plot(ep, [c["val_loss"] for c in r["curves"]], "--", color=line.get_color(), label=f"{lab} val")
             axes[1].plot(ep, [c["val_metrics"].get(metric) for c in r["curves"]], "-o", ms=3, color=line.get_color(), label=lab)
     axes[0].set(title="loss (solid: train, dashed: validation)", xlabel="epoch")
@@ -118,6 +141,7 @@ def render(results_dir: str | Path, echo=print) -> tuple[Path, Path]:
     h: list[str] = []
     if not results:
         md.append("No finished runs.")
+    results, sweep_rows = select_sweeps(results)
     groups = build_tables(results)
     md_s, h_s = _summary(groups)
     md += md_s
@@ -146,16 +170,21 @@ def render(results_dir: str | Path, echo=print) -> tuple[Path, Path]:
                           f"{p['trainable_pct']:.3f}", _fmt(mem[0], None, 0), _fmt(tt[0], tt[1], 1),
                           _fmt(sps[0], None, 1), _fmt(tps[0], None, 0), _fmt(ep[0], None, 1)])
         # table 2: test metrics (+ PES)
-        head2 = ["Method"] + metric_names + ["PES", "Best epoch"]
+        head2 = ["Method"] + metric_names + ["PES", "Learning rate", "Best epoch"]
         rows2 = []
         for method, runs in by_method.items():
             row = [method, *_metric_cells(runs, metric_names)]
             row.append(_fmt(*_mean_std([pes(r["test"]["metrics"], weights, r["parameters"]["trainable"],
                                             r["memory"]["peak_memory_mb"]) for r in runs])))
+            row.append(", ".join(sorted({f"{r['training']['lr']:g} ({r['training'].get('lr_source', 'config')})"
+                                         for r in runs})))
             row.append(", ".join(str(r["training"]["best_epoch"]) for r in runs))
             rows2.append(row)
+        extra = _breakdown_rows(by_method)
         md += ["### Parameters and resources", "", *_md_table(head1, rows1), "", "### Test metrics (best checkpoint)",
                "", *_md_table(head2, rows2), ""]
+        if extra:
+            md += ["### Breakdown (per evaluation group / per type)", "", *_md_table(*extra), ""]
         metric = any_run["training"]["validation_metric"]
         png = _curves_png(by_method, metric)
         fname = f"curves__{safe_name(model)}__{safe_name(task)}.png"
@@ -165,10 +194,16 @@ def render(results_dir: str | Path, echo=print) -> tuple[Path, Path]:
               f"<p>Seeds: {', '.join(map(str, seeds))}. Device: {html.escape(any_run['provenance']['hardware']['device'])}.</p>",
               "<h3>Parameters and resources</h3>", _html_table(head1, rows1),
               "<h3>Test metrics (best checkpoint)</h3>", _html_table(head2, rows2),
+              *(["<h3>Breakdown (per evaluation group / per type)</h3>", _html_table(*extra)] if extra else []),
               "<h3>Learning curves</h3>", f'<img alt="learning curves" src="data:image/png;base64,{base64.b64encode(png).decode()}">']
     notes = ["PES = Σ W·M / (log(1+P) · log(1+V) · Σ W), P = trainable parameters (millions), V = peak memory (GB; "
              "GPU allocated on CUDA, process peak RSS on CPU); weights per task type as in the Persian study.",
              "Parameter counts include the task head; peak memory is measured by each run in its own process."]
+    if sweep_rows:
+        head = ["Model", "Task", "Method", "Learning rate", "Mean best validation", "Runs", ""]
+        md += ["## Learning-rate sweeps", "", "Only the chosen learning rate's test scores appear above; every run is "
+               "in the store.", "", *_md_table(head, sweep_rows), ""]
+        h += ["<h2>Learning-rate sweeps</h2>", _html_table(head, sweep_rows)]
     if failures:
         md += ["## Runs that did not finish", "", *_md_table(["Run", "Status", "Error"], [list(f) for f in failures]), ""]
         h += ["<h2>Runs that did not finish</h2>", _html_table(["Run", "Status", "Error"], [list(f) for f in failures])]
@@ -184,20 +219,46 @@ def render(results_dir: str | Path, echo=print) -> tuple[Path, Path]:
     return md_path, html_path
 
 
+def _breakdown_rows(by_method):
+    """(head, rows): test metrics per evaluation group (e.g. language) and per-type metrics (``name/type``)."""
+    rows, groups, typed = [], set(), set()
+    for runs in by_method.values():
+        for r in runs:
+            groups |= set(r["test"].get("metrics_by_group") or {})
+            typed |= {k for k in r["test"]["metrics"] if "/" in k}
+    if not groups and not typed:
+        return None
+    metric = next(iter(by_method.values()))[0]["training"]["validation_metric"]
+    for method, runs in by_method.items():
+        for g in sorted(groups):
+            vals = [(r["test"].get("metrics_by_group") or {}).get(g, {}).get(metric) for r in runs]
+            rows.append([method, f"group {g}", metric, _fmt(*_mean_std(vals))])
+        for k in sorted(typed):
+            rows.append([method, k.split("/", 1)[1], k.split("/", 1)[0],
+                         _fmt(*_mean_std([r["test"]["metrics"].get(k) for r in runs]))])
+    return ["Method", "Group / type", "Metric", "Test (mean ± std)"], rows
+
+
 def _summary(groups) -> tuple[list[str], list[str]]:
-    """Per task, one table with a row per model x method: the test metrics, trainable share and memory."""
+    """Per task, one table with a row per model x method, ranked within each model by the task's
+    validation metric on test: the test metrics, trainable share and memory."""
     tasks = sorted({task for _, task in groups})
     md, h = [], []
     for task in tasks:
         cells = [(model, by_method) for (model, t), by_method in sorted(groups.items()) if t == task]
         any_run = next(iter(cells[0][1].values()))[0]
         metric_names, _ = _task_info(any_run["task_type"])
-        head = ["Model", "Method"] + metric_names + ["Trainable %", "Peak memory (MB)"]
+        head = ["Model", "Rank", "Method"] + metric_names + ["Trainable %", "Peak memory (MB)"]
         rows = []
         for model, by_method in cells:
-            for method, runs in by_method.items():
-                rows.append([model, method, *_metric_cells(runs, metric_names)] + [f"{runs[0]['parameters']['trainable_pct']:.3f}",
-                               _fmt(_mean_std([r["memory"]["peak_memory_mb"] for r in runs])[0], None, 0)])
+            def key(item):
+                m = item[1][0]["training"]["validation_metric"]
+                v = _mean_std([r["test"]["metrics"].get(m) for r in item[1]])[0]
+                return -(v if v is not None else -math.inf)
+            for rank, (method, runs) in enumerate(sorted(by_method.items(), key=key), 1):
+                rows.append([model, str(rank), method, *_metric_cells(runs, metric_names)] +
+                            [f"{runs[0]['parameters']['trainable_pct']:.3f}",
+                             _fmt(_mean_std([r["memory"]["peak_memory_mb"] for r in runs])[0], None, 0)])
         md += [f"## {task}: test metrics per model × method", "", *_md_table(head, rows), ""]
         h += [f"<h2>{html.escape(task)}: test metrics per model × method</h2>", _html_table(head, rows)]
     return md, h

@@ -136,7 +136,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     model.to(device)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    lr = run.lr()
+    lr = run.lr() or type(method).lr_for(model_info["family"])
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=tr.weight_decay)
     from transformers import get_scheduler
 
@@ -155,6 +155,12 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     stopped_early = False
     bar = tqdm(total=total_steps, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
                disable=not show_progress, leave=False)
+    if tr.eval_before_training:  # where the curves start: the untrained model (or adapter at its init)
+        val = evaluate(model, val_loader, task, device, tr.precision, "validation", show_progress)
+        eval_seconds += val["seconds"]
+        eval_samples += val["samples"]
+        curves.append({"epoch": 0, "step": 0, "train_loss": None, "train_objective": None, "val_loss": val["loss"],
+                       "val_metrics": val["metrics"], **method.state(model)})
     for epoch in range(1, epochs + 1):
         model.train()
         idx = rng.permutation(n_train)[:per_epoch].tolist()
@@ -234,7 +240,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
 
     result = {
         "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
-        "method_name": run.method.name, "task": run.task.name, "task_type": run.task.type, "seed": run.seed,
+        "method_name": run.method.name, "sweep": run.method.sweep.model_dump() if run.method.sweep else None, "task": run.task.name, "task_type": run.task.type, "seed": run.seed,
         "parameters": params, "memory": memory,
         "timing": {"train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
                    "wall_seconds": round(time.time() - t_start, 3),
@@ -242,7 +248,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
                    "train_tokens_per_second": tokens_seen / train_seconds if train_seconds else None,
                    "eval_samples_per_second": eval_samples / eval_seconds
                    if eval_seconds else None},
-        "training": {"lr": lr, "epochs_planned": epochs, "epochs_run": len(curves), "best_epoch": best_state["epoch"],
+        "training": {"lr": lr, "lr_source": run.lr_source(), "epochs_planned": epochs, "epochs_run": sum(c["epoch"] > 0 for c in curves), "best_epoch": best_state["epoch"],
                      "stopped_early": stopped_early, "optimizer_steps": step, "steps_planned": total_steps,
                      "samples_per_epoch": per_epoch, "samples_seen": samples_seen, "tokens_seen": tokens_seen,
                      "validation_metric": metric, "best_validation": best},

@@ -57,11 +57,11 @@ def load_raw(spec: DataSpec, reader=None) -> tuple[DatasetDict, dict]:
     return dd, report
 
 
-def _read(path: Path) -> Dataset:
+def _read(path: Path, delimiter: str | None = None) -> Dataset:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"data file '{path}': unsupported extension '{path.suffix}'; use one of {', '.join(FORMATS)}")
-    kw = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+    kw = {"delimiter": delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")} if fmt == "csv" else {}
     try:
         return load_dataset(fmt, data_files=str(path), split="train", **kw)
     except Exception as exc:  # datasets raises many types; the user needs the file and the first line
@@ -73,7 +73,7 @@ def _local(spec: DataSpec, reader=None) -> DatasetDict:
 
     def read(p: Path) -> Dataset:
         ds = reader(p) if reader else None
-        return ds if ds is not None else _read(p)
+        return ds if ds is not None else _read(p, spec.delimiter)
 
     if root.is_file():
         return DatasetDict({"train": read(root)})

@@ -17,6 +17,7 @@ from .lora import LoRA, peft_kwargs, wrap
 
 class AdaLoRA(LoRA):
     name = "adalora"
+    default_lr = {"encoder": 1e-3, "encoder-decoder": 1e-3, "decoder": 5e-4}
 
     def apply(self, model, spec, ctx):
         total = max(ctx.total_steps, 3)

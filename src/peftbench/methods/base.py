@@ -20,6 +20,13 @@ class MethodContext:
 
 class Method:
     name = "base"
+    # starting learning rate per model family when the config sets none (AdamW, linear decay); a learning
+    # rate that suits full fine-tuning starves most PEFT methods, so each method has its own (see README)
+    default_lr: dict[str, float] = {"encoder": 1e-4, "encoder-decoder": 1e-4, "decoder": 1e-4}
+
+    @classmethod
+    def lr_for(cls, family: str) -> float:
+        return cls.default_lr[family]
 
     def apply(self, model: nn.Module, spec: MethodSpec, ctx: MethodContext) -> nn.Module:
         raise NotImplementedError

@@ -15,6 +15,7 @@ def _in_head(name: str, heads) -> bool:
 
 class HeadOnly(Method):
     name = "head_only"
+    default_lr = {"encoder": 1e-3, "encoder-decoder": 1e-3, "decoder": 1e-3}
 
     def apply(self, model, spec, ctx):
         if not ctx.head_modules:
@@ -26,6 +27,7 @@ class HeadOnly(Method):
 
 class BitFit(Method):
     name = "bitfit"
+    default_lr = {"encoder": 1e-3, "encoder-decoder": 1e-3, "decoder": 5e-4}
 
     def apply(self, model, spec, ctx):
         biases = [n for n, _ in model.named_parameters() if n.endswith(".bias") and not _in_head(n, ctx.head_modules)]

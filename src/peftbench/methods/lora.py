@@ -53,6 +53,7 @@ class PeftMethod(Method):
 
 class LoRA(PeftMethod):
     name = "lora"
+    default_lr = {"encoder": 5e-4, "encoder-decoder": 5e-4, "decoder": 2e-4}
     use_dora = False
 
     def apply(self, model, spec, ctx):

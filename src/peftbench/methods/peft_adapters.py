@@ -10,6 +10,7 @@ from .lora import PeftMethod, peft_kwargs, wrap
 
 class LoHa(PeftMethod):
     name = "loha"
+    default_lr = {"encoder": 1e-3, "encoder-decoder": 1e-3, "decoder": 5e-4}
 
     def apply(self, model, spec, ctx):
         cfg = LoHaConfig(r=spec.r, alpha=spec.lora_alpha, module_dropout=spec.lora_dropout,
@@ -19,6 +20,7 @@ class LoHa(PeftMethod):
 
 class IA3(PeftMethod):
     name = "ia3"
+    default_lr = {"encoder": 3e-3, "encoder-decoder": 3e-3, "decoder": 3e-3}
 
     def apply(self, model, spec, ctx):
         opts = dict(spec.options)

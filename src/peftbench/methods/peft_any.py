@@ -15,6 +15,7 @@ from .lora import PeftMethod, target_modules, wrap
 
 class AnyPeft(PeftMethod):
     name = "peft"
+    default_lr = {"encoder": 5e-4, "encoder-decoder": 5e-4, "decoder": 2e-4}
 
     def apply(self, model, spec, ctx):
         opts = dict(spec.options)

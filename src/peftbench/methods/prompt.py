@@ -15,6 +15,7 @@ from .lora import PeftMethod, wrap
 
 class PromptTuning(PeftMethod):
     name = "prompt_tuning"
+    default_lr = {"encoder": 3e-2, "encoder-decoder": 3e-2, "decoder": 3e-2}
     config_cls = PromptTuningConfig
 
     def extra_options(self, model, opts) -> dict:
@@ -41,13 +42,20 @@ class PromptTuning(PeftMethod):
         return model
 
 
+    def merge(self, model):
+        raise ValueError(f"{self.name} adds virtual tokens, not weight deltas: there is nothing to merge into the base "
+                         "model; unset train.export_merged (the saved adapter reloads with peft)")
+
+
 class PrefixTuning(PromptTuning):
     name = "prefix_tuning"
+    default_lr = {"encoder": 1e-2, "encoder-decoder": 1e-2, "decoder": 1e-2}
     config_cls = PrefixTuningConfig
 
 
 class PTuning(PromptTuning):
     name = "p_tuning"
+    default_lr = {"encoder": 3e-3, "encoder-decoder": 3e-3, "decoder": 3e-3}
     config_cls = PromptEncoderConfig
 
     def extra_options(self, model, opts):

@@ -47,8 +47,9 @@ def normalise_tag(tag: str) -> str:
     return f"{p}-{m.group(2)}"
 
 
-def read_conll(path: str):
-    """Yield {"tokens": [...], "tags": [...]} per sentence, streaming (one sentence in memory)."""
+def read_conll(path: str, stamp: str = ""):
+    """Yield {"tokens": [...], "tags": [...]} per sentence, streaming (one sentence in memory). ``stamp``
+    (size and mtime) only keys the datasets cache, so an edited file is read again."""
     tokens, tags = [], []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -78,7 +79,8 @@ def conll_reader(path: Path):
     """load_raw's reader: CoNLL-style files stream into Arrow (memory-bounded); other files: None."""
     if path.suffix.lower() not in CONLL_SUFFIXES:
         return None
-    return Dataset.from_generator(read_conll, gen_kwargs={"path": str(path)})
+    st = path.stat()
+    return Dataset.from_generator(read_conll, gen_kwargs={"path": str(path), "stamp": f"{st.st_size}-{st.st_mtime_ns}"})
 
 
 conll_reader.suffixes = CONLL_SUFFIXES

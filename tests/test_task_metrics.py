@@ -1,0 +1,184 @@
+"""Task metrics against hand-computed values and the reference implementations (seqeval, sacrebleu, the
+official SQuAD v1.1 evaluation script's formulas), plus the learning-rate sweep selection."""
+import collections
+import re
+import string
+
+import numpy as np
+import pytest
+
+from peftbench.tasks.multi_label import multi_label_metrics
+from peftbench.tasks.question_answering import exact_match, normalize_answer, qa_metrics, token_f1
+from peftbench.tasks.token_classification import ner_metrics, normalise_tag
+
+
+# ----------------------------------------------------------------------------- NER
+
+def test_ner_metrics_by_hand():
+    refs = [["B-PER", "I-PER", "O", "B-LOC"]]
+    preds = [["B-PER", "I-PER", "O", "O"]]
+    m = ner_metrics(preds, refs, ["O", "B-PER", "I-PER", "B-LOC"])
+    assert m["token_accuracy"] == pytest.approx(3 / 4)
+    # per tag: O P=1/2 R=1; B-PER, I-PER perfect; B-LOC never predicted (0)
+    assert m["macro_precision"] == pytest.approx((0.5 + 1 + 1 + 0) / 4)
+    assert m["macro_recall"] == pytest.approx((1 + 1 + 1 + 0) / 4)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 1 + 0) / 4)
+    assert (m["entity_precision"], m["entity_recall"]) == (1.0, 0.5)
+    assert m["entity_f1"] == pytest.approx(2 / 3)
+    assert m["entity_f1/PER"] == 1.0 and m["entity_f1/LOC"] == 0.0
+
+
+def test_ner_entity_scores_match_seqeval_strict():
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2, IOBES
+
+    refs = [["B-PER", "I-PER", "O", "B-LOC", "I-LOC"], ["O", "B-ORG", "O"]]
+    preds = [["I-PER", "I-PER", "O", "B-LOC", "I-LOC"], ["O", "B-ORG", "I-ORG"]]  # an I- start is no entity (strict)
+    m = ner_metrics(preds, refs, sorted({t for s in refs + preds for t in s}))
+    kw = dict(mode="strict", scheme=IOB2)
+    assert m["entity_f1"] == pytest.approx(f1_score(refs, preds, **kw))
+    assert m["entity_precision"] == pytest.approx(precision_score(refs, preds, **kw))
+    assert m["entity_recall"] == pytest.approx(recall_score(refs, preds, **kw))
+    assert m["entity_f1"] < f1_score(refs, preds)  # lenient (conlleval) mode would count the I- start
+    refs = [["S-PER", "O", "B-LOC", "E-LOC"]]
+    preds = [["S-PER", "O", "B-LOC", "I-LOC"]]
+    m = ner_metrics(preds, refs, sorted({t for s in refs + preds for t in s}), scheme="IOBES")
+    assert m["entity_f1"] == pytest.approx(f1_score(refs, preds, mode="strict", scheme=IOBES)) == pytest.approx(2 / 3)
+
+
+def test_tag_prefix_styles():
+    assert [normalise_tag(t) for t in ("B_PER", "I_ORG", "O", "B-LOC", "L-DAT", "E_TIM")] == \
+        ["B-PER", "I-ORG", "O", "B-LOC", "E-DAT", "E-TIM"]
+
+
+# ----------------------------------------------------------------------------- seq2seq
+
+def test_seq2seq_metrics_are_sacrebleu_with_signatures():
+    import sacrebleu
+
+    from peftbench.config import TaskSpec
+    from peftbench.tasks.seq2seq import Seq2Seq
+
+    task = Seq2Seq(TaskSpec(name="t", type="seq2seq", data={"source": "x"}))
+    hyps = ["the cat sat on the mat", "a dog barked loudly today", "hello"]
+    refs = ["the cat sat on a mat", "the dog barked loudly today", "hello world"]
+    m = task.compute_metrics([{"prediction": h} for h in hyps], refs)
+    assert m["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert m["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+    assert task.metric_info["bleu_signature"].startswith("nrefs:1|") and "chrf_signature" in task.metric_info
+    same = task.compute_metrics([{"prediction": r} for r in refs], refs)
+    assert same["bleu"] == pytest.approx(100) and same["chrf"] == pytest.approx(100)
+    # hand-computed BLEU: 'a b c x' vs 'a b c d', same length (brevity penalty 1); n-gram precisions
+    # 3/4, 2/3, 1/2, 0/1 -> sacrebleu's default 'exp' smoothing makes the zero 1 / (2 * 1)
+    one = task.compute_metrics([{"prediction": "a b c x"}], ["a b c d"])
+    p = [3 / 4, 2 / 3, 1 / 2, 1 / 2]
+    assert one["bleu"] == pytest.approx(100 * np.exp(np.mean(np.log(p))), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- span QA
+
+def _official_normalize_answer(s):  # the SQuAD v1.1 evaluation script, verbatim
+    def remove_articles(text):
+        return re.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def _official_f1(prediction, ground_truth):
+    prediction_tokens = _official_normalize_answer(prediction).split()
+    ground_truth_tokens = _official_normalize_answer(ground_truth).split()
+    common = collections.Counter(prediction_tokens) & collections.Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def _official_em(prediction, ground_truth):
+    return _official_normalize_answer(prediction) == _official_normalize_answer(ground_truth)
+
+
+ENGLISH = [("The Eiffel Tower", "Eiffel tower"), ("in 1889, Paris", "1889"), ("Denver Broncos", "the Broncos"),
+           ("an apple", "apple pie"), ("Saint-Denis!", "Saint Denis"), ("nothing", "everything else"),
+           ("a b c d", "a b d")]
+
+
+def test_qa_matches_the_official_squad_formula_on_english():
+    for pred, gold in ENGLISH:
+        assert exact_match(pred, gold) == float(_official_em(pred, gold)), (pred, gold)
+        assert token_f1(pred, gold) == pytest.approx(_official_f1(pred, gold)), (pred, gold)
+    preds = [p for p, _ in ENGLISH]
+    golds = [[g, "other answer"] for _, g in ENGLISH]  # max over gold answers
+    m = qa_metrics(preds, golds)
+    em = 100 * np.mean([max(_official_em(p, g) for g in gs) for p, gs in zip(preds, golds)])
+    f1 = 100 * np.mean([max(_official_f1(p, g) for g in gs) for p, gs in zip(preds, golds)])
+    assert m["exact_match"] == pytest.approx(em) and m["f1"] == pytest.approx(f1)
+
+
+def test_persian_normalisation():
+    assert normalize_answer("كتاب علي") == normalize_answer("کتاب علی")  # Arabic kaf / yeh
+    assert normalize_answer("می‌شود") == "می شود"  # ZWNJ
+    assert normalize_answer("کِتابْ") == "کتاب"  # diacritics
+    assert normalize_answer("سال ۱۳۹۹") == normalize_answer("سال ١٣٩٩") == "سال 1399"  # Persian / Arabic digits
+    assert normalize_answer("«تهران»،") == "تهران"  # Persian punctuation
+    assert normalize_answer("تهـــران") == "تهران"  # tatweel
+    assert exact_match("كتاب", "کتاب") == 1.0
+    assert token_f1("شهر تهران", "تهران") == pytest.approx(2 / 3)
+
+
+def test_persian_rouge_by_hand():
+    # pred: a b c d ; gold: a b d  (Persian words)
+    a, b, c, d = "من", "به", "مدرسه", "رفتم"
+    m = qa_metrics([f"{a} {b} {c} {d}"], [[f"{a} {b} {d}"]])
+    assert m["rouge1"] == pytest.approx(100 * 6 / 7)  # P 3/4, R 3/3
+    assert m["rouge2"] == pytest.approx(100 * 0.4)  # bigrams: 1 of 3 predicted, 1 of 2 gold
+    assert m["rougeL"] == pytest.approx(100 * 6 / 7)  # LCS 3
+    # rouge-score's default tokenizer would drop every Persian token; ours keeps them
+    assert qa_metrics(["کتاب"], [["کتاب"]])["rouge1"] == 100.0
+
+
+def test_unanswerable_scoring():
+    m = qa_metrics(["", "x"], [[], []])
+    assert m["exact_match"] == 50.0 and m["f1"] == 50.0
+
+
+# ----------------------------------------------------------------------------- multi-label
+
+def test_multi_label_metrics_by_hand():
+    gold = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0]])
+    pred = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0]])
+    m = multi_label_metrics(pred, gold)
+    # micro: TP=4, FP=1, FN=1 -> P = R = F1 = 0.8
+    assert m["micro_f1"] == pytest.approx(0.8) and m["micro_precision"] == pytest.approx(0.8)
+    # per label F1: label0 1.0, label1 1.0, label2 0 (1 FP, 1 FN)
+    assert m["macro_f1"] == pytest.approx(2 / 3)
+    assert m["subset_accuracy"] == pytest.approx(1 / 3)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+def _result(method, lr, seed, val, test):
+    return {"model": "m", "task": "t", "method": method, "seed": seed, "sweep": {"lr": [1e-4, 1e-3]},
+            "training": {"lr": lr, "best_validation": val, "validation_metric": "accuracy"},
+            "test": {"metrics": {"accuracy": test}}}
+
+
+def test_sweep_keeps_the_learning_rate_best_on_validation():
+    from peftbench.report import select_sweeps
+
+    results = [_result("lora", 1e-4, 1, 0.70, 0.99), _result("lora", 1e-4, 2, 0.72, 0.99),
+               _result("lora", 1e-3, 1, 0.80, 0.60), _result("lora", 1e-3, 2, 0.78, 0.61),
+               {**_result("full", 2e-5, 1, 0.5, 0.5), "sweep": None}]
+    kept, rows = select_sweeps(results)
+    lora = [r for r in kept if r["method"] == "lora"]
+    assert {r["training"]["lr"] for r in lora} == {1e-3}  # best mean validation, even though its test is worse
+    assert len(kept) == 3 and [r[-1] for r in rows] == ["", "chosen"]
