@@ -1,7 +1,7 @@
 """Task heads transformers lacks.
 
 ``EncoderDecoderForSequenceClassification``: classification for a generic ``EncoderDecoderModel``
-(e.g. bert2bert). The encoder reads the text, the decoder gets the single start token and
+(e.g. bert2bert); ``EncoderDecoderForTokenClassification`` / ``...ForQuestionAnswering`` read its encoder. The encoder reads the text, the decoder gets the single start token and
 cross-attends to it, and a linear head classifies the decoder's state at that position — the same
 recipe as T5ForSequenceClassification's use of the decoder, with one decoder step.
 """
@@ -13,7 +13,26 @@ from transformers import EncoderDecoderConfig, EncoderDecoderModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
-class EncoderDecoderForSequenceClassification(nn.Module):
+class _WrapsEncoderDecoder(nn.Module):
+    """Loading for heads around a generic EncoderDecoderModel (``self.model``)."""
+
+    @classmethod
+    def from_pretrained(cls, where, config: EncoderDecoderConfig, revision=None, dtype=torch.float32):
+        return cls(EncoderDecoderModel.from_pretrained(where, config=config, revision=revision, dtype=dtype)).to(dtype)
+
+    @classmethod
+    def from_config(cls, config: EncoderDecoderConfig, dtype=torch.float32):
+        return cls(EncoderDecoderModel(config=config)).to(dtype)
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+
+class EncoderDecoderForSequenceClassification(_WrapsEncoderDecoder):
     def __init__(self, model: EncoderDecoderModel):
         super().__init__()
         self.model = model
@@ -23,14 +42,6 @@ class EncoderDecoderForSequenceClassification(nn.Module):
         self.classification_head = nn.Linear(dec.hidden_size, model.config.num_labels)
         nn.init.normal_(self.classification_head.weight, std=getattr(dec, "initializer_range", 0.02))
         nn.init.zeros_(self.classification_head.bias)
-
-    @classmethod
-    def from_pretrained(cls, where, config: EncoderDecoderConfig, revision=None, dtype=torch.float32):
-        return cls(EncoderDecoderModel.from_pretrained(where, config=config, revision=revision, dtype=dtype)).to(dtype)
-
-    @classmethod
-    def from_config(cls, config: EncoderDecoderConfig, dtype=torch.float32):
-        return cls(EncoderDecoderModel(config=config)).to(dtype)
 
     def _start_id(self) -> int:
         cfg = self.config
@@ -55,7 +66,7 @@ class EncoderDecoderForSequenceClassification(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-class _EncoderTokenHead(nn.Module):
+class _EncoderTokenHead(_WrapsEncoderDecoder):
     """Token-level heads for a generic EncoderDecoderModel: a linear layer on the encoder's states (the
     decoder is unused, as in T5ForTokenClassification / T5ForQuestionAnswering's encoder-side reading)."""
 
@@ -71,21 +82,6 @@ class _EncoderTokenHead(nn.Module):
         nn.init.normal_(head.weight, std=getattr(enc, "initializer_range", 0.02))
         nn.init.zeros_(head.bias)
         setattr(self, self.head_name, head)
-
-    @classmethod
-    def from_pretrained(cls, where, config: EncoderDecoderConfig, revision=None, dtype=torch.float32):
-        return cls(EncoderDecoderModel.from_pretrained(where, config=config, revision=revision, dtype=dtype)).to(dtype)
-
-    @classmethod
-    def from_config(cls, config: EncoderDecoderConfig, dtype=torch.float32):
-        return cls(EncoderDecoderModel(config=config)).to(dtype)
-
-    def get_input_embeddings(self):
-        return self.model.get_input_embeddings()
-
-    @property
-    def device(self):
-        return next(self.parameters()).device
 
     def states(self, input_ids=None, attention_mask=None, inputs_embeds=None):
         out = self.model.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds)

@@ -35,6 +35,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
     "recipe": {
         "demo_sentiment": "peftbench.data.recipes:demo_sentiment",
         "parsinlu_food_binary": "peftbench.data.recipes:parsinlu_food_binary",
+        "nusax_sentiment": "peftbench.data.recipes:nusax_sentiment",
     },
     "tiny": {
         "bert": "peftbench.tiny:bert",

@@ -43,3 +43,27 @@ def parsinlu_food_binary(spec: DataSpec) -> DatasetDict:
         split = "test" if r["review"] in test else "validation" if r["review"] in dev else "train"
         splits[split].append({"text": r["review"], "label": str(r["sentiment"])})
     return DatasetDict({k: Dataset.from_list(v) for k, v in splits.items()})
+
+
+def nusax_sentiment(spec: DataSpec) -> DatasetDict:
+    """NusaX sentiment in its 12 languages (English, Indonesian and 10 Indonesian local languages), one
+    dataset with a ``language`` column: use ``data.group: language`` for per-language test metrics and
+    ``data.train_groups`` for cross-lingual / zero-shot runs. ``data.options.languages`` picks a subset."""
+    root = Path(spec.path).expanduser() if spec.path else (shared_root() / "nusax" if shared_root() else None)
+    folder = root / "datasets" / "sentiment" if root else None
+    if folder is None or not folder.is_dir():
+        raise DataError(f"NusaX sentiment not found under '{folder}'; set data.path to the nusax folder or "
+                        "PEFTBENCH_DATA to the datasets folder")
+    langs = spec.options.get("languages") or sorted(p.name for p in folder.iterdir() if p.is_dir())
+    missing = [lang for lang in langs if not (folder / lang).is_dir()]
+    if missing:
+        raise DataError(f"data.options.languages: {missing} not in NusaX "
+                        f"({', '.join(sorted(p.name for p in folder.iterdir() if p.is_dir()))})")
+    import csv
+
+    splits: dict[str, list] = {"train": [], "validation": [], "test": []}
+    for lang in langs:
+        for split, fname in (("train", "train.csv"), ("validation", "valid.csv"), ("test", "test.csv")):
+            with open(folder / lang / fname, encoding="utf-8", newline="") as f:
+                splits[split] += [{"text": r["text"], "label": r["label"], "language": lang} for r in csv.DictReader(f)]
+    return DatasetDict({k: Dataset.from_list(v) for k, v in splits.items()})

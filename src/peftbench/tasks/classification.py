@@ -95,14 +95,17 @@ class Classification(Task):
     def head_modules(self, model) -> list[str]:
         return [n for n in ("classifier", "score", "classification_head") if hasattr(model, n)]
 
+    def encode_labels(self, batch) -> list:
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        return [index[v] for v in batch["_label_name"]]
+
     def prepare(self, dd, tokenizer, max_length: int):
         spec = self.spec.data
-        index = {lab: i for i, lab in enumerate(self.labels)}
 
         def encode(batch):
             args = (batch[spec.text], batch[spec.text_pair]) if spec.text_pair else (batch[spec.text],)
             enc = tokenizer(*args, truncation=True, max_length=max_length)
-            enc["labels"] = [index[v] for v in batch["_label_name"]]
+            enc["labels"] = self.encode_labels(batch)
             return carry_group(batch, enc)
 
         return {split: ds.map(encode, batched=True, remove_columns=ds.column_names, desc=f"tokenising {split}")

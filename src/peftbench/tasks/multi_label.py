@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
-from transformers import DataCollatorWithPadding
 
 from ..data.loading import DataError, load_raw
-from .base import MetaCollator, carry_group, with_group
+from .base import with_group
 from .classification import Classification
 
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -67,26 +66,15 @@ class MultiLabel(Classification):
     def config_updates(self):
         return {**super().config_updates(), "problem_type": "multi_label_classification"}
 
-    def prepare(self, dd, tokenizer, max_length):
-        spec = self.spec.data
+    def encode_labels(self, batch) -> list:
         index = {lab: i for i, lab in enumerate(self.labels)}
-
-        def encode(batch):
-            enc = tokenizer(batch[spec.text], truncation=True, max_length=max_length)
-            hot = []
-            for names in batch["_label_names"]:
-                v = [0.0] * len(self.labels)
-                for n in names:
-                    v[index[n]] = 1.0
-                hot.append(v)
-            enc["labels"] = hot
-            return carry_group(batch, enc)
-
-        return {s: ds.map(encode, batched=True, remove_columns=ds.column_names, desc=f"tokenising {s}")
-                for s, ds in dd.items()}
-
-    def collator(self, tokenizer):
-        return MetaCollator(DataCollatorWithPadding(tokenizer))
+        hot = []
+        for names in batch["_label_names"]:
+            v = [0.0] * len(self.labels)
+            for n in names:
+                v[index[n]] = 1.0
+            hot.append(v)
+        return hot
 
     def loss(self, outputs, batch):
         return torch.nn.functional.binary_cross_entropy_with_logits(outputs.logits.float(), batch["labels"].float())

@@ -135,7 +135,10 @@ def qa_reader(path: Path):
                     except json.JSONDecodeError as exc:
                         raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
                     r["answers"] = _as_squad(r.get("answers"), r.get("passage", r.get("context", "")))
-                    rows.append(r)
+                    # other fields may mix types across rows (a number here, a string there): keep them as text
+                    rows.append({k: v if k == "answers" or v is None or isinstance(v, str) else
+                                 json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
+                                 for k, v in r.items()})
         return Dataset.from_list(rows)
     return None
 
