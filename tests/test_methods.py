@@ -270,3 +270,26 @@ def test_default_learning_rates_per_method_and_family(toy, tmp_path):
     run = expand(load_grid(data=data, overrides=["methods.1.lr=0.01"]))[1]
     result = execute(run, tmp_path / "explicit", show_progress=False)
     assert result["training"]["lr"] == 0.01 and result["training"]["lr_source"] == "method"
+
+
+def test_adalora_regulariser_matches_peft_and_reaches_multiple_choice():
+    """Our copy of peft's orthogonal regulariser equals what peft adds to outputs.loss; multiple choice,
+    whose loss is computed outside the model, gets it from the method."""
+    from peftbench.config import MethodSpec
+    from peftbench.methods.adalora import AdaLoRA
+    from peftbench.methods.base import MethodContext
+
+    torch.manual_seed(0)
+    model, tok, info = load_model(ModelSpec(source="tiny:bert"), sequence_classification_head, {"num_labels": 2})
+    ctx = MethodContext(info["family"], info["model_type"], ["classifier"], "SEQ_CLS", total_steps=100)
+    method = AdaLoRA()
+    model = method.apply(model, MethodSpec(name="adalora"), ctx)
+    model.eval()
+    batch = tok(["a good day", "a bad day"], return_tensors="pt", padding=True)
+    labels = torch.tensor([1, 0])
+    out = model(**batch, labels=labels)
+    ce = torch.nn.functional.cross_entropy(out.logits, labels)
+    torch.testing.assert_close(out.loss - ce, method.regulariser(model))
+    from peftbench.tasks.multiple_choice import MultipleChoice
+
+    assert MultipleChoice.loss_outside_model

@@ -173,6 +173,8 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
             batch = _to(batch, device)
             with _autocast(device, tr.precision):
                 loss, out = task.forward(model, batch)
+                if task.loss_outside_model:
+                    loss = loss + method.regulariser(model)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, step {step}; "
                                          "lower the learning rate or use fp32")

@@ -42,6 +42,22 @@ class AdaLoRA(LoRA):
     def state(self, model):
         return {"rank_budget": rank_budget(model)}
 
+    def regulariser(self, model):
+        """peft's orthogonal regulariser (AdaLoraModel.forward adds it to ``outputs.loss``): the mean over
+        lora_A / lora_B of ||P P^T - I||_F (A) or ||P^T P - I||_F (B), times orth_reg_weight."""
+        import torch
+
+        tuner = model.base_model
+        name = tuner.trainable_adapter_name
+        terms = []
+        for n, p in tuner.model.named_parameters():
+            if ("lora_A" in n or "lora_B" in n) and name in n:
+                cov = p @ p.T if "lora_A" in n else p.T @ p
+                terms.append(torch.norm(cov - torch.eye(*cov.shape, device=cov.device, dtype=cov.dtype), p="fro"))
+        if not terms:
+            return 0.0
+        return tuner.peft_config[name].orth_reg_weight * torch.stack(terms).mean()
+
 
 def rank_budget(model) -> int:
     """Total rank still in use: the number of non-zero singular values (lora_E) over all adapted layers."""

@@ -34,6 +34,11 @@ class Method:
     def after_step(self, model: nn.Module, step: int) -> None:
         """Called after every optimizer step, before gradients are zeroed."""
 
+    def regulariser(self, model: nn.Module):
+        """A method's extra training loss, for tasks whose objective is computed outside the model (multiple
+        choice): where the model computes the loss, peft adds it there already (AdaLoRA)."""
+        return 0.0
+
     def state(self, model: nn.Module) -> dict:
         """Method-specific numbers logged each epoch (e.g. AdaLoRA's remaining rank budget)."""
         return {}

@@ -35,6 +35,7 @@ class Task:
     metric_names: tuple[str, ...] = ()
     pes_weights: dict[str, float] = {}
     generative = False  # evaluation generates text (slower; timed apart)
+    loss_outside_model = False  # forward() computes the objective itself: methods add their regulariser
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec

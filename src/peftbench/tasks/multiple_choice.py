@@ -53,6 +53,7 @@ class MultipleChoice(Task):
     default_metric = "accuracy"
     metric_names = ("accuracy", "macro_f1", "mcc")
     pes_weights = {"accuracy": 1.0}
+    loss_outside_model = True
 
     def _opts(self):
         o = dict(self.spec.data.options)
