@@ -293,3 +293,21 @@ def test_adalora_regulariser_matches_peft_and_reaches_multiple_choice():
     from peftbench.tasks.multiple_choice import MultipleChoice
 
     assert MultipleChoice.loss_outside_model
+
+
+@pytest.mark.parametrize("family", ["tiny:t5", "tiny:bert2bert"])
+@pytest.mark.parametrize("method", PROMPT)
+def test_prompt_methods_train_encoder_decoders_on_seq2seq(method, family, tmp_path):
+    """Encoder-decoders take prompt methods in their own formulation, seq2seq (classification heads of
+    transformers' T5 take no input embeddings, see UNSUPPORTED)."""
+    from conftest import write_toy_translation
+
+    data = write_toy_translation(tmp_path / "t.jsonl", n=160)
+    grid = {"models": [family], "methods": [method], "train": {"lr": 3e-2, "epochs": 2, "batch_size": 16,
+                                                               "patience": None},
+            "tasks": [{"name": "t", "type": "seq2seq", "generation": {"max_new_tokens": 4},
+                       "data": {"source": str(data), "text": "en", "label": "es", "max_eval_samples": 4}}]}
+    result = execute(expand(load_grid(data=grid))[0], tmp_path / "run", show_progress=False)
+    losses = [c["train_loss"] for c in result["curves"]]
+    assert losses[-1] < losses[0], losses
+    assert result["method_notes"]["num_virtual_tokens"] == 20

@@ -26,8 +26,9 @@ def wrap(model, peft_config, ctx: MethodContext):
     try:
         model = get_peft_model(model, peft_config)
     except (ValueError, TypeError) as exc:  # peft: unsupported layer type or no matching module
+        hint = "" if getattr(peft_config, "is_prompt_learning", False) else " (set target_modules in the method spec)"
         raise ValueError(f"cannot apply {type(peft_config).__name__} to {ctx.model_type}: "
-                         f"{str(exc).splitlines()[0][:200]} (set target_modules in the method spec)") from None
+                         f"{str(exc).splitlines()[0][:200]}{hint}") from None
     cfg = model.peft_config["default"]
     targets = getattr(cfg, "target_modules", None)  # prompt-based methods have none
     ctx.notes["target_modules"] = sorted(targets) if isinstance(targets, (set, list)) else targets

@@ -29,12 +29,14 @@ class PromptTuning(PeftMethod):
         opts = dict(spec.options)
         opts.setdefault("num_virtual_tokens", 20)
         cfg = model.config
-        if cfg.model_type == "encoder-decoder" and ctx.peft_task_type in ("TOKEN_CLS", "QUESTION_ANS"):
-            # peftbench's token-level heads on a generic EncoderDecoderModel read the encoder only
+        if cfg.model_type == "encoder-decoder":
+            # peft cannot read the sizes of a generic EncoderDecoderModel from its config; peftbench's
+            # token-level heads on it read the encoder only (one prompt), seq2seq feeds encoder and decoder
             enc = cfg.encoder
-            opts.update({k: v for k, v in dict(token_dim=enc.hidden_size, num_layers=enc.num_hidden_layers,
-                                               num_attention_heads=enc.num_attention_heads,
-                                               num_transformer_submodules=1).items() if k not in opts})
+            sizes = dict(token_dim=enc.hidden_size, num_layers=enc.num_hidden_layers,
+                         num_attention_heads=enc.num_attention_heads,
+                         num_transformer_submodules=1 if ctx.peft_task_type in ("TOKEN_CLS", "QUESTION_ANS") else 2)
+            opts.update({k: v for k, v in sizes.items() if k not in opts})
         opts.update({k: v for k, v in self.extra_options(model, opts).items() if k not in opts})
         cfg = self.config_cls(task_type=ctx.peft_task_type, **opts)
         model = wrap(model, cfg, ctx)
