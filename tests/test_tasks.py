@@ -267,3 +267,31 @@ def test_prompt_tuning_learns_a_seq2seq_task(family, tmp_path):
     assert val[-1] < 0.6 * val[0], val
     # only the virtual tokens train (peft sizes the table for encoder and decoder on encoder-decoders)
     assert result["parameters"]["trainable"] == 20 * 32 * (2 if family == "tiny:t5" else 1)
+
+
+def test_every_task_type_in_one_grid_and_one_report(tmp_path):
+    """One grid with all task types (each run in the grid runner), one store, one report with a section per
+    task and the per-type / per-group breakdown."""
+    from peftbench.report import render
+    from peftbench.runner import run_grid
+    from peftbench.store import Store
+
+    tasks = []
+    for task_type in TASKS:
+        (tmp_path / task_type).mkdir()
+        tasks.append(task_grid(task_type, tmp_path / task_type, ["tiny:gpt2"], ["lora"])["tasks"][0])
+    grid = load_grid(data={"name": "all-tasks", "output_dir": str(tmp_path / "out"), "models": ["tiny:gpt2"],
+                           "methods": ["lora"], "tasks": tasks,
+                           "train": {"lr": 5e-3, "epochs": 1, "batch_size": 16, "max_length": 48}})
+    summary = run_grid(grid, in_process=True, show_progress=False)
+    assert summary.failed == [] and len(summary.finished) == len(TASKS)
+    store = Store(tmp_path / "out")
+    try:
+        assert {r["task_type"] for r in store.results()} == set(TASKS)
+    finally:
+        store.close()
+    md, _ = render(tmp_path / "out", echo=lambda *a: None)
+    text = md.read_text()
+    for task_type in TASKS:
+        assert f"## gpt2 · {task_type}" in text
+    assert "entity_f1" in text and "chrf" in text and "Breakdown" in text
