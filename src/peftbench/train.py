@@ -116,8 +116,8 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     task = registry.get("task", run.task.type)(run.task)
     raw, data_report = task.load()
     model, tokenizer, model_info = load_model(run.model, task.auto_class, task.config_updates())
-    feats = task.prepare(raw, tokenizer, run.max_length())
     task.tokenizer = tokenizer
+    feats = task.prepare(raw, tokenizer, run.max_length())
     collate = task.collator(tokenizer)
 
     tr = run.train

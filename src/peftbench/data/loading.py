@@ -48,13 +48,19 @@ def load_raw(spec: DataSpec, reader=None) -> tuple[DatasetDict, dict]:
     dd = _ensure_splits(dd, spec, report)
     if spec.group:
         dd = _groups(dd, spec, report)
+    dd = cap_splits(dd, spec, report)
+    report["rows"] = {k: len(v) for k, v in dd.items()}
+    return dd, report
+
+
+def cap_splits(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict:
+    """``max_train_samples`` / ``max_eval_samples``: a fixed-seed sample of each split, recorded."""
     for split, cap in (("train", spec.max_train_samples), ("validation", spec.max_eval_samples),
                        ("test", spec.max_eval_samples)):
         if cap and len(dd[split]) > cap:
             report.setdefault("capped", {})[split] = [len(dd[split]), cap]
             dd[split] = dd[split].shuffle(seed=SPLIT_SEED).select(range(cap))
-    report["rows"] = {k: len(v) for k, v in dd.items()}
-    return dd, report
+    return dd
 
 
 def _read(path: Path, delimiter: str | None = None) -> Dataset:

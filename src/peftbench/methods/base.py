@@ -54,3 +54,14 @@ class Method:
         folder.mkdir(parents=True, exist_ok=True)
         save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
                   str(folder / "trainable.safetensors"))
+
+
+def freeze_all_but(model: nn.Module, keep) -> None:
+    """Train exactly the parameters whose name ``keep(name)`` accepts."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(keep(name))
+
+
+def in_head(name: str, heads) -> bool:
+    """A parameter or module name inside one of the task head's top-level modules."""
+    return name.split(".")[0] in heads

@@ -19,7 +19,7 @@ import re
 import torch
 from torch import nn
 
-from .base import Method
+from .base import Method, freeze_all_but, in_head
 
 # regexes over module names: the output projection of the attention sub-layer and of the feed-forward block
 PATTERNS = {
@@ -90,10 +90,8 @@ class Bottleneck(Method):
             raise ValueError(f"bottleneck: no built-in adapter placement for model type '{ctx.model_type}' "
                              f"(known: {', '.join(sorted(PATTERNS))}); set options.attn_modules and options.ffn_modules")
         wanted = [re.compile(ffn)] + ([re.compile(attn)] if variant == "houlsby" and attn else [])
-        for p in model.parameters():
-            p.requires_grad_(False)
         targets = [(n, m) for n, m in model.named_modules()
-                   if any(w.search(n) for w in wanted) and not n.split(".")[0] in ctx.head_modules]
+                   if any(w.search(n) for w in wanted) and not in_head(n, ctx.head_modules)]
         if not targets:
             raise ValueError(f"bottleneck: no module matched {[w.pattern for w in wanted]} in {ctx.model_type}")
         for name, module in targets:
@@ -101,15 +99,13 @@ class Bottleneck(Method):
             ref = next(module.parameters())
             module.add_module("adapter", BottleneckAdapter(hidden, max(1, hidden // factor), activation).to(ref.dtype))
             module.register_forward_hook(_add_adapter)
+        freeze_all_but(model, lambda n: ".adapter." in n or in_head(n, ctx.head_modules))
         norms = 0
         for n, m in model.named_modules():
             if train_ln and "norm" in type(m).__name__.lower():
                 for p in m.parameters(recurse=False):
                     p.requires_grad_(True)
                     norms += 1
-        for n, p in model.named_parameters():
-            if ".adapter." in n or n.split(".")[0] in ctx.head_modules:
-                p.requires_grad_(True)
         ctx.notes.update(variant=variant, reduction_factor=factor, activation=activation, adapters=len(targets),
                          adapter_modules=[n for n, _ in targets], train_layer_norms=train_ln, norm_tensors=norms,
                          trained=sorted(ctx.head_modules))

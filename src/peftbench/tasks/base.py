@@ -41,6 +41,7 @@ class Task:
         self.spec = spec
         self.labels: list[str] = []
         self.metric_info: dict = {}  # how metrics were computed (e.g. sacrebleu signatures), stored with the run
+        self.tokenizer = None  # set by the run before prepare(); decode() may need it (generation, padding side)
 
     @property
     def metric(self) -> str:

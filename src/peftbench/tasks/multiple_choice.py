@@ -24,7 +24,7 @@ from transformers import DataCollatorWithPadding
 from transformers.modeling_outputs import MultipleChoiceModelOutput
 
 from ..data.loading import DataError, load_raw
-from .base import Task, carry_group, model_inputs, with_group
+from .base import MetaCollator, Task, carry_group, model_inputs, with_group
 from .classification import classification_metrics, sequence_classification_head
 
 CONNECTIVES = {  # COPA: "premise <connective> choice"
@@ -171,18 +171,17 @@ class MultipleChoice(Task):
         return {k: m[k] for k in self.metric_names}
 
 
-class ChoiceCollator:
+class ChoiceCollator(MetaCollator):
     """(examples, choices, length) -> flat (examples * choices, length), padded; keeps the counts."""
 
     def __init__(self, tokenizer):
-        self.pad = DataCollatorWithPadding(tokenizer)
+        pad = DataCollatorWithPadding(tokenizer)
 
-    def __call__(self, features):
-        keys = [k for k in features[0] if k not in ("labels",) and not k.startswith("_")]
-        flat = [{k: f[k][j] for k in keys} for f in features for j in range(len(f["input_ids"]))]
-        batch = self.pad(flat)
-        batch["labels"] = torch.tensor([f["labels"] for f in features])
-        batch["_num_choices"] = [len(f["input_ids"]) for f in features]
-        if "_group" in features[0]:
-            batch["_group"] = [f["_group"] for f in features]
-        return batch
+        def flatten(features):
+            keys = [k for k in features[0] if k != "labels"]
+            batch = pad([{k: f[k][j] for k in keys} for f in features for j in range(len(f["input_ids"]))])
+            batch["labels"] = torch.tensor([f["labels"] for f in features])
+            batch["_num_choices"] = [len(f["input_ids"]) for f in features]
+            return batch
+
+        super().__init__(flatten)

@@ -35,7 +35,7 @@ from transformers import AutoModelForQuestionAnswering
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
 from ..data.loading import DataError, load_raw
-from .base import Task, is_prompt_learning, model_inputs, with_group
+from .base import MetaCollator, Task, is_prompt_learning, model_inputs, with_group
 
 # --------------------------------------------------------------------------- normalisation and metrics
 
@@ -263,7 +263,7 @@ class QuestionAnswering(Task):
         return feats
 
     def collator(self, tokenizer):
-        return QACollator(tokenizer)
+        return qa_collator(tokenizer)
 
     def forward(self, model, batch):
         inputs = model_inputs(batch)
@@ -333,21 +333,17 @@ class QuestionAnswering(Task):
         return qa_metrics([p["prediction"] for p in predictions], references)
 
 
-class QACollator:
+def qa_collator(tokenizer):
     """Right padding whatever the tokenizer's side, so start/end positions index the padded batch."""
 
-    def __init__(self, tokenizer):
-        self.tok = tokenizer
-
-    def __call__(self, features):
-        keys = [k for k in features[0] if not k.startswith("_") and k not in ("start_positions", "end_positions")]
-        batch = self.tok.pad([{k: f[k] for k in keys} for f in features], return_tensors="pt", padding_side="right")
+    def collate(features):
+        keys = [k for k in features[0] if k not in ("start_positions", "end_positions")]
+        batch = tokenizer.pad([{k: f[k] for k in keys} for f in features], return_tensors="pt", padding_side="right")
         batch["start_positions"] = torch.tensor([f["start_positions"] for f in features])
         batch["end_positions"] = torch.tensor([f["end_positions"] for f in features])
-        for k in features[0]:
-            if k.startswith("_"):
-                batch[k] = [f[k] for f in features]
         return batch
+
+    return MetaCollator(collate)
 
 
 def _answers(raw, context: str) -> tuple[list[str], list[int]]:

@@ -19,9 +19,9 @@ import torch
 from datasets import Dataset, DatasetDict
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from ..data.loading import DataError, SPLIT_SEED, load_raw
+from ..data.loading import DataError, _ensure_splits, cap_splits, load_raw
 from ..models import DECODER, ENCODER
-from .base import Task, model_inputs, with_group
+from .base import MetaCollator, Task, model_inputs, with_group
 
 
 def _meteor():
@@ -91,18 +91,9 @@ class Seq2Seq(Task):
         if len(src) != len(tgt):
             raise DataError(f"line-aligned files differ in length: {paths[0].name} has {len(src)} lines, "
                             f"{paths[1].name} has {len(tgt)}; they must align line by line")
-        ds = Dataset.from_dict({spec.text: src, spec.label: tgt})
-        report = {"source": f"{paths[0]} | {paths[1]}", "carved": {}}
-        parts = ds.train_test_split(test_size=spec.test_fraction, seed=SPLIT_SEED)
-        rest = parts["train"].train_test_split(test_size=spec.validation_fraction, seed=SPLIT_SEED)
-        dd = DatasetDict(train=rest["train"], validation=rest["test"], test=parts["test"])
-        report["carved"] = {"test": spec.test_fraction, "validation": spec.validation_fraction}
-        for split, cap in (("train", spec.max_train_samples), ("validation", spec.max_eval_samples),
-                           ("test", spec.max_eval_samples)):
-            if cap and len(dd[split]) > cap:
-                report.setdefault("capped", {})[split] = [len(dd[split]), cap]
-                dd[split] = dd[split].shuffle(seed=SPLIT_SEED).select(range(cap))
-        return dd, report
+        report = {"source": f"{paths[0]} | {paths[1]}"}
+        dd = _ensure_splits(DatasetDict(train=Dataset.from_dict({spec.text: src, spec.label: tgt})), spec, report)
+        return cap_splits(dd, spec, report), report
 
     def auto_class(self, family, config):
         if family == ENCODER:
@@ -116,7 +107,6 @@ class Seq2Seq(Task):
         prefix = spec.options.get("prefix", "")
         sep = spec.options.get("separator", "\n")
         decoder = self.family == DECODER
-        self.tokenizer = tokenizer
         eos = tokenizer.eos_token_id
 
         def encode(batch):
@@ -141,7 +131,7 @@ class Seq2Seq(Task):
                 for s, ds in dd.items()}
 
     def collator(self, tokenizer):
-        return Seq2SeqCollator(tokenizer)
+        return seq2seq_collator(tokenizer)
 
     def loss(self, outputs, batch):
         return outputs.loss
@@ -183,21 +173,17 @@ class Seq2Seq(Task):
         return out
 
 
-class Seq2SeqCollator:
-    """Pad inputs on the tokenizer's side and labels the same way with -100; keep metadata lists."""
+def seq2seq_collator(tokenizer):
+    """Pad inputs on the tokenizer's side and labels the same way with -100 (decoders: labels align with
+    input_ids, so they are padded on the same, left, side); metadata lists kept by MetaCollator."""
 
-    def __init__(self, tokenizer):
-        self.tok = tokenizer
-
-    def __call__(self, features):
-        batch = self.tok.pad([{k: f[k] for k in ("input_ids", "attention_mask")} for f in features], return_tensors="pt")
+    def collate(features):
+        batch = tokenizer.pad([{k: f[k] for k in ("input_ids", "attention_mask")} for f in features],
+                              return_tensors="pt")
         width = max(len(f["labels"]) for f in features)
-        # decoders: labels align with input_ids, so they are padded on the same (left) side
-        left = self.tok.padding_side == "left"
-        labels = [[-100] * (width - len(f["labels"])) + f["labels"] if left else f["labels"] + [-100] * (width - len(f["labels"]))
-                  for f in features]
-        batch["labels"] = torch.tensor(labels)
-        for k in features[0]:
-            if k.startswith("_"):
-                batch[k] = [f[k] for f in features]
+        left = tokenizer.padding_side == "left"
+        batch["labels"] = torch.tensor([[-100] * (width - len(f["labels"])) + f["labels"] if left
+                                        else f["labels"] + [-100] * (width - len(f["labels"])) for f in features])
         return batch
+
+    return MetaCollator(collate)

@@ -129,20 +129,16 @@ class TokenClassification(Task):
             dd[split] = dd[split].filter(lambda t: len(t) > 0, input_columns="tokens")
             if len(dd[split]) < before:
                 report.setdefault("dropped_empty_sentences", {})[split] = before - len(dd[split])
-        seen: dict[str, None] = {}
+        seen = {split: set() for split in dd}  # one pass over every split's tags
         for split in dd:
             for batch in dd[split].iter(batch_size=10_000):
                 for row in batch["tags"]:
-                    seen.update(dict.fromkeys(row))
-        tags = sorted(seen, key=lambda t: (t != "O", t.split("-", 1)[-1], t))
+                    seen[split].update(row)
+        tags = sorted(set().union(*seen.values()), key=lambda t: (t != "O", t.split("-", 1)[-1], t))
         bad = [t for t in tags if t != "O" and not PREFIX.match(t)]
         if bad:
             raise DataError(f"task '{self.spec.name}': tag(s) {bad[:5]} are not O or B-/I-/E-/S- prefixed")
-        train_tags = set()
-        for batch in dd["train"].iter(batch_size=10_000):
-            for row in batch["tags"]:
-                train_tags.update(row)
-        unseen = [t for t in tags if t not in train_tags]
+        unseen = [t for t in tags if t not in seen["train"]]
         if unseen:
             report["tags_not_in_train"] = unseen
         self.labels = tags
