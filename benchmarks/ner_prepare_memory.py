@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--max-length", type=int, default=128)
     args = ap.parse_args()
     from peftbench.config import ModelSpec, TaskSpec
-    from peftbench.models import load_config_and_tokenizer
+    from peftbench.models import inspect_model
     from peftbench.tasks.token_classification import TokenClassification
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,15 +55,15 @@ def main():
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         task = TokenClassification(TaskSpec(name="big", type="token_classification",
                                             data={"source": tmp, "validation_fraction": 0.01, "test_fraction": 0.01}))
-        dd, report = task.load()
-        _, tok, _, _ = load_config_and_tokenizer(ModelSpec(source=args.tokenizer))
-        feats = task.prepare(dd, tok, args.max_length)
+        raw = task.load()
+        _, tok, arch, _ = inspect_model(ModelSpec(source=args.tokenizer))
+        feats = task.prepare(raw, tok, arch, args.max_length).features
         t2 = time.perf_counter()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"sentences {args.sentences:,} ({n_tokens:,} tokens), tokenizer {args.tokenizer}: "
               f"features train/val/test {len(feats['train']):,}/{len(feats['validation']):,}/{len(feats['test']):,}; "
               f"write {t1 - t0:.0f} s, load+prepare {t2 - t1:.0f} s; peak RSS {peak:,.0f} MB "
-              f"(before load {rss0:,.0f} MB); tags {len(task.labels)}")
+              f"(before load {rss0:,.0f} MB); tags {len(raw.labels)}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+def seq_head(n: int = 2):
+    """A sequence-classification head with n labels (what a classification task asks of the model)."""
+    from peftbench.families import Head, HeadKind
+
+    return Head(HeadKind.SEQUENCE, labels=tuple(f"l{i}" for i in range(n)))
+
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FAMILIES = ["tiny:bert", "tiny:t5", "tiny:gpt2", "tiny:llama"]
 METHODS = ["full", "lora", "dora", "adalora"]

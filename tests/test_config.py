@@ -9,9 +9,10 @@ GRID = {"models": ["tiny:bert", {"source": "org/some-model", "name": "hub"}], "m
 def test_defaults_follow_the_persian_study():
     g = load_grid(data=GRID)
     assert (g.train.batch_size, g.train.lr, g.train.epochs, g.train.patience) == (32, None, 5, 1)
-    lora = g.methods[1]
-    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (4, 32, 0.1)
-    assert g.methods[0].r == 8
+    lora = g.methods[1].options
+    assert (lora["r"], lora["lora_alpha"], lora["lora_dropout"]) == (4, 32, 0.1)  # shorthand r, defaults filled in
+    assert g.methods[0].options == {}  # full fine-tuning has no options
+    assert load_grid(data={**GRID, "methods": ["lora"]}).methods[0].options["r"] == 8
     assert load_grid(data={k: v for k, v in GRID.items() if k != "seeds"}).seeds == [42]
 
 
@@ -32,10 +33,12 @@ def test_run_id_is_a_pure_function_of_the_resolved_config():
 
 
 def test_overrides():
-    g = load_grid(data=GRID, overrides=["train.lr=1e-4", "seeds=[1,2,3]", "methods.*.r=16", "methods.0.lr=5e-5",
+    g = load_grid(data=GRID, overrides=["train.lr=1e-4", "seeds=[1,2,3]", "methods.1.options.r=16", "methods.0.lr=5e-5",
                                         "train.epoch_fraction=0.5"])
     assert g.train.lr == 1e-4 and g.seeds == [1, 2, 3] and g.train.epoch_fraction == 0.5
-    assert [m.r for m in g.methods] == [16, 16] and g.methods[0].lr == 5e-5
+    assert g.methods[1].options["r"] == 16 and g.methods[0].lr == 5e-5
+    g = load_grid(data={**GRID, "methods": ["lora", "dora"]}, overrides=["methods.*.r=16"])
+    assert [m.options["r"] for m in g.methods] == [16, 16]
 
 
 @pytest.mark.parametrize("overrides, expected", [
@@ -43,6 +46,15 @@ def test_overrides():
     (["train.scheduler=step"], "train.scheduler: 'step' is not one of linear, constant, cosine"),
     (["train.batch_size=0"], "train.batch_size: Input should be greater than or equal to 1 (got 0)"),
     (["train.lrr=1"], "train.lrr: unknown field; allowed fields here: lr, epochs,"),
+    (["methods.1.options.rr=1"], "methods[1].options.rr: unknown option of method 'lora'; allowed: target_modules, "
+                                 "peft_config, r, lora_alpha"),
+    (["methods.0.r=4"], "methods[0].options.r: unknown option of method 'full'; allowed: none"),
+    (["methods.1.lora_alpha=-1"], "methods[1].options.lora_alpha: Input should be greater than 0 (got -1)"),
+    (["tasks.0.type=token_classification", "tasks.0.data.options.schme=IOB2"],
+     "tasks[0].data.options.schme: unknown option of task type 'token_classification'; allowed: scheme, "
+     "label_all_subtokens"),
+    (["tasks.0.type=token_classification", "tasks.0.data.options.scheme=BIO"],
+     "tasks[0].data.options.scheme: Input should be 'IOB2' or 'IOBES'"),
     (["tasks.0.type=ner"], "tasks[0].type: 'ner' is not a known task; allowed: classification"),
     (["models.0.dtype=int3"], "models[0].dtype: 'int3' is not one of float32, bfloat16, float16"),
     (["methods.5.r=1"], "override 'methods.5.r': '5' is not an index into a list of 2"),

@@ -3,12 +3,11 @@ import pytest
 import torch
 
 
-from conftest import FAMILIES, METHODS, toy_grid
+from conftest import FAMILIES, METHODS, seq_head, toy_grid
 from peftbench.config import ModelSpec, expand, load_grid
 from peftbench.methods.adalora import rank_budget
 from peftbench.models import load_model
-from peftbench.tasks.classification import sequence_classification_head
-from peftbench.train import execute
+from peftbench.run.recipe import execute
 
 HEADS = ("classifier", "score", "classification_head")
 
@@ -31,16 +30,25 @@ ATTENTION = {"bert": ("query", "value"), "t5": ("q", "v"), "gpt2": ("c_attn",), 
 # combinations that must fail with a clear one-line error instead of training
 UNSUPPORTED = {("bitfit", "tiny:llama"): "has no bias terms outside the head",
                ("bitfit", "tiny:t5"): "has no bias terms outside the head",
-               ("loha", "tiny:gpt2"): "cannot apply LoHaConfig to gpt2: Target module of type .*Conv1D.* not supported"}
+               ("loha", "tiny:gpt2"): "cannot apply LoHaConfig to gpt2: Target module of type .*Conv1D.* not supported",
+               ("lokr", "tiny:gpt2"): "cannot apply LoKrConfig to gpt2: Target module of type .*Conv1D.* not supported",
+               ("oft", "tiny:gpt2"): "cannot apply OFTConfig to gpt2: Target module Conv1D.* is not supported",
+               ("boft", "tiny:gpt2"): "cannot apply BOFTConfig to gpt2: Target module Conv1D.* is not supported"}
 PROMPT = ["prompt_tuning", "prefix_tuning", "p_tuning"]
 for _m in PROMPT:
     for _f in ("tiny:t5", "tiny:bert2bert"):
         UNSUPPORTED[_m, _f] = "cannot run classification on an encoder-decoder model"
 
 
+def _factor(d: int) -> tuple[int, int]:
+    """LyCORIS' split of a dimension into two factors, as square as possible (m <= n)."""
+    m = max(i for i in range(1, int(d ** 0.5) + 1) if d % i == 0)
+    return m, d // m
+
+
 def hand_count(method, family, r=8):
     """Trainable parameters computed from the base model's shapes, independently of peft."""
-    base, _, _ = load_model(ModelSpec(source=family), sequence_classification_head, {"num_labels": 2})
+    base, _, _ = load_model(ModelSpec(source=family), seq_head(2))
     head = sum(p.numel() for n, p in base.named_parameters() if n.split(".")[0] in HEADS)
     if method == "full":
         return sum(p.numel() for p in base.parameters())
@@ -83,11 +91,21 @@ def hand_count(method, family, r=8):
             extra += 2 * r * (fin + fout)  # two Hadamard-multiplied low-rank pairs
         elif method == "ia3":
             extra += fin if match(name, feedforward) else fout  # one scaling vector
+        elif method == "lokr":  # W = w1 (x) w2: w1 full, w2 full when r >= half its larger side, else low rank
+            (o1, o2), (i1, i2) = _factor(fout), _factor(fin)
+            extra += o1 * i1 + (o2 * i2 if r >= max(o2, i2) / 2 else r * (o2 + i2))
+        elif method == "vera":  # frozen shared random A, B; trained scaling vectors d (rank 256) and b (out)
+            extra += 256 + fout
+        elif method == "oft":  # fin / 32 orthogonal blocks, each a skew-symmetric 32 x 32 (upper triangle)
+            extra += fin // 32 * (32 * 31 // 2)
+        elif method == "boft":  # one butterfly factor of fin / 4 blocks of 4 x 4, and an output scale
+            extra += fin // 4 * 4 * 4 + fout
     return extra + head
 
 
 @pytest.mark.parametrize("family", FAMILIES + ["tiny:bert2bert"])
-@pytest.mark.parametrize("method", METHODS + ["loha", "ia3", "bitfit", "head_only", "houlsby", "pfeiffer"] + PROMPT)
+@pytest.mark.parametrize("method", METHODS + ["loha", "lokr", "vera", "oft", "boft", "ia3", "bitfit", "head_only",
+                                              "houlsby", "pfeiffer"] + PROMPT)
 def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     if (method, family) in UNSUPPORTED:
         run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[family], methods=[method])))[0]
@@ -138,9 +156,9 @@ def test_adalora_budget_shrinks_and_orth_regulariser_is_in_the_loss(toy, tmp_pat
     from peftbench.methods.adalora import AdaLoRA
     from peftbench.methods.base import MethodContext
 
-    model, tok, info = load_model(ModelSpec(source="tiny:bert"), sequence_classification_head, {"num_labels": 2})
+    model, tok, info = load_model(ModelSpec(source="tiny:bert"), seq_head(2))
     ctx = MethodContext(info["family"], info["model_type"], ["classifier"], "SEQ_CLS", total_steps=100)
-    model = AdaLoRA().apply(model, run.method, ctx)
+    model = AdaLoRA().apply(model, AdaLoRA.Options(**run.method.options), ctx)
     model.train()
     batch = tok(["a good day", "a bad day"], return_tensors="pt", padding=True)
     out = model(**batch, labels=torch.tensor([1, 0]))
@@ -178,7 +196,11 @@ def test_any_peft_method_by_config_name(peft_type, extra, toy, tmp_path):
 
 
 def test_any_peft_method_errors(toy, tmp_path):
-    for options, expected in (({}, "needs options.peft_type, one of"), ({"peft_type": "NOPE"}, "got 'NOPE'"),
+    from peftbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"methods\[0\].options.peft_type: required option of method 'peft' is missing"):
+        load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[{"name": "peft"}]))
+    for options, expected in (({"peft_type": "NOPE"}, "needs options.peft_type, one of .* \\(got 'NOPE'\\)"),
                               ({"peft_type": "LORA", "bogus": 1}, "LoraConfig: ")):
         method = {"name": "peft", "options": options}
         run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[method])))[0]
@@ -202,7 +224,7 @@ def test_merged_model_gives_the_same_logits(method, toy, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "merged").eval()
-    base, tok, _ = load_model(ModelSpec(source="tiny:bert"), sequence_classification_head, {"num_labels": 2})
+    base, tok, _ = load_model(ModelSpec(source="tiny:bert"), seq_head(2))
     adapted = PeftModel.from_pretrained(base, tmp_path / "run" / "weights").eval()
     batch = tok(["a good meal", "an awful trip"], return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -213,18 +235,18 @@ def test_merged_model_gives_the_same_logits(method, toy, tmp_path):
 def test_bottleneck_adapters_start_as_the_base_model_and_follow_the_formula(family):
     """Zero-initialised up-projections: the adapted model gives the base model's logits before training;
     an adapter computes h + W_up act(W_down h + b_down) + b_up."""
-    from peftbench.config import MethodSpec
     from peftbench.methods.base import MethodContext
-    from peftbench.methods.bottleneck import BottleneckAdapter, Houlsby
+    from peftbench.methods.bottleneck import Houlsby
+    from peftbench.methods.bottleneck_layer import BottleneckAdapter
 
-    model, tok, info = load_model(ModelSpec(source=family), sequence_classification_head, {"num_labels": 2})
+    model, tok, info = load_model(ModelSpec(source=family), seq_head(2))
     model.eval()
     batch = tok(["a good day", "an awful long trip"], return_tensors="pt", padding=True)
     with torch.no_grad():
         before = model(**batch).logits.clone()
     heads = [n for n in HEADS if hasattr(model, n)]
     ctx = MethodContext(info["family"], info["model_type"], heads, "SEQ_CLS", total_steps=10)
-    model = Houlsby().apply(model, MethodSpec(name="houlsby", options={"train_layer_norms": True}), ctx)
+    model = Houlsby().apply(model, Houlsby.Options(train_layer_norms=True), ctx)
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, before)
     assert ctx.notes["norm_tensors"] > 0  # layer norms train when asked
@@ -242,12 +264,16 @@ def test_bottleneck_adapters_start_as_the_base_model_and_follow_the_formula(fami
 
 
 def test_bottleneck_errors_are_one_line(toy, tmp_path):
-    for options, expected in (({"variant": "x"}, "options.variant 'x' is not one of houlsby, pfeiffer"),
-                              ({"bogus": 1}, "unknown option"), ({"activation": "nope"}, "options.activation")):
-        run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"],
-                                             methods=[{"name": "houlsby", "options": options}])))[0]
-        with pytest.raises(ValueError, match=expected):
-            execute(run, tmp_path / "run", show_progress=False)
+    """Bad options fail at validation (before any model loads), one line naming the option."""
+    from peftbench.config import ConfigError
+
+    for options, expected in (({"variant": "x"}, "methods[0].options.variant: unknown option of method 'houlsby'; "
+                                                 "allowed: reduction_factor, activation"),
+                              ({"bogus": 1}, "unknown option"),
+                              ({"activation": "nope"}, "methods[0].options.activation: Input should be 'relu'")):
+        with pytest.raises(ConfigError) as info:
+            load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[{"name": "houlsby", "options": options}]))
+        assert expected in str(info.value) and "\n" not in str(info.value)
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["pfeiffer"],
                                          export_merged=True)))[0]
     with pytest.raises(ValueError, match="cannot be merged"):
@@ -276,24 +302,26 @@ def test_default_learning_rates_per_method_and_family(toy, tmp_path):
 def test_adalora_regulariser_matches_peft_and_reaches_multiple_choice():
     """Our copy of peft's orthogonal regulariser equals what peft adds to outputs.loss; multiple choice,
     whose loss is computed outside the model, gets it from the method."""
-    from peftbench.config import MethodSpec
     from peftbench.methods.adalora import AdaLoRA
     from peftbench.methods.base import MethodContext
 
     torch.manual_seed(0)
-    model, tok, info = load_model(ModelSpec(source="tiny:bert"), sequence_classification_head, {"num_labels": 2})
+    model, tok, info = load_model(ModelSpec(source="tiny:bert"), seq_head(2))
     ctx = MethodContext(info["family"], info["model_type"], ["classifier"], "SEQ_CLS", total_steps=100)
     method = AdaLoRA()
-    model = method.apply(model, MethodSpec(name="adalora"), ctx)
+    model = method.apply(model, AdaLoRA.Options(), ctx)
     model.eval()
     batch = tok(["a good day", "a bad day"], return_tensors="pt", padding=True)
     labels = torch.tensor([1, 0])
     out = model(**batch, labels=labels)
     ce = torch.nn.functional.cross_entropy(out.logits, labels)
     torch.testing.assert_close(out.loss - ce, method.regulariser(model))
-    from peftbench.tasks.multiple_choice import MultipleChoice
+    # every task computes its own loss (the model never sees the targets); the adapter adds the regulariser
+    from peftbench.methods.adapter import ModelAdapter
+    from peftbench.tasks.base import model_inputs
 
-    assert MultipleChoice.loss_outside_model
+    assert "labels" not in model_inputs({"input_ids": 1, "labels": 2, "_group": 3})
+    torch.testing.assert_close(ModelAdapter(model, method).objective(ce), out.loss)
 
 
 @pytest.mark.parametrize("family", ["tiny:t5", "tiny:bert2bert"])

@@ -49,8 +49,9 @@ ROWS = [{"review": f"text {i}", "score": s} for i, s in enumerate([-2, -1, 0, 1,
 def test_label_map_drops_rows_and_reports_them(tmp_path):
     task = _task(tmp_path, ROWS, text="review", label="score",
                  label_map={"-2": "neg", "-1": "neg", "1": "pos", "2": "pos", "0": None, "3": None})
-    dd, report = task.load()
-    assert task.labels == ["neg", "pos"]
+    raw = task.load()
+    dd, report = raw.splits, raw.report
+    assert raw.labels == ("neg", "pos")
     assert sum(report["dropped_by_label_map"].values()) == 20  # every 0 and 3, nothing silent
     assert sum(len(v) for v in dd.values()) == 40
     assert report["carved"] == {"test": 0.1, "validation": 0.1}
@@ -59,8 +60,9 @@ def test_label_map_drops_rows_and_reports_them(tmp_path):
 @pytest.mark.parametrize("suffix", [".csv", ".tsv"])
 def test_csv_and_tsv(tmp_path, suffix):
     task = _task(tmp_path, ROWS, suffix=suffix, text="review", label="score")
-    dd, _ = task.load()
-    assert task.labels == ["-2", "-1", "0", "1", "2", "3"]  # numeric order
+    raw = task.load()
+    dd = raw.splits
+    assert raw.labels == ("-2", "-1", "0", "1", "2", "3")  # numeric order
     assert sum(len(v) for v in dd.values()) == 60
 
 
@@ -88,7 +90,8 @@ def test_local_folder_with_split_files(tmp_path):
 
 def test_demo_recipe_is_balanced_and_split():
     task = Classification(TaskSpec(name="demo", data=DataSpec(source="recipe:demo_sentiment")))
-    dd, report = task.load()
+    raw = task.load()
+    dd, report = raw.splits, raw.report
     assert report["rows"] == {"train": 150, "validation": 44, "test": 44}
     for split in dd.values():
         labels = split["_label_name"]

@@ -4,14 +4,15 @@ import pytest
 import transformers
 
 
-from conftest import toy_grid
+from conftest import seq_head, toy_grid
 from peftbench.config import ModelSpec, expand, load_grid
-from peftbench.models import DECODER, ENCODER, ENCODER_DECODER, ModelLoadError, load_model
-from peftbench.tasks.classification import sequence_classification_head
-from peftbench.tiny import SPECIALS
-from peftbench.train import execute
+from peftbench.families import Family
+from peftbench.models import ModelLoadError, load_model
 
-SEQ_CLS = sequence_classification_head
+ENCODER, ENCODER_DECODER, DECODER = Family.ENCODER, Family.ENCODER_DECODER, Family.DECODER
+from peftbench.tiny import SPECIALS
+from peftbench.run.recipe import execute
+
 
 
 def write_tiny_llama_gguf(path):
@@ -58,7 +59,7 @@ def write_tiny_llama_gguf(path):
 def test_gguf_source_trains_and_its_fp32_expansion_is_cached(tmp_path, monkeypatch, toy):
     monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path / "cache"))
     gguf_path = write_tiny_llama_gguf(tmp_path / "tiny-llama.gguf")
-    model, tok, info = load_model(ModelSpec(source=str(gguf_path)), SEQ_CLS, {"num_labels": 2})
+    model, tok, info = load_model(ModelSpec(source=str(gguf_path)), seq_head(2))
     assert info["source_kind"] == "gguf" and info["family"] == DECODER and type(model).__name__ == "LlamaForSequenceClassification"
     assert tok.pad_token is not None and model.config.pad_token_id == tok.pad_token_id  # decoder got a pad token
     cached = list((tmp_path / "cache" / "gguf").glob("*/model.safetensors"))
@@ -82,7 +83,7 @@ def test_gguf_source_trains_and_its_fp32_expansion_is_cached(tmp_path, monkeypat
     ("tiny:llama", DECODER, "LlamaForSequenceClassification"),
 ])
 def test_family_and_head_class(source, family, cls):
-    model, tok, info = load_model(ModelSpec(source=source), SEQ_CLS, {"num_labels": 3})
+    model, tok, info = load_model(ModelSpec(source=source), seq_head(3))
     assert info["family"] == family and type(model).__name__ == cls
     assert model.config.num_labels == 3 and model.config.pad_token_id == tok.pad_token_id
     if family == DECODER:
@@ -97,5 +98,5 @@ def test_bad_sources_fail_with_one_line(tmp_path):
              ("tiny:bloom", "is not a known tiny")]
     for source, expected in cases:
         with pytest.raises(ModelLoadError) as info:
-            load_model(ModelSpec(source=source), SEQ_CLS)
+            load_model(ModelSpec(source=source), seq_head())
         assert expected in str(info.value) and "\n" not in str(info.value)

@@ -1,13 +1,13 @@
 """The task loaders on the real corpora of ../shared/datasets (skipped, with the reason, where absent):
 every layout the studies use is read without loss, and prepared with a tokenizer."""
-from pathlib import Path
 
 import pytest
 
 from conftest import SHARED
 from peftbench.config import ModelSpec, TaskSpec
-from peftbench.models import load_config_and_tokenizer
+from peftbench.models import inspect_model
 from peftbench.registry import get
+from peftbench.tasks.base import Raw
 
 pytestmark = pytest.mark.integration
 DATA = SHARED / "datasets"
@@ -25,20 +25,22 @@ def need(*parts):
 @need("overfit_ner", "ner_data", "peyma")
 def test_peyma_ner_reads_every_sentence_and_tag():
     task = _task("token_classification", "peyma", {"source": str(DATA / "overfit_ner/ner_data/peyma")})
-    dd, report = task.load()
+    raw = task.load()
+    dd, report = raw.splits, raw.report
     assert report["rows"] == {"train": 8028, "validation": 925, "test": 1026}
-    assert {"B-PER", "I-PER", "B-LOC", "B-ORG", "B-DAT", "B-TIM", "B-MON", "B-PCT"} <= set(task.labels)
+    assert {"B-PER", "I-PER", "B-LOC", "B-ORG", "B-DAT", "B-TIM", "B-MON", "B-PCT"} <= set(raw.labels)
     assert report["scheme"] == "IOB2"
-    _, tok, _, _ = load_config_and_tokenizer(ModelSpec(source="tiny:bert"))
-    feats = task.prepare({"test": dd["test"]}, tok, 512)
-    assert len(feats["test"]) == 1026
+    _, tok, arch, _ = inspect_model(ModelSpec(source="tiny:bert"))
+    prep = task.prepare(Raw({"test": dd["test"]}, raw.labels, report), tok, arch, 512)
+    assert len(prep.features["test"]) == 1026
 
 
 @need("overfit_ner", "twitter_data", "persian-ner-twitter-data")
 def test_parstwiner_tab_separated():
     task = _task("token_classification", "tw", {"source": str(DATA / "overfit_ner/twitter_data/persian-ner-twitter-data")})
-    dd, report = task.load()
-    assert report["rows"]["train"] > 6000 and "B-EVE" in task.labels
+    raw = task.load()
+    report = raw.report
+    assert report["rows"]["train"] > 6000 and "B-EVE" in raw.labels
 
 
 @need("parsinlu", "data", "reading_comprehension")
@@ -46,7 +48,8 @@ def test_parsinlu_reading_comprehension_offsets_all_located():
     task = _task("question_answering", "rc", {"source": str(DATA / "parsinlu/data/reading_comprehension"),
                                               "splits": {"train": "train.jsonl", "validation": "dev.jsonl",
                                                          "test": "eval.jsonl"}})
-    dd, report = task.load()
+    raw = task.load()
+    dd, report = raw.splits, raw.report
     assert report["rows"] == {"train": 600, "validation": 125, "test": 570}
     assert "answers_not_located" not in report  # all offsets verified
     row = dd["train"][0]
@@ -59,7 +62,8 @@ def test_parsinlu_multiple_choice_with_a_persian_digit_answer():
         "source": str(DATA / "parsinlu/data/multiple-choice"), "text": "question", "label": "answer",
         "splits": {"train": "train.jsonl", "validation": "valid.jsonl", "test": "test.jsonl"},
         "options": {"choices": "candidates", "label_base": 1}})
-    dd, report = task.load()
+    raw = task.load()
+    report = raw.report
     assert report["rows"] == {"train": 1271, "validation": 139, "test": 1050} and report["choices_per_example"] == [4]
 
 
@@ -69,7 +73,8 @@ def test_hucopa_connectives_and_one_based_labels():
         "source": str(DATA / "hulu/HuCoPA"), "text": "premise",
         "splits": {"train": "train.json", "validation": "val.json", "test": "val.json"},
         "options": {"label_base": 1, "language": "hu"}})
-    dd, report = task.load()
+    raw = task.load()
+    dd, report = raw.splits, raw.report
     assert report["connectives"] == {"cause": "mert", "effect": "ezért"} and len(dd["train"]) == 400
 
 
@@ -78,8 +83,9 @@ def test_farstail_tab_separated_csv():
     task = _task("classification", "farstail", {
         "source": str(DATA / "farstail"), "delimiter": "\t", "text": "premise", "text_pair": "hypothesis",
         "splits": {"train": "Train-word.csv", "validation": "Val-word.csv", "test": "Test-word.csv"}})
-    dd, report = task.load()
-    assert task.labels == ["c", "e", "n"]
+    raw = task.load()
+    report = raw.report
+    assert list(raw.labels) == ["c", "e", "n"]
     assert report["rows"] == {"train": 7266, "validation": 1537, "test": 1564}
 
 
@@ -88,7 +94,8 @@ def test_quran_line_aligned_files():
     task = _task("seq2seq", "quran", {
         "source": str(DATA / "parsinlu/data/translation/quran"), "text": "en", "label": "fa",
         "options": {"source_file": "en.ahmedali.txt", "target_file": "fa.makarem.norm.txt"}})
-    dd, report = task.load()
+    raw = task.load()
+    report = raw.report
     lines = (DATA / "parsinlu/data/translation/quran/en.ahmedali.txt").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 6236  # verses (the last line has no newline)
     assert sum(report["rows"].values()) + sum((report.get("dropped_empty_pairs") or {}).values()) == len(lines)
@@ -99,7 +106,8 @@ def test_nusax_recipe_groups_by_language():
     task = _task("classification", "nusax", {"source": "recipe:nusax_sentiment", "group": "language",
                                               "train_groups": ["english"],
                                               "path": str(DATA / "nusax")})
-    dd, report = task.load()
+    raw = task.load()
+    dd, report = raw.splits, raw.report
     assert set(report["groups"]["test"]) >= {"english", "indonesian", "javanese"}
     assert set(dd["train"]["_group"]) == {"english"} and len(dd["train"]) == 500
     assert "indonesian" in report["zero_shot_groups"]

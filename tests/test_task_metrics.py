@@ -62,15 +62,16 @@ def test_seq2seq_metrics_are_sacrebleu_with_signatures():
     task = Seq2Seq(TaskSpec(name="t", type="seq2seq", data={"source": "x"}))
     hyps = ["the cat sat on the mat", "a dog barked loudly today", "hello"]
     refs = ["the cat sat on a mat", "the dog barked loudly today", "hello world"]
-    m = task.compute_metrics([{"prediction": h} for h in hyps], refs)
+    m = task.compute_metrics(None, [{"prediction": h} for h in hyps], refs)
     assert m["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
     assert m["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
-    assert task.metric_info["bleu_signature"].startswith("nrefs:1|") and "chrf_signature" in task.metric_info
-    same = task.compute_metrics([{"prediction": r} for r in refs], refs)
+    info = task.metric_info(None)
+    assert info["bleu_signature"].startswith("nrefs:1|") and "chrf_signature" in info
+    same = task.compute_metrics(None, [{"prediction": r} for r in refs], refs)
     assert same["bleu"] == pytest.approx(100) and same["chrf"] == pytest.approx(100)
     # hand-computed BLEU: 'a b c x' vs 'a b c d', same length (brevity penalty 1); n-gram precisions
     # 3/4, 2/3, 1/2, 0/1 -> sacrebleu's default 'exp' smoothing makes the zero 1 / (2 * 1)
-    one = task.compute_metrics([{"prediction": "a b c x"}], ["a b c d"])
+    one = task.compute_metrics(None, [{"prediction": "a b c x"}], ["a b c d"])
     p = [3 / 4, 2 / 3, 1 / 2, 1 / 2]
     assert one["bleu"] == pytest.approx(100 * np.exp(np.mean(np.log(p))), rel=1e-6)
 

@@ -9,7 +9,7 @@ import torch
 from conftest import (write_toy, write_toy_choice, write_toy_multilabel, write_toy_ner, write_toy_qa,
                       write_toy_translation)
 from peftbench.config import expand, load_grid
-from peftbench.train import execute
+from peftbench.run.recipe import execute
 
 TASKS = {
     "multiple_choice": (write_toy_choice, "c.jsonl", {"text": "premise", "options": {"label_base": 1}}, "accuracy"),
@@ -97,11 +97,14 @@ def test_multiple_choice_head_equals_the_standard_encoder_head():
     from transformers import BertForMultipleChoice
 
     from peftbench.config import ModelSpec, TaskSpec
+    from peftbench.families import Head, HeadKind
+    from peftbench.methods.adapter import ModelAdapter
+    from peftbench.methods.full import FullFineTuning
     from peftbench.models import load_model
     from peftbench.tasks.multiple_choice import ChoiceCollator, MultipleChoice
 
     task = MultipleChoice(TaskSpec(name="c", type="multiple_choice", data={"source": "x"}))
-    model, tok, _ = load_model(ModelSpec(source="tiny:bert"), task.auto_class, task.config_updates())
+    model, tok, _ = load_model(ModelSpec(source="tiny:bert"), Head(HeadKind.SEQUENCE, num_outputs=1))
     reference = BertForMultipleChoice(model.config)
     reference.load_state_dict(model.state_dict())
     model.eval(), reference.eval()
@@ -112,7 +115,7 @@ def test_multiple_choice_head_equals_the_standard_encoder_head():
         feats.append({**{k: [e[k] for e in enc] for k in enc[0]}, "labels": 0})
     batch = ChoiceCollator(tok)(feats)
     with torch.no_grad():
-        _, ours = task.forward(model, batch)
+        ours = task.forward(ModelAdapter(model, FullFineTuning()), batch, None)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch]
         ref = reference(**{k: batch[k].view(len(feats), len(choices), -1) for k in keys})
     torch.testing.assert_close(ours.logits, ref.logits)
@@ -126,8 +129,8 @@ def test_multiple_choice_connectives_and_label_checks(tmp_path):
     path = write_toy_choice(tmp_path / "c.jsonl", n=40)
     spec = {"name": "copa", "type": "multiple_choice", "data": {"source": str(path), "text": "premise",
                                                                  "options": {"label_base": 1, "language": "hu"}}}
-    dd, report = MultipleChoice(TaskSpec(**spec)).load()
-    row = dd["train"][0]
+    raw = MultipleChoice(TaskSpec(**spec)).load()
+    row, report = raw.splits["train"][0], raw.report
     assert row["_context"].endswith((" mert", " ezért")) and report["choices_per_example"] == [2]
     spec["data"]["options"] = {"label_base": 0}
     with pytest.raises(DataError, match="out of range for 2 choices"):
@@ -139,7 +142,7 @@ def test_multiple_choice_connectives_and_label_checks(tmp_path):
 
 def test_ner_reads_conll_layouts_and_aligns_subwords(tmp_path):
     from peftbench.config import ModelSpec, TaskSpec
-    from peftbench.models import load_config_and_tokenizer
+    from peftbench.models import inspect_model
     from peftbench.tasks.token_classification import TokenClassification
 
     (tmp_path / "tab").mkdir()
@@ -148,13 +151,15 @@ def test_ner_reads_conll_layouts_and_aligns_subwords(tmp_path):
     spec = TaskSpec(name="n", type="token_classification", data={"source": str(tmp_path / "tab"),
                                                                  "options": {"label_all_subtokens": True}})
     task = TokenClassification(spec)
-    dd, report = task.load()
-    assert report["scheme"] == "IOBES" and "B-PER" in task.labels and "S-LOC" in task.labels
+    raw = task.load()
+    dd, report = raw.splits, raw.report
+    assert report["scheme"] == "IOBES" and "B-PER" in raw.labels and "S-LOC" in raw.labels
     assert dd["train"][0]["tokens"] == ["Ali", "Rezaei", "saw"]
-    _, tok, _, _ = load_config_and_tokenizer(ModelSpec(source="tiny:bert"))
-    feats = task.prepare(dd, tok, 64)
-    row = feats["train"][0]
-    index = {t: i for i, t in enumerate(task.labels)}
+    _, tok, arch, _ = inspect_model(ModelSpec(source="tiny:bert"))
+    prep = task.prepare(raw, tok, arch, 64)
+    assert prep.extra["scheme"] == "IOBES" and prep.labels == raw.labels
+    row = prep.features["train"][0]
+    index = {t: i for i, t in enumerate(prep.labels)}
     labelled = [lab for lab in row["labels"] if lab != -100]
     # byte-level pieces: "Ali" = 3 pieces -> B-PER then I-PER twice (all sub-tokens), "Rezaei" 6 x I-PER, "saw" 3 x O
     assert labelled == [index["B-PER"]] + [index["I-PER"]] * 8 + [index["O"]] * 3
@@ -162,8 +167,8 @@ def test_ner_reads_conll_layouts_and_aligns_subwords(tmp_path):
     pipe = tmp_path / "pipe.txt"
     pipe.write_text("خبرگزاری|B_ORG\nمهر|I_ORG\n،|O\n\n" * 20, encoding="utf-8")
     task = TokenClassification(TaskSpec(name="n", type="token_classification", data={"source": str(pipe)}))
-    dd, report = task.load()
-    assert set(task.labels) == {"O", "B-ORG", "I-ORG"} and report["scheme"] == "IOB2"
+    raw = task.load()
+    assert set(raw.labels) == {"O", "B-ORG", "I-ORG"} and raw.report["scheme"] == "IOB2"
 
 
 def test_cross_lingual_groups_train_on_some_and_score_each(tmp_path):
@@ -211,7 +216,7 @@ def test_unanswerable_questions_predict_empty(tmp_path):
 def test_qa_long_contexts_are_windowed_and_rejoined(tmp_path):
     """A context far longer than max_length: several windows per question, one prediction per question."""
     from peftbench.config import ModelSpec, TaskSpec
-    from peftbench.models import load_config_and_tokenizer
+    from peftbench.models import inspect_model
     from peftbench.tasks.question_answering import QuestionAnswering
 
     ctx = " ".join(["filler words here"] * 20) + " the key is red ."
@@ -220,9 +225,10 @@ def test_qa_long_contexts_are_windowed_and_rejoined(tmp_path):
                                         "answers": [[ctx.index("red"), "red"]]}) + "\n" for _ in range(20)))
     task = QuestionAnswering(TaskSpec(name="q", type="question_answering",
                                       data={"source": str(path), "options": {"doc_stride": 16}}))
-    dd, _ = task.load()
-    _, tok, _, _ = load_config_and_tokenizer(ModelSpec(source="tiny:bert"))
-    feats = task.prepare(dd, tok, 64)
+    raw = task.load()
+    dd = raw.splits
+    _, tok, arch, _ = inspect_model(ModelSpec(source="tiny:bert"))
+    feats = task.prepare(raw, tok, arch, 64).features
     n_val = len(dd["validation"])
     assert len(feats["validation"]) > 3 * n_val  # windows
     assert len(feats["train"]) < len(feats["validation"]) / n_val * len(dd["train"])  # train keeps answer windows

@@ -62,6 +62,7 @@ def cmd_validate(args) -> int:
 DESCRIPTIONS = {
     "method": "fine-tuning methods (methods[].name)",
     "task": "task types (tasks[].type)",
+    "architecture": "architectures (model families), matched in this order",
     "recipe": "data recipes (tasks[].data.source: recipe:<name>)",
     "tiny": "tiny in-process model families (models[].source: tiny:<family>)",
 }
@@ -72,9 +73,15 @@ def cmd_list(args) -> int:
           "package:<python-package>/<folder>, tiny:<family>")
     for kind, desc in DESCRIPTIONS.items():
         print(f"{desc}: {', '.join(registry.names(kind))}")
+    from .options import describe
+
+    print("method options (methods[].options, or beside name):")
+    for name in registry.names("method"):
+        print(f"  {name}: {describe(registry.options('method', name))}")
+    print("task types: metrics (default validation metric) and data.options:")
     for name in registry.names("task"):
         cls = registry.get("task", name)
-        print(f"metrics of {name}: {', '.join(cls.metric_names)} (default validation metric: {cls.default_metric})")
+        print(f"  {name}: {', '.join(cls.metric_names)} ({cls.default_metric}); options: {describe(cls.Options)}")
     return 0
 
 

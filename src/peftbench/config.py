@@ -10,16 +10,22 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import registry
 
 
 class ConfigError(ValueError):
     """A one-line, user-facing configuration error."""
+
+
+def one_of(value, allowed):
+    if value not in allowed:
+        raise ValueError(f"'{value}' is not one of {', '.join(allowed)}")
+    return value
 
 
 class _Spec(BaseModel):
@@ -38,10 +44,7 @@ class ModelSpec(_Spec):
     @field_validator("dtype")
     @classmethod
     def _dtype(cls, v):
-        allowed = ("float32", "bfloat16", "float16")
-        if v not in allowed:
-            raise ValueError(f"'{v}' is not one of {', '.join(allowed)}")
-        return v
+        return one_of(v, ("float32", "bfloat16", "float16"))
 
     @model_validator(mode="after")
     def _name(self):
@@ -65,29 +68,63 @@ class SweepSpec(_Spec):
         return v
 
 
-class MethodSpec(_Spec):
-    """A fine-tuning method (``name`` from the method registry) and its options."""
+def registered(kind: str):
+    """A name that must be in the ``kind`` registry (one-line error with the allowed names)."""
+    return Annotated[str, AfterValidator(lambda v: registry.check(kind, v))]
 
-    name: str
+
+class MethodSpec(_Spec):
+    """A fine-tuning method (``name`` from the method registry) and its options, validated against the options
+    the method declares (``peftbench list`` shows them). Option names may also stand at the top level:
+    ``{name: lora, r: 16}`` is ``{name: lora, options: {r: 16}}``."""
+
+    name: registered("method")
     label: Optional[str] = None  # distinguishes two variants of one method in a grid
     lr: Optional[float] = Field(None, gt=0)  # overrides task and train learning rates for this method
     sweep: Optional[SweepSpec] = None  # e.g. {lr: [1e-4, 3e-4, 1e-3]}: one run per value, best on validation
-    r: int = Field(8, ge=1)
-    lora_alpha: float = 32
-    lora_dropout: float = Field(0.1, ge=0, lt=1)
-    target_modules: Optional[list[str] | str] = None  # None: chosen per architecture
-    options: dict[str, Any] = Field(default_factory=dict)  # passed through to the peft config
+    options: dict[str, Any] = Field(default_factory=dict)  # the method's options, defaults filled in
 
-    @field_validator("name")
+    @model_validator(mode="before")
     @classmethod
-    def _known(cls, v):
-        return registry.check("method", v)
+    def _shorthand(cls, data):
+        if isinstance(data, dict):
+            own = set(cls.model_fields)
+            extra = {k: v for k, v in data.items() if k not in own}
+            if extra:
+                data = {k: v for k, v in data.items() if k in own}
+                data["options"] = {**extra, **(data.get("options") or {})}
+        return data
 
     @model_validator(mode="after")
-    def _label(self):
+    def _label_and_options(self):
         if not self.label:
             self.label = self.name
+        model = registry.options("method", self.name)
+        if model is not None:
+            checked = validate_options(model, self.options, f"method '{self.name}'", "options")
+            if checked != self.options:  # (assignment re-runs this validator)
+                self.options = checked
         return self
+
+
+def validate_options(model: type[BaseModel], values: dict, owner: str, where: str, extra_allowed=()) -> dict:
+    """``values`` checked against an options model: a one-line error naming the option and the allowed names;
+    returns the options with their defaults (keys in ``extra_allowed`` pass through, e.g. a recipe's)."""
+    mine = {k: v for k, v in values.items() if k not in extra_allowed}
+    try:
+        checked = model.model_validate(mine).model_dump(mode="json")
+    except ValidationError as err:
+        e = err.errors()[0]
+        name = ".".join(str(x) for x in e["loc"])
+        allowed = ", ".join([*model.model_fields, *extra_allowed]) or "none"
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown option of {owner}; allowed: {allowed}"
+        elif e["type"] == "missing":
+            msg = f"required option of {owner} is missing"
+        else:
+            msg = f"{e['msg'].removeprefix('Value error, ')} (got {json.dumps(e.get('input'), default=str)[:80]})"
+        raise ValueError(f"@{where}.{name}|{msg}") from None
+    return {**checked, **{k: v for k, v in values.items() if k in extra_allowed}}
 
 
 class DataSpec(_Spec):
@@ -131,7 +168,7 @@ class GenerationSpec(_Spec):
 
 class TaskSpec(_Spec):
     name: str
-    type: str = "classification"
+    type: registered("task") = "classification"
     data: DataSpec
     lr: Optional[float] = None
     epochs: Optional[int] = Field(None, ge=1)
@@ -140,10 +177,20 @@ class TaskSpec(_Spec):
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     pes_weights: Optional[dict[str, float]] = None
 
-    @field_validator("type")
-    @classmethod
-    def _known(cls, v):
-        return registry.check("task", v)
+    @model_validator(mode="after")
+    def _options(self):
+        model = registry.options("task", self.type)
+        if model is not None:
+            recipe = self.data.source.split(":", 1)[1] if self.data.source.startswith("recipe:") else None
+            recipe_model = registry.options("recipe", recipe) if recipe in registry.REGISTRIES["recipe"] else None
+            extra = tuple(recipe_model.model_fields) if recipe_model else ()
+            if recipe_model:
+                validate_options(recipe_model, {k: v for k, v in self.data.options.items() if k in extra},
+                                 f"recipe '{recipe}'", "data.options")
+            checked = validate_options(model, self.data.options, f"task type '{self.type}'", "data.options", extra)
+            if checked != self.data.options:
+                self.data.options = checked
+        return self
 
 
 class TrainSpec(_Spec):
@@ -170,18 +217,12 @@ class TrainSpec(_Spec):
     @field_validator("scheduler")
     @classmethod
     def _sched(cls, v):
-        allowed = ("linear", "constant", "cosine")
-        if v not in allowed:
-            raise ValueError(f"'{v}' is not one of {', '.join(allowed)}")
-        return v
+        return one_of(v, ("linear", "constant", "cosine"))
 
     @field_validator("precision")
     @classmethod
     def _prec(cls, v):
-        allowed = ("fp32", "bf16", "fp16")
-        if v not in allowed:
-            raise ValueError(f"'{v}' is not one of {', '.join(allowed)}")
-        return v
+        return one_of(v, ("fp32", "bf16", "fp16"))
 
     @field_validator("device")
     @classmethod
@@ -261,7 +302,10 @@ def _format_error(err: ValidationError, origin: str) -> str:
     for part in e["loc"]:
         loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
     msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "extra_forbidden":
+    if msg.startswith("@"):  # an option error: its own path below this field
+        path, _, msg = msg[1:].partition("|")
+        loc = f"{loc}.{path}" if loc else path
+    elif e["type"] == "extra_forbidden":
         model = _model_at(e["loc"])
         allowed = ", ".join(model.model_fields) if model else "see the docs"
         msg = f"unknown field; allowed fields here: {allowed}"

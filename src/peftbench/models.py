@@ -1,10 +1,12 @@
 """Model sources (hub id, local folder, GGUF file, tiny in-process) and architecture families.
 
-``load_model`` returns the model with the head class the task asks for, its tokenizer, and a small
-info dict (architecture family, resolved source) stored with the run.
+``inspect_model`` reads a source's config and tokenizer (no weights) and finds its ``Architecture``;
+``load_weights`` then loads the model with the head the task asked for.  What differs per architecture
+(head classes, padding side) lives in ``families``, not here.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -12,15 +14,10 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoTokenizer
-from transformers.models.auto.modeling_auto import (
-    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-)
 
 from . import registry
 from .config import ModelSpec
-
-ENCODER, ENCODER_DECODER, DECODER = "encoder", "encoder-decoder", "decoder"
+from .families import Architecture, Head, detect, model_type
 
 
 class ModelLoadError(RuntimeError):
@@ -29,16 +26,6 @@ class ModelLoadError(RuntimeError):
 
 def cache_dir() -> Path:
     return Path(os.environ.get("PEFTBENCH_CACHE", Path.home() / ".cache" / "peftbench"))
-
-
-def family(config) -> str:
-    """encoder / encoder-decoder / decoder, from the config alone."""
-    if getattr(config, "is_encoder_decoder", False):
-        return ENCODER_DECODER
-    mt = config.model_type
-    if mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and mt not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        return DECODER
-    return ENCODER
 
 
 def _package_path(source: str) -> Path:
@@ -155,40 +142,44 @@ def load_config_and_tokenizer(spec: ModelSpec):
     return config, tok, where, info
 
 
-def load_model(spec: ModelSpec, head_class, config_updates: dict | None = None, init_seed: int = 0):
-    """Load ``spec`` with the head class ``head_class(family, config)`` returns (e.g. AutoModelForSequenceClassification).
-
-    Decoders without a pad token get one (eos, else unk), ``config.pad_token_id`` is set, and padding
-    goes on the left, so batched classification reads each sequence's last real token.
-    """
+def inspect_model(spec: ModelSpec):
+    """(config, tokenizer, architecture, info) without loading weights. A tokenizer without a pad token gets
+    one (eos, else unk), and pads on the architecture's side."""
     config, tok, where, info = load_config_and_tokenizer(spec)
-    arch = family(config)
-    auto_class = head_class(arch, config)
+    arch = detect(config)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
         info["pad_token_added"] = tok.pad_token
-    for k, v in (config_updates or {}).items():
+    tok.padding_side = arch.padding_side
+    info.update(family=arch.family.value, architecture=arch.name, model_type=model_type(config),
+                config_model_type=config.model_type, resolved=where or spec.source, padding_side=arch.padding_side)
+    return config, tok, arch, info
+
+
+def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, info: dict, init_seed: int = 0,
+                 what: str = "this task"):
+    """The model with ``head`` (its class from ``arch``); ``config`` gets the head's sizes and the pad token."""
+    auto_class = arch.head_class(head.kind, what)
+    config = copy.deepcopy(config)
+    for k, v in head.config_updates().items():
         setattr(config, k, v)
-    if config.pad_token_id is None or arch == DECODER:
-        config.pad_token_id = tok.pad_token_id
-    if arch == DECODER:
-        # left padding: the last position is every sequence's last real token, also when a prompt method feeds
-        # inputs_embeds (then transformers cannot find pads), and generation continues right after the prompt
-        tok.padding_side = "left"
-        info["padding_side"] = "left"
+    config.pad_token_id = tok.pad_token_id  # what the batches pad with (decoders: eos, set by inspect_model)
     dtype = getattr(torch, spec.dtype)
-    if where is None:
+    if info["source_kind"] == "tiny":
         with torch.random.fork_rng():
             torch.manual_seed(init_seed)  # the tiny "pretrained" weights are the same for every run
             model = auto_class.from_config(config, dtype=dtype)
     else:
         try:
-            model = auto_class.from_pretrained(where, config=config, revision=spec.revision, dtype=dtype)
+            model = auto_class.from_pretrained(info["resolved"], config=config, revision=spec.revision, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load weights of '{spec.source}' as {auto_class.__name__}: "
                                  f"{str(exc).splitlines()[0][:200]}") from None
-    # a generic EncoderDecoderModel is described by its encoder's type (e.g. bert2bert -> bert)
-    base_type = config.encoder.model_type if config.model_type == "encoder-decoder" else config.model_type
-    info.update(family=arch, model_type=base_type, config_model_type=config.model_type, resolved=where or spec.source,
-                model_class=type(model).__name__)
-    return model, tok, info
+    info["model_class"] = type(model).__name__
+    return model
+
+
+def load_model(spec: ModelSpec, head: Head, what: str = "this task"):
+    """(model, tokenizer, info): ``inspect_model`` then ``load_weights``."""
+    config, tok, arch, info = inspect_model(spec)
+    return load_weights(spec, config, tok, arch, head, info, what=what), tok, info

@@ -1,7 +1,9 @@
-"""Registries: one line per method, task, data recipe and tiny model family.
+"""Registries: one line per method, task, architecture (model family), data recipe and tiny model.
 
-Entries are ``"module:attribute"`` strings imported on first use, so validating a config never
-imports torch.  Adding a method / task / recipe is one new module plus one line here.
+Entries are ``"module:attribute"`` strings imported on first use; method and task modules import torch only
+inside their functions, so validating a config (which reads their ``Options``) never imports torch.
+Adding a method / task / architecture / recipe is one new module plus one line here, or one call to
+``register`` (e.g. from a plugin or a test).
 """
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "dora": "peftbench.methods.lora:DoRA",
         "adalora": "peftbench.methods.adalora:AdaLoRA",
         "loha": "peftbench.methods.peft_adapters:LoHa",
+        "lokr": "peftbench.methods.peft_adapters:LoKr",
+        "vera": "peftbench.methods.peft_adapters:VeRA",
+        "oft": "peftbench.methods.peft_adapters:OFT",
+        "boft": "peftbench.methods.peft_adapters:BOFT",
         "ia3": "peftbench.methods.peft_adapters:IA3",
         "prompt_tuning": "peftbench.methods.prompt:PromptTuning",
         "prefix_tuning": "peftbench.methods.prompt:PrefixTuning",
@@ -31,6 +37,12 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "token_classification": "peftbench.tasks.token_classification:TokenClassification",
         "question_answering": "peftbench.tasks.question_answering:QuestionAnswering",
         "multi_label": "peftbench.tasks.multi_label:MultiLabel",
+    },
+    "architecture": {  # tried in order: the first whose matches(config) is true describes the model
+        "generic-encoder-decoder": "peftbench.families:GENERIC_ENCODER_DECODER",
+        "encoder-decoder": "peftbench.families:ENCODER_DECODER",
+        "decoder": "peftbench.families:DECODER",
+        "encoder": "peftbench.families:ENCODER",
     },
     "recipe": {
         "demo_sentiment": "peftbench.data.recipes:demo_sentiment",
@@ -59,5 +71,30 @@ def check(kind: str, name: str) -> str:
 
 def get(kind: str, name: str):
     check(kind, name)
-    module, attr = REGISTRIES[kind][name].split(":")
+    target = REGISTRIES[kind][name]
+    if not isinstance(target, str):
+        return target
+    module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def register(kind: str, name: str, target, first: bool = False) -> None:
+    """Add ``name`` to a registry: ``target`` is the object or a ``"module:attribute"`` string. ``first`` puts
+    it before the others (architectures are tried in order)."""
+    if kind not in REGISTRIES:
+        raise ValueError(f"'{kind}' is not a registry; allowed: {', '.join(REGISTRIES)}")
+    entries = REGISTRIES[kind]
+    entries.pop(name, None)
+    if first:
+        REGISTRIES[kind] = {name: target, **entries}
+    else:
+        entries[name] = target
+
+
+def unregister(kind: str, name: str) -> None:
+    REGISTRIES[kind].pop(name, None)
+
+
+def options(kind: str, name: str):
+    """The options model a method, task or recipe declares (``Options``), or None."""
+    return getattr(get(kind, name), "Options", None)

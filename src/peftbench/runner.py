@@ -1,9 +1,7 @@
 """Run a grid: each run in its own process, results into one store, finished runs skipped."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +11,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import GridSpec, RunSpec, expand
+from .run.folder import RunFolder
 from .store import Store
-from .worker import write_json
 
 
 @dataclass
@@ -37,23 +35,22 @@ def _die_with_parent():  # pragma: no cover - runs in the child
 
 def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress: bool = True) -> tuple[dict | None, str | None, str]:
     """Execute one run into ``run_dir``. Returns (result, error message, status)."""
-    if run_dir.exists():  # leftovers of an interrupted attempt: start clean
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    write_json(run_dir / "config.json", run.model_dump(mode="json"))
+    folder = RunFolder(run_dir)
+    folder.reset()
+    folder.write_config(run.model_dump(mode="json"))
     if in_process:
-        from .worker import main as worker_main
+        from .run.worker import main as worker_main
 
-        code = worker_main([str(run_dir)])
+        code = worker_main([str(folder.path)])
     else:
         env = dict(os.environ, PEFTBENCH_PROGRESS="1" if show_progress else "0")
-        proc = subprocess.run([sys.executable, "-m", "peftbench.worker", str(run_dir)], env=env,
+        proc = subprocess.run([sys.executable, "-m", "peftbench.run.worker", str(folder.path)], env=env,
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         code = proc.returncode
-    if (run_dir / "result.json").exists():
-        return json.loads((run_dir / "result.json").read_text()), None, "ok"
-    if (run_dir / "error.json").exists():
-        return None, json.loads((run_dir / "error.json").read_text())["error"], "failed"
+    if folder.result.exists():
+        return folder.read(folder.result), None, "ok"
+    if folder.error.exists():
+        return None, folder.read(folder.error)["error"], "failed"
     if code < 0:
         name = signal.Signals(-code).name
         hint = " (likely out of memory)" if name == "SIGKILL" else ""

@@ -13,6 +13,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from .run.folder import RunFolder
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, slug TEXT, grid TEXT, model TEXT, method TEXT, task TEXT, seed INTEGER,
@@ -83,11 +85,11 @@ class Store:
         """Record finished run folders the database does not know yet (e.g. after the grid process was killed)."""
         n = 0
         for d in sorted(self.runs_dir.iterdir()) if self.runs_dir.exists() else []:
-            res, cfg = d / "result.json", d / "config.json"
-            if res.exists() and cfg.exists():
-                result = json.loads(res.read_text())
+            folder = RunFolder(d)
+            if folder.finished():
+                result = folder.read(folder.result)
                 if self.status(result["run_id"]) != "ok":
-                    self.record_result(result, json.loads(cfg.read_text()), grid)
+                    self.record_result(result, folder.read(folder.config), grid)
                     n += 1
         return n
 

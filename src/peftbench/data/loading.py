@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
-
 from .. import registry
 from ..config import DataSpec
 
@@ -30,7 +28,7 @@ def shared_root() -> Path | None:
     return None
 
 
-def load_raw(spec: DataSpec, reader=None) -> tuple[DatasetDict, dict]:
+def load_raw(spec: DataSpec, reader=None) -> tuple:
     """``reader(path) -> Dataset or None``: a task's own reader for local files (e.g. CoNLL, SQuAD JSON);
     None falls back to the CSV / TSV / JSON / JSONL reader."""
     report: dict = {"source": spec.source}
@@ -53,7 +51,7 @@ def load_raw(spec: DataSpec, reader=None) -> tuple[DatasetDict, dict]:
     return dd, report
 
 
-def cap_splits(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict:
+def cap_splits(dd, spec: DataSpec, report: dict):
     """``max_train_samples`` / ``max_eval_samples``: a fixed-seed sample of each split, recorded."""
     for split, cap in (("train", spec.max_train_samples), ("validation", spec.max_eval_samples),
                        ("test", spec.max_eval_samples)):
@@ -63,7 +61,9 @@ def cap_splits(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict:
     return dd
 
 
-def _read(path: Path, delimiter: str | None = None) -> Dataset:
+def _read(path: Path, delimiter: str | None = None):
+    from datasets import load_dataset
+
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"data file '{path}': unsupported extension '{path.suffix}'; use one of {', '.join(FORMATS)}")
@@ -74,10 +74,12 @@ def _read(path: Path, delimiter: str | None = None) -> Dataset:
         raise DataError(f"data file '{path}' could not be parsed as {fmt}: {str(exc).splitlines()[0][:200]}") from None
 
 
-def _local(spec: DataSpec, reader=None) -> DatasetDict:
+def _local(spec: DataSpec, reader=None):
+    from datasets import DatasetDict
+
     root = Path(spec.source).expanduser()
 
-    def read(p: Path) -> Dataset:
+    def read(p: Path):
         ds = reader(p) if reader else None
         return ds if ds is not None else _read(p, spec.delimiter)
 
@@ -102,7 +104,9 @@ def _local(spec: DataSpec, reader=None) -> DatasetDict:
     return DatasetDict({k: read(v) for k, v in files.items()})
 
 
-def _hub(spec: DataSpec) -> DatasetDict:
+def _hub(spec: DataSpec):
+    from datasets import DatasetDict, load_dataset
+
     try:
         dd = load_dataset(spec.source, spec.subset)
     except Exception as exc:
@@ -114,7 +118,9 @@ def _hub(spec: DataSpec) -> DatasetDict:
     return dd
 
 
-def _ensure_splits(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict:
+def _ensure_splits(dd, spec: DataSpec, report: dict):
+    from datasets import DatasetDict
+
     dd = DatasetDict({_canonical(k): v for k, v in dd.items()})
     if "train" not in dd:
         raise DataError(f"data.source '{spec.source}': no train split (found {', '.join(dd) or 'none'})")
@@ -129,7 +135,7 @@ def _ensure_splits(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict
     return DatasetDict({k: dd[k] for k in ("train", "validation", "test")})
 
 
-def _groups(dd: DatasetDict, spec: DataSpec, report: dict) -> DatasetDict:
+def _groups(dd, spec: DataSpec, report: dict):
     """Add ``_group`` (the evaluation group, e.g. language); keep only ``train_groups`` in train/validation."""
     for split, ds in dd.items():
         if spec.group not in ds.column_names:

@@ -5,9 +5,10 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+from typing import Optional
 
 from ..config import DataSpec
+from ..options import Options
 from .loading import DataError, shared_root
 
 
@@ -16,14 +17,16 @@ def _jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def demo_sentiment(spec: DataSpec) -> DatasetDict:
+def demo_sentiment(spec: DataSpec):
     """The project's own English sentiment set (authored for peftbench; rows carry their split)."""
+    from datasets import Dataset, DatasetDict
+
     rows = _jsonl(Path(str(resources.files("peftbench.data") / "demo_sentiment.jsonl")))
     return DatasetDict({s: Dataset.from_list([{"text": r["text"], "label": r["label"]} for r in rows if r["split"] == s])
                         for s in ("train", "validation", "test")})
 
 
-def parsinlu_food_binary(spec: DataSpec) -> DatasetDict:
+def parsinlu_food_binary(spec: DataSpec):
     """ParsiNLU document-level food sentiment (Persian).
 
     ParsiNLU has no document-level split: reviews that appear in the aspect files ``food_dev.jsonl`` /
@@ -42,10 +45,20 @@ def parsinlu_food_binary(spec: DataSpec) -> DatasetDict:
     for r in _jsonl(folder / "food.jsonl"):
         split = "test" if r["review"] in test else "validation" if r["review"] in dev else "train"
         splits[split].append({"text": r["review"], "label": str(r["sentiment"])})
-    return DatasetDict({k: Dataset.from_list(v) for k, v in splits.items()})
+    return _splits(splits)
 
 
-def nusax_sentiment(spec: DataSpec) -> DatasetDict:
+def _splits(rows: dict):
+    from datasets import Dataset, DatasetDict
+
+    return DatasetDict({k: Dataset.from_list(v) for k, v in rows.items()})
+
+
+class NusaxOptions(Options):
+    languages: Optional[list[str]] = None  # a subset of NusaX's 12 languages (default: all)
+
+
+def nusax_sentiment(spec: DataSpec):
     """NusaX sentiment in its 12 languages (English, Indonesian and 10 Indonesian local languages), one
     dataset with a ``language`` column: use ``data.group: language`` for per-language test metrics and
     ``data.train_groups`` for cross-lingual / zero-shot runs. ``data.options.languages`` picks a subset."""
@@ -66,4 +79,7 @@ def nusax_sentiment(spec: DataSpec) -> DatasetDict:
         for split, fname in (("train", "train.csv"), ("validation", "valid.csv"), ("test", "test.csv")):
             with open(folder / lang / fname, encoding="utf-8", newline="") as f:
                 splits[split] += [{"text": r["text"], "label": r["label"], "language": lang} for r in csv.DictReader(f)]
-    return DatasetDict({k: Dataset.from_list(v) for k, v in splits.items()})
+    return _splits(splits)
+
+
+nusax_sentiment.Options = NusaxOptions

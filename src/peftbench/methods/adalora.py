@@ -4,37 +4,47 @@
 * ``tinit`` / ``tfinal`` default to 10% / 20% of it (warm-up without pruning, final fine-tuning at the
   target budget), ``deltaT`` to 1% of it;
 * ``update_and_allocate(step)`` runs after every optimizer step (before gradients are zeroed);
-* the orthogonal regulariser is added to the loss by peft's AdaLoraModel.forward (orth_reg_weight).
-The remaining rank budget is logged each epoch so a run shows the budget shrinking.
+* the orthogonal regulariser (``orth_reg_weight``) is added to the task loss by the run (``regulariser``),
+  the same penalty peft's AdaLoraModel.forward adds when the model computes the loss.
+``r`` is the target rank (peft's ``target_r``). The remaining rank budget is logged each epoch.
 """
 from __future__ import annotations
 
-from peft import AdaLoraConfig
+from typing import Optional
 
-from .base import Method
-from .lora import LoRA, peft_kwargs, wrap
+from pydantic import Field
+
+from .base import lrs
+from .lora import LoRA
+from .peft_method import LowRankOptions, peft_kwargs
+
+
+class AdaLoRAOptions(LowRankOptions):
+    init_r: Optional[int] = Field(None, ge=1)  # None: 1.5 x r
+    tinit: Optional[int] = Field(None, ge=0)  # None: 10% of the optimizer steps
+    tfinal: Optional[int] = Field(None, ge=0)  # None: 20% of the optimizer steps
+    deltaT: Optional[int] = Field(None, ge=1)  # None: 1% of the optimizer steps
+    orth_reg_weight: float = Field(0.5, ge=0)
 
 
 class AdaLoRA(LoRA):
     name = "adalora"
-    default_lr = {"encoder": 1e-3, "encoder-decoder": 1e-3, "decoder": 5e-4}
+    Options = AdaLoRAOptions
+    config_cls = "AdaLoraConfig"
+    default_lr = lrs(1e-3, 1e-3, 5e-4)
 
-    def apply(self, model, spec, ctx):
+    def config_kwargs(self, o, ctx, model):
         total = max(ctx.total_steps, 3)
-        opts = dict(spec.options)
-        tinit = opts.pop("tinit", int(0.1 * total))
-        tfinal = opts.pop("tfinal", int(0.2 * total))
+        tinit = int(0.1 * total) if o.tinit is None else o.tinit
+        tfinal = int(0.2 * total) if o.tfinal is None else o.tfinal
         if total - tinit - tfinal < 1:
             raise ValueError(f"adalora: tinit ({tinit}) + tfinal ({tfinal}) must be below the {total} training steps")
-        cfg = AdaLoraConfig(
-            target_r=spec.r, init_r=opts.pop("init_r", max(spec.r + 1, int(round(spec.r * 1.5)))),
-            tinit=tinit, tfinal=tfinal, deltaT=opts.pop("deltaT", max(1, total // 100)), total_step=total,
-            lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-            orth_reg_weight=opts.pop("orth_reg_weight", 0.5), **peft_kwargs(spec, ctx), **opts)
-        model = wrap(model, cfg, ctx)
-        ctx.notes.update(init_r=cfg.init_r, target_r=cfg.target_r, tinit=tinit, tfinal=tfinal,
-                         deltaT=cfg.deltaT, total_step=total)
-        return model
+        init_r = o.init_r or max(o.r + 1, int(round(o.r * 1.5)))
+        delta = o.deltaT or max(1, total // 100)
+        ctx.notes.update(init_r=init_r, target_r=o.r, tinit=tinit, tfinal=tfinal, deltaT=delta, total_step=total)
+        return dict(target_r=o.r, init_r=init_r, tinit=tinit, tfinal=tfinal, deltaT=delta, total_step=total,
+                    lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout, orth_reg_weight=o.orth_reg_weight,
+                    **peft_kwargs(o, ctx))
 
     def after_step(self, model, step):
         model.base_model.update_and_allocate(step)
@@ -43,8 +53,8 @@ class AdaLoRA(LoRA):
         return {"rank_budget": rank_budget(model)}
 
     def regulariser(self, model):
-        """peft's orthogonal regulariser (AdaLoraModel.forward adds it to ``outputs.loss``): the mean over
-        lora_A / lora_B of ||P P^T - I||_F (A) or ||P^T P - I||_F (B), times orth_reg_weight."""
+        """peft's orthogonal regulariser: the mean over lora_A / lora_B of ||P P^T - I||_F (A) or
+        ||P^T P - I||_F (B), times orth_reg_weight."""
         import torch
 
         tuner = model.base_model
@@ -68,4 +78,4 @@ def rank_budget(model) -> int:
     return total
 
 
-__all__ = ["AdaLoRA", "rank_budget", "Method"]
+__all__ = ["AdaLoRA", "rank_budget"]

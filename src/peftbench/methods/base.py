@@ -1,53 +1,62 @@
-"""The method interface: turn a loaded model into the model to train, and hook into the loop."""
+"""The method interface: turn a loaded model into the model to train, and hook into the loop.
+
+A method declares its options (``Options``, a pydantic model validated with the grid, before any model
+loads) and starting learning rates per model family; ``apply`` gets the validated options.  This module
+imports no torch (validation reads ``Options``); method modules import their libraries inside functions.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-import torch.nn as nn
-
-from ..config import MethodSpec
+from ..families import Family
+from ..options import NoOptions, Options
 
 
 @dataclass
 class MethodContext:
-    family: str  # encoder / encoder-decoder / decoder
+    family: Family
     model_type: str
     head_modules: list[str]  # task head submodules: always trainable, saved with the adapter
     peft_task_type: str | None  # e.g. "SEQ_CLS"
     total_steps: int  # optimizer steps of the whole schedule
     notes: dict = field(default_factory=dict)  # what the method chose (target modules, ranks), stored with the run
 
+    def __post_init__(self):
+        self.family = Family(self.family)
+
 
 class Method:
     name = "base"
+    Options: ClassVar[type[Options]] = NoOptions
     # starting learning rate per model family when the config sets none (AdamW, linear decay); a learning
     # rate that suits full fine-tuning starves most PEFT methods, so each method has its own (see README)
-    default_lr: dict[str, float] = {"encoder": 1e-4, "encoder-decoder": 1e-4, "decoder": 1e-4}
+    default_lr: ClassVar[dict[Family, float]] = {Family.ENCODER: 1e-4, Family.ENCODER_DECODER: 1e-4,
+                                                 Family.DECODER: 1e-4}
 
     @classmethod
-    def lr_for(cls, family: str) -> float:
-        return cls.default_lr[family]
+    def lr_for(cls, family: Family | str) -> float:
+        return cls.default_lr[Family(family)]
 
-    def apply(self, model: nn.Module, spec: MethodSpec, ctx: MethodContext) -> nn.Module:
+    def apply(self, model, options: Options, ctx: MethodContext):
         raise NotImplementedError
 
-    def after_step(self, model: nn.Module, step: int) -> None:
+    def after_step(self, model, step: int) -> None:
         """Called after every optimizer step, before gradients are zeroed."""
 
-    def regulariser(self, model: nn.Module):
-        """A method's extra training loss, for tasks whose objective is computed outside the model (multiple
-        choice): where the model computes the loss, peft adds it there already (AdaLoRA)."""
+    def regulariser(self, model):
+        """A method's extra training loss, added to the task loss (AdaLoRA's orthogonality penalty)."""
         return 0.0
 
-    def state(self, model: nn.Module) -> dict:
+    def state(self, model) -> dict:
         """Method-specific numbers logged each epoch (e.g. AdaLoRA's remaining rank budget)."""
         return {}
 
-    def merge(self, model: nn.Module) -> nn.Module:
+    def merge(self, model):
         """The model with the method folded into its weights (methods without an adapter: itself)."""
         return model
 
-    def save(self, model: nn.Module, folder) -> None:
+    def save(self, model, folder) -> None:
         """Save what this method trained (adapter + head, or all trainable weights)."""
         from safetensors.torch import save_file
 
@@ -56,7 +65,13 @@ class Method:
                   str(folder / "trainable.safetensors"))
 
 
-def freeze_all_but(model: nn.Module, keep) -> None:
+def lrs(encoder: float, encoder_decoder: float | None = None, decoder: float | None = None) -> dict[Family, float]:
+    """A default learning-rate table (encoder-decoder and decoder default to the encoder's)."""
+    return {Family.ENCODER: encoder, Family.ENCODER_DECODER: encoder if encoder_decoder is None else encoder_decoder,
+            Family.DECODER: encoder if decoder is None else decoder}
+
+
+def freeze_all_but(model, keep) -> None:
     """Train exactly the parameters whose name ``keep(name)`` accepts."""
     for name, p in model.named_parameters():
         p.requires_grad_(keep(name))

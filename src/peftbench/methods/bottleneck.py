@@ -7,19 +7,19 @@ only (``pfeiffer``).  ``W_up`` starts at zero, so the adapted model starts ident
 Adapters are child modules of the projection they follow (``...output.dense.adapter.down.weight``), so
 base weight names are unchanged and the adapter weights are easy to find for later analysis.
 
-Options (``method.options``): ``variant`` (houlsby | pfeiffer, default houlsby), ``reduction_factor``
-(default 16), ``activation`` (relu | gelu | silu | tanh, default relu), ``train_layer_norms`` (default
-false), ``attn_modules`` / ``ffn_modules`` (regular expressions over module names, for architectures
-without a built-in pattern).
+Options (``method.options``): ``reduction_factor`` (default 16), ``activation`` (relu | gelu | silu | tanh,
+default relu), ``train_layer_norms`` (default false), ``attn_modules`` / ``ffn_modules`` (regular expressions
+over module names, for architectures without a built-in pattern).  The variant is the method's name.
 """
 from __future__ import annotations
 
 import re
+from typing import Literal, Optional
 
-import torch
-from torch import nn
+from pydantic import Field
 
-from .base import Method, freeze_all_but, in_head
+from ..options import Options
+from .base import Method, freeze_all_but, in_head, lrs
 
 # regexes over module names: the output projection of the attention sub-layer and of the feed-forward block
 PATTERNS = {
@@ -35,22 +35,15 @@ for _alias, _base in {"roberta": "bert", "xlm-roberta": "bert", "electra": "bert
                       "phi3": "llama"}.items():
     if _base:
         PATTERNS[_alias] = PATTERNS[_base]
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
 
 
-class BottleneckAdapter(nn.Module):
-    def __init__(self, hidden: int, bottleneck: int, activation: str = "relu"):
-        super().__init__()
-        self.down = nn.Linear(hidden, bottleneck)
-        self.act = ACTIVATIONS[activation]()
-        self.up = nn.Linear(bottleneck, hidden)
-        nn.init.normal_(self.down.weight, std=1e-2)
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)  # the adapted model starts as the base model
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, h):
-        return h + self.up(self.act(self.down(h)))
+class BottleneckOptions(Options):
+    reduction_factor: int = Field(16, ge=1)  # bottleneck size = hidden size / reduction_factor
+    activation: Literal[ACTIVATIONS] = "relu"
+    train_layer_norms: bool = False
+    attn_modules: Optional[str] = None  # regex over module names: the attention sub-layer's output projection
+    ffn_modules: Optional[str] = None  # regex: the feed-forward block's output projection
 
 
 def _add_adapter(module, inputs, output):
@@ -67,48 +60,40 @@ def _out_features(module) -> int:
 
 class Bottleneck(Method):
     name = "bottleneck"
-    default_lr = {"encoder": 5e-4, "encoder-decoder": 5e-4, "decoder": 3e-4}
+    Options = BottleneckOptions
+    default_lr = lrs(5e-4, 5e-4, 3e-4)
     variant = "houlsby"
 
-    def apply(self, model, spec, ctx):
-        opts = dict(spec.options)
-        variant = opts.pop("variant", self.variant)
-        if variant not in ("houlsby", "pfeiffer"):
-            raise ValueError(f"bottleneck: options.variant '{variant}' is not one of houlsby, pfeiffer")
-        factor = int(opts.pop("reduction_factor", 16))
-        activation = opts.pop("activation", "relu")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"bottleneck: options.activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
-        train_ln = bool(opts.pop("train_layer_norms", False))
+    def apply(self, model, o, ctx):
+        from .bottleneck_layer import BottleneckAdapter
+
         default = PATTERNS.get(ctx.model_type)
-        attn = opts.pop("attn_modules", default[0] if default else None)
-        ffn = opts.pop("ffn_modules", default[1] if default else None)
-        if opts:
-            raise ValueError(f"bottleneck: unknown option(s) {sorted(opts)}; allowed: variant, reduction_factor, "
-                             "activation, train_layer_norms, attn_modules, ffn_modules")
+        attn = o.attn_modules or (default[0] if default else None)
+        ffn = o.ffn_modules or (default[1] if default else None)
         if ffn is None:
-            raise ValueError(f"bottleneck: no built-in adapter placement for model type '{ctx.model_type}' "
+            raise ValueError(f"{self.name}: no built-in adapter placement for model type '{ctx.model_type}' "
                              f"(known: {', '.join(sorted(PATTERNS))}); set options.attn_modules and options.ffn_modules")
-        wanted = [re.compile(ffn)] + ([re.compile(attn)] if variant == "houlsby" and attn else [])
+        wanted = [re.compile(ffn)] + ([re.compile(attn)] if self.variant == "houlsby" and attn else [])
         targets = [(n, m) for n, m in model.named_modules()
                    if any(w.search(n) for w in wanted) and not in_head(n, ctx.head_modules)]
         if not targets:
-            raise ValueError(f"bottleneck: no module matched {[w.pattern for w in wanted]} in {ctx.model_type}")
+            raise ValueError(f"{self.name}: no module matched {[w.pattern for w in wanted]} in {ctx.model_type}")
         for name, module in targets:
             hidden = _out_features(module)
             ref = next(module.parameters())
-            module.add_module("adapter", BottleneckAdapter(hidden, max(1, hidden // factor), activation).to(ref.dtype))
+            module.add_module("adapter", BottleneckAdapter(hidden, max(1, hidden // o.reduction_factor),
+                                                           o.activation).to(ref.dtype))
             module.register_forward_hook(_add_adapter)
         freeze_all_but(model, lambda n: ".adapter." in n or in_head(n, ctx.head_modules))
         norms = 0
         for n, m in model.named_modules():
-            if train_ln and "norm" in type(m).__name__.lower():
+            if o.train_layer_norms and "norm" in type(m).__name__.lower():
                 for p in m.parameters(recurse=False):
                     p.requires_grad_(True)
                     norms += 1
-        ctx.notes.update(variant=variant, reduction_factor=factor, activation=activation, adapters=len(targets),
-                         adapter_modules=[n for n, _ in targets], train_layer_norms=train_ln, norm_tensors=norms,
-                         trained=sorted(ctx.head_modules))
+        ctx.notes.update(variant=self.variant, reduction_factor=o.reduction_factor, activation=o.activation,
+                         adapters=len(targets), adapter_modules=[n for n, _ in targets],
+                         train_layer_norms=o.train_layer_norms, norm_tensors=norms, trained=sorted(ctx.head_modules))
         return model
 
     def merge(self, model):

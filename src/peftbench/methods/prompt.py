@@ -1,48 +1,52 @@
 """Prompt-based methods from peft: prompt tuning, prefix tuning and P-tuning (virtual tokens).
 
-``options.num_virtual_tokens`` (default 20) and any other option pass through to the peft config. The task
-head stays trainable (peft's ``modules_to_save`` for classification). transformers' T5ForSequenceClassification
-takes no input embeddings, and peft cannot size the prompt of a generic EncoderDecoderModel, so
-classification with an encoder-decoder model is refused with a clear error.
+``options.num_virtual_tokens`` (default 20); other peft arguments (e.g. ``prompt_tuning_init``) through
+``options.peft_config``. The task head stays trainable (peft's ``modules_to_save`` for classification).
+transformers' T5ForSequenceClassification takes no input embeddings, and peft cannot size the prompt of a
+generic EncoderDecoderModel, so classification with an encoder-decoder model is refused with a clear error.
 """
 from __future__ import annotations
 
-from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+from pydantic import Field
 
-from ..models import ENCODER_DECODER
-from .lora import PeftMethod, wrap
+from ..families import Family
+from .base import lrs
+from .peft_method import PeftMethod, PeftOptions
+
+
+class PromptOptions(PeftOptions):
+    num_virtual_tokens: int = Field(20, ge=1)
 
 
 class PromptTuning(PeftMethod):
     name = "prompt_tuning"
-    default_lr = {"encoder": 3e-2, "encoder-decoder": 3e-2, "decoder": 3e-2}
-    config_cls = PromptTuningConfig
+    Options = PromptOptions
+    config_cls = "PromptTuningConfig"
+    default_lr = lrs(3e-2)
 
-    def extra_options(self, model, opts) -> dict:
+    def extra_options(self, model) -> dict:
         return {}
 
-    def apply(self, model, spec, ctx):
-        if ctx.family == ENCODER_DECODER and ctx.peft_task_type == "SEQ_CLS":
+    def apply(self, model, options, ctx):
+        if ctx.family is Family.ENCODER_DECODER and ctx.peft_task_type == "SEQ_CLS":
             raise ValueError(f"{self.name} cannot run classification on an encoder-decoder model "
                              f"({ctx.model_type}): transformers' head takes no input embeddings; use an encoder "
                              "or decoder model, or a LoRA-family method")
-        opts = dict(spec.options)
-        opts.setdefault("num_virtual_tokens", 20)
+        return super().apply(model, options, ctx)
+
+    def config_kwargs(self, o, ctx, model):
+        opts = {"num_virtual_tokens": o.num_virtual_tokens, "task_type": ctx.peft_task_type}
         cfg = model.config
         if cfg.model_type == "encoder-decoder":
             # peft cannot read the sizes of a generic EncoderDecoderModel from its config; peftbench's
             # token-level heads on it read the encoder only (one prompt), seq2seq feeds encoder and decoder
             enc = cfg.encoder
-            sizes = dict(token_dim=enc.hidden_size, num_layers=enc.num_hidden_layers,
-                         num_attention_heads=enc.num_attention_heads,
-                         num_transformer_submodules=1 if ctx.peft_task_type in ("TOKEN_CLS", "QUESTION_ANS") else 2)
-            opts.update({k: v for k, v in sizes.items() if k not in opts})
-        opts.update({k: v for k, v in self.extra_options(model, opts).items() if k not in opts})
-        cfg = self.config_cls(task_type=ctx.peft_task_type, **opts)
-        model = wrap(model, cfg, ctx)
-        ctx.notes["num_virtual_tokens"] = cfg.num_virtual_tokens
-        return model
-
+            opts.update(token_dim=enc.hidden_size, num_layers=enc.num_hidden_layers,
+                        num_attention_heads=enc.num_attention_heads,
+                        num_transformer_submodules=1 if ctx.peft_task_type in ("TOKEN_CLS", "QUESTION_ANS") else 2)
+        opts.update(self.extra_options(model))
+        ctx.notes["num_virtual_tokens"] = o.num_virtual_tokens
+        return opts
 
     def merge(self, model):
         raise ValueError(f"{self.name} adds virtual tokens, not weight deltas: there is nothing to merge into the base "
@@ -51,15 +55,15 @@ class PromptTuning(PeftMethod):
 
 class PrefixTuning(PromptTuning):
     name = "prefix_tuning"
-    default_lr = {"encoder": 1e-2, "encoder-decoder": 1e-2, "decoder": 1e-2}
-    config_cls = PrefixTuningConfig
+    config_cls = "PrefixTuningConfig"
+    default_lr = lrs(1e-2)
 
 
 class PTuning(PromptTuning):
     name = "p_tuning"
-    default_lr = {"encoder": 3e-3, "encoder-decoder": 3e-3, "decoder": 3e-3}
-    config_cls = PromptEncoderConfig
+    config_cls = "PromptEncoderConfig"
+    default_lr = lrs(3e-3)
 
-    def extra_options(self, model, opts):
+    def extra_options(self, model):
         hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "d_model", None)
         return {"encoder_hidden_size": hidden} if hidden else {}

@@ -1,21 +1,135 @@
-"""The task interface: load data, choose the head, prepare features, run the model, decode predictions, score them.
+"""The task interface. A task holds its spec and typed options and nothing else:
+
+* ``load()`` reads the raw splits -> ``Raw`` (datasets, label names, data report);
+* ``prepare(raw, tokenizer, arch, max_length)`` -> ``Prepared`` (features per split, collator, the head it
+  needs, task-specific read-only extras): immutable, and the only thing the other hooks read;
+* ``forward`` / ``loss`` / ``decode`` / ``references`` run on one batch; ``finalize`` turns per-feature
+  predictions into per-example ones; ``calibrate`` fits decision settings on validation; ``compute_metrics``
+  scores. Each is a function of its arguments: no hook depends on another having run first.
+
+A task never names a model family or a method: the architecture (``families.Architecture``) says how to
+pad and generate, and the method adapter (``methods.adapter.ModelAdapter``) hides what a method changes
+about the model's inputs and outputs.  This module imports no torch (validation reads ``Options``).
 
 A batch is a dict of tensors the model takes, plus metadata under keys starting with ``_`` (lists, never
 passed to the model): example ids, offsets, source texts, evaluation groups (e.g. the language).
 """
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping
+
+from pydantic import BaseModel
 
 from ..config import TaskSpec
+from ..families import Architecture, Head, HeadKind
+from ..options import NoOptions
 
+LABEL_KEYS = ("labels", "start_positions", "end_positions")  # targets: the task scores them, the model never sees them
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A task's raw splits (``train`` / ``validation`` / ``test``), the names of its labels, what loading did."""
+
+    splits: Any  # datasets.DatasetDict
+    labels: tuple[str, ...]
+    report: dict
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a run needs from a task, fixed once: features per split, the collator, the head, the label
+    names, the tokenizer and architecture they were made for, and task-specific extras (read-only)."""
+
+    features: Mapping[str, Any]
+    collator: Callable
+    head: Head
+    labels: tuple[str, ...]
+    tokenizer: Any
+    arch: Architecture
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "features", MappingProxyType(dict(self.features)))
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+
+
+class Task:
+    name = "base"
+    Options: ClassVar[type[BaseModel]] = NoOptions  # data.options, validated with the grid
+    head_kind: ClassVar[HeadKind] = HeadKind.SEQUENCE
+    default_metric: ClassVar[str] = ""  # validation metric (higher is better) for early stopping
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    pes_weights: ClassVar[dict[str, float]] = {}
+    generative: ClassVar[bool] = False  # evaluation generates text (slower; timed apart)
+    calibrated: ClassVar[bool] = False  # calibrate() fits settings on validation before the test pass
+
+    def __init__(self, spec: TaskSpec):
+        self.spec = spec
+        self.options = self.Options.model_validate(
+            {k: v for k, v in spec.data.options.items() if k in self.Options.model_fields})
+
+    @property
+    def metric(self) -> str:
+        m = self.spec.metric or self.default_metric
+        if m not in self.metric_names:
+            raise ValueError(f"task '{self.spec.name}': metric '{m}' is not one of {', '.join(self.metric_names)}")
+        return m
+
+    def load(self) -> Raw:
+        raise NotImplementedError
+
+    def prepare(self, raw: Raw, tokenizer, arch: Architecture, max_length: int) -> Prepared:
+        raise NotImplementedError
+
+    def forward(self, adapter, batch: dict, prep: Prepared):
+        """The model's outputs for a batch (targets withheld: ``loss`` scores them)."""
+        return adapter(model_inputs(batch))
+
+    def loss(self, outputs, batch: dict, prep: Prepared):
+        """The task loss (a scalar tensor); the training objective adds the method's regulariser to it."""
+        raise NotImplementedError
+
+    def batch_size(self, batch) -> int:
+        return len(batch["input_ids"])
+
+    def decode(self, outputs, batch: dict, prep: Prepared, adapter) -> list[dict]:
+        raise NotImplementedError
+
+    def references(self, batch: dict) -> list:
+        return batch["labels"].tolist()
+
+    def finalize(self, prep: Prepared, split: str, predictions: list, references: list,
+                 calibration: dict | None = None) -> tuple[list, list, dict]:
+        """Per-feature predictions -> per-example (span QA joins a context's windows), with what was counted
+        on the way (stored as ``metric_info``)."""
+        return predictions, references, {}
+
+    def calibrate(self, prep: Prepared, validation: dict) -> dict | None:
+        """Decision settings fitted on the best checkpoint's validation predictions (e.g. per-label
+        thresholds), stored with the run and passed to ``finalize`` / ``compute_metrics``; None: nothing."""
+        return None
+
+    def compute_metrics(self, prep: Prepared, predictions: list, references: list,
+                        calibration: dict | None = None) -> dict:
+        raise NotImplementedError
+
+    def metric_info(self, prep: Prepared) -> dict:
+        """How the metrics are computed (e.g. sacrebleu signatures), stored with the run."""
+        return {}
+
+
+# ----------------------------------------------------------------------------- helpers every task uses
 
 def model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if not k.startswith("_")}
+    """What the model takes: no metadata (``_*``) and no targets."""
+    return {k: v for k, v in batch.items() if not k.startswith("_") and k not in LABEL_KEYS}
 
 
 class MetaCollator:
-    """Wrap a transformers collator: keys starting with ``_`` are gathered as lists, the rest collated."""
+    """Wrap a collator: keys starting with ``_`` are gathered as lists, the rest collated by ``base``."""
 
     def __init__(self, base):
         self.base = base
@@ -28,86 +142,19 @@ class MetaCollator:
         return batch
 
 
-class Task:
-    name = "base"
-    peft_task_type: str | None = None
-    default_metric: str = ""  # validation metric (higher is better) for early stopping
-    metric_names: tuple[str, ...] = ()
-    pes_weights: dict[str, float] = {}
-    generative = False  # evaluation generates text (slower; timed apart)
-    loss_outside_model = False  # forward() computes the objective itself: methods add their regulariser
+def require_columns(task_name: str, dd, columns, hint: str) -> None:
+    """One-line error naming the missing columns and the ones the data has."""
+    cols = dd["train"].column_names
+    missing = [c for c in columns if c not in cols]
+    if missing:
+        from ..data.loading import DataError
 
-    def __init__(self, spec: TaskSpec):
-        self.spec = spec
-        self.labels: list[str] = []
-        self.metric_info: dict = {}  # how metrics were computed (e.g. sacrebleu signatures), stored with the run
-        self.tokenizer = None  # set by the run before prepare(); decode() may need it (generation, padding side)
-
-    @property
-    def metric(self) -> str:
-        m = self.spec.metric or self.default_metric
-        if m not in self.metric_names:
-            raise ValueError(f"task '{self.spec.name}': metric '{m}' is not one of {', '.join(self.metric_names)}")
-        return m
-
-    def load(self):  # -> (DatasetDict with train/validation/test, report dict)
-        raise NotImplementedError
-
-    def auto_class(self, family: str, config):
-        raise NotImplementedError
-
-    def config_updates(self) -> dict:
-        return {}
-
-    def head_modules(self, model) -> list[str]:
-        return []
-
-    def prepare(self, dd, tokenizer, max_length: int):
-        raise NotImplementedError
-
-    def collator(self, tokenizer):
-        raise NotImplementedError
-
-    def forward(self, model, batch):
-        """(training objective, outputs). The objective is ``outputs.loss`` by default, which may carry a
-        method's regulariser (AdaLoRA adds its orthogonality penalty there)."""
-        out = model(**model_inputs(batch))
-        return out.loss, out
-
-    def loss(self, outputs, batch):
-        """The task loss alone, for curves and reports."""
-        return outputs.loss
-
-    def batch_size(self, batch) -> int:
-        return len(batch["input_ids"])
-
-    def decode(self, outputs, batch, model) -> list[dict]:
-        raise NotImplementedError
-
-    def references(self, batch) -> list:
-        raise NotImplementedError
-
-    def finalize(self, split: str, predictions: list, references: list) -> tuple[list, list]:
-        """Per-feature predictions -> per-example (span QA joins the windows of one context)."""
-        return predictions, references
-
-    def calibrate(self, validation: dict) -> dict | None:
-        """Fit decision settings on the best checkpoint's validation predictions (e.g. per-label
-        thresholds); returns what was fitted, stored with the run. Called once, before the test pass."""
-        return None
-
-    def compute_metrics(self, predictions: list, references: list) -> dict:
-        raise NotImplementedError
+        more = f" (nor {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise DataError(f"task '{task_name}': column '{missing[0]}' not in the data{more} (columns: {', '.join(cols)}); "
+                        f"{hint}")
 
 
-def is_prompt_learning(model) -> bool:
-    """A peft prompt method (prompt / prefix / P-tuning) is active: token-level outputs then carry the virtual
-    tokens first (prompt and P-tuning), and peft cannot align token labels itself."""
-    cfg = getattr(model, "active_peft_config", None)
-    return bool(getattr(cfg, "is_prompt_learning", False))
-
-
-def carry_group(batch, enc):
+def carry_group(batch, enc: dict) -> dict:
     """Keep the evaluation group (``_group``, e.g. the language) through a batched ``map``."""
     if "_group" in batch:
         enc["_group"] = batch["_group"]
@@ -121,5 +168,46 @@ def with_group(pred: dict, batch, i) -> dict:
     return pred
 
 
+def map_splits(dd, fn, desc: str, **kw) -> dict:
+    """``fn`` over every split in batches, the raw columns replaced by what ``fn`` returns."""
+    return {split: ds.map(fn, batched=True, remove_columns=ds.column_names, desc=f"{desc} {split}", **kw)
+            for split, ds in dd.items()}
+
+
+def label_index(labels) -> dict[str, int]:
+    return {lab: i for i, lab in enumerate(labels)}
+
+
 def softmax_list(logits) -> list[list[float]]:
+    import torch
+
     return [[round(float(x), 5) for x in p] for p in torch.softmax(logits.float(), dim=-1)]
+
+
+def cross_entropy(logits, targets):
+    """Mean cross-entropy in float32 over targets that are not -100 (flattened over tokens where needed)."""
+    import torch
+
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=-100)
+
+
+def right_padding_collator(tokenizer):
+    """Token-level tasks: inputs padded on the right whatever the tokenizer's side, so a position means the
+    same token in every row; targets stacked (per-token lists padded with -100)."""
+
+    def collate(features):
+        import torch
+
+        targets = [k for k in LABEL_KEYS if k in features[0]]
+        batch = tokenizer.pad([{k: v for k, v in f.items() if k not in targets} for f in features],
+                              return_tensors="pt", padding_side="right")
+        width = batch["input_ids"].shape[1]
+        for k in targets:
+            values = [f[k] for f in features]
+            if isinstance(values[0], list):
+                values = [v + [-100] * (width - len(v)) for v in values]
+            batch[k] = torch.tensor(values)
+        return batch
+
+    return MetaCollator(collate)

@@ -10,34 +10,33 @@ Metrics: micro and macro F1 (and precision / recall), subset accuracy (scikit-le
 from __future__ import annotations
 
 import numpy as np
-import torch
-from sklearn.metrics import f1_score, precision_recall_fscore_support
+from ..options import Options
 
 from ..data.loading import DataError, load_raw
-from .base import with_group
+from ..families import Head, HeadKind
+from .base import Raw, require_columns, with_group
 from .classification import Classification
 
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
+class MultiLabelOptions(Options):
+    separator: str = ","  # splits a label string into label names
+
+
 class MultiLabel(Classification):
     name = "multi_label"
+    Options = MultiLabelOptions
+    calibrated = True
     default_metric = "micro_f1"
     metric_names = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy")
     pes_weights = {"micro_f1": 2.5, "macro_f1": 2.5}
 
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.thresholds: list[float] | None = None
-
-    def load(self):
+    def load(self) -> Raw:
         spec = self.spec.data
         dd, report = load_raw(spec)
-        for col in (spec.text, spec.label):
-            if col not in dd["train"].column_names:
-                raise DataError(f"task '{self.spec.name}': column '{col}' not in the data (columns: "
-                                f"{', '.join(dd['train'].column_names)}); set data.text / data.label")
-        sep = spec.options.get("separator", ",")
+        require_columns(self.spec.name, dd, [spec.text, spec.label], "set data.text / data.label")
+        sep = self.options.separator
 
         def split_labels(v):
             if v is None:
@@ -57,57 +56,67 @@ class MultiLabel(Classification):
         missing = sorted(set(seen) - train_labels)
         if missing:
             raise DataError(f"task '{self.spec.name}': label(s) {missing[:5]} appear in validation/test but never in train")
-        self.labels = sorted(seen)
-        report.update(labels=self.labels, rows={k: len(v) for k, v in dd.items()},
-                      label_counts={k: {lab: sum(lab in r for r in v["_label_names"]) for lab in self.labels}
+        labels = sorted(seen)
+        report.update(labels=labels, rows={k: len(v) for k, v in dd.items()},
+                      label_counts={k: {lab: sum(lab in r for r in v["_label_names"]) for lab in labels}
                                     for k, v in dd.items()})
-        return dd, report
+        return Raw(dd, tuple(labels), report)
 
-    def config_updates(self):
-        return {**super().config_updates(), "problem_type": "multi_label_classification"}
+    def head(self, labels) -> Head:
+        return Head(HeadKind.SEQUENCE, labels=tuple(labels), problem_type="multi_label_classification")
 
-    def encode_labels(self, batch) -> list:
-        index = {lab: i for i, lab in enumerate(self.labels)}
+    def encode_labels(self, batch, index) -> list:
         hot = []
         for names in batch["_label_names"]:
-            v = [0.0] * len(self.labels)
+            v = [0.0] * len(index)
             for n in names:
                 v[index[n]] = 1.0
             hot.append(v)
         return hot
 
-    def loss(self, outputs, batch):
+    def loss(self, outputs, batch, prep):
+        import torch
+
         return torch.nn.functional.binary_cross_entropy_with_logits(outputs.logits.float(), batch["labels"].float())
 
-    def _thresholds(self):
-        return self.thresholds or [0.5] * len(self.labels)
+    def decode(self, outputs, batch, prep, adapter):
+        import torch
 
-    def decode(self, outputs, batch, model):
         probs = torch.sigmoid(outputs.logits.float()).tolist()
-        th = self._thresholds()
-        return [with_group({"pred": [j for j, p in enumerate(ps) if p >= th[j]], "probs": [round(p, 5) for p in ps]},
-                           batch, i) for i, ps in enumerate(probs)]
+        return [with_group({"probs": [round(p, 5) for p in ps]}, batch, i) for i, ps in enumerate(probs)]
 
     def references(self, batch):
         return [[j for j, v in enumerate(row) if v > 0.5] for row in batch["labels"].tolist()]
 
-    def calibrate(self, validation):
+    @staticmethod
+    def thresholds(prep, calibration) -> list[float]:
+        if calibration:
+            return [calibration["thresholds"][lab] for lab in prep.labels]
+        return [0.5] * len(prep.labels)
+
+    def finalize(self, prep, split, predictions, references, calibration=None):
+        th = self.thresholds(prep, calibration)
+        preds = [{"pred": [j for j, p in enumerate(row["probs"]) if p >= th[j]], **row} for row in predictions]
+        return preds, references, {}
+
+    def calibrate(self, prep, validation):
+        from sklearn.metrics import f1_score
+
         probs = np.array([p["probs"] for p in validation["predictions"]])
-        gold = _multi_hot(validation["references"], len(self.labels))
+        gold = _multi_hot(validation["references"], len(prep.labels))
         chosen = []
-        for j in range(len(self.labels)):
+        for j in range(len(prep.labels)):
             if gold[:, j].sum() == 0:
                 chosen.append(0.5)
                 continue
             scores = [f1_score(gold[:, j], probs[:, j] >= t, zero_division=0) for t in GRID]
             chosen.append(float(GRID[int(np.argmax(scores))]))
-        self.thresholds = chosen
-        return {"thresholds": dict(zip(self.labels, chosen)), "fitted_on": "validation"}
+        return {"thresholds": dict(zip(prep.labels, chosen)), "fitted_on": "validation"}
 
-    def compute_metrics(self, predictions, references):
-        th = np.array(self._thresholds())
+    def compute_metrics(self, prep, predictions, references, calibration=None):
+        th = np.array(self.thresholds(prep, calibration))
         pred = (np.array([p["probs"] for p in predictions]) >= th).astype(int)
-        return multi_label_metrics(pred, _multi_hot(references, len(self.labels)))
+        return multi_label_metrics(pred, _multi_hot(references, len(prep.labels)))
 
 
 def _multi_hot(rows, n):
@@ -118,6 +127,8 @@ def _multi_hot(rows, n):
 
 
 def multi_label_metrics(pred: np.ndarray, gold: np.ndarray) -> dict:
+    from sklearn.metrics import precision_recall_fscore_support
+
     mp, mr, mf, _ = precision_recall_fscore_support(gold, pred, average="micro", zero_division=0)
     _, _, maf, _ = precision_recall_fscore_support(gold, pred, average="macro", zero_division=0)
     return {"micro_f1": float(mf), "macro_f1": float(maf), "micro_precision": float(mp), "micro_recall": float(mr),

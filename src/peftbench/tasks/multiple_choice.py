@@ -19,13 +19,15 @@ of choices (padded choices score -inf).
 """
 from __future__ import annotations
 
-import torch
-from transformers import DataCollatorWithPadding
-from transformers.modeling_outputs import MultipleChoiceModelOutput
+from typing import Optional, Union
+
+from ..options import Options
 
 from ..data.loading import DataError, load_raw
-from .base import MetaCollator, Task, carry_group, model_inputs, with_group
-from .classification import classification_metrics, sequence_classification_head
+from ..families import Head, HeadKind
+from .base import MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs, \
+    require_columns, with_group
+from .classification import classification_metrics
 
 CONNECTIVES = {  # COPA: "premise <connective> choice"
     "en": {"cause": "because", "effect": "so"},
@@ -47,33 +49,34 @@ CONNECTIVES = {  # COPA: "premise <connective> choice"
 DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 
 
+class MultipleChoiceOptions(Options):
+    choices: Union[str, list[str]] = ["choice1", "choice2"]  # a list column, or several columns
+    question: Optional[str] = None  # COPA's cause / effect column (default: 'question' when present)
+    connectives: Optional[dict[str, str]] = None  # {cause: ..., effect: ...}; default: the table for language
+    language: str = "en"
+    label_base: int = 0  # 1 when answers are numbered from one (HuCoPA, ParsiNLU)
+    label_is_text: bool = False  # the label is the answer text itself
+
+
 class MultipleChoice(Task):
     name = "multiple_choice"
-    peft_task_type = "SEQ_CLS"
+    Options = MultipleChoiceOptions
+    head_kind = HeadKind.SEQUENCE
     default_metric = "accuracy"
     metric_names = ("accuracy", "macro_f1", "mcc")
     pes_weights = {"accuracy": 1.0}
-    loss_outside_model = True
 
-    def _opts(self):
-        o = dict(self.spec.data.options)
-        choices = o.get("choices", ["choice1", "choice2"])
-        lang = o.get("language", "en")
-        conn = o.get("connectives") or CONNECTIVES.get(lang)
-        return choices, o.get("question"), conn, int(o.get("label_base", 0)), bool(o.get("label_is_text", False)), lang
-
-    def load(self):
-        spec = self.spec.data
+    def load(self) -> Raw:
+        spec, o = self.spec.data, self.options
         dd, report = load_raw(spec)
-        choices, qcol, conn, base, is_text, lang = self._opts()
+        choices, qcol, base, is_text, lang = o.choices, o.question, o.label_base, o.label_is_text, o.language
+        conn = o.connectives or CONNECTIVES.get(lang)
         cols = dd["train"].column_names
         if qcol is None and "question" in cols and spec.text != "question":
             qcol = "question"
-        need = [spec.text, spec.label] + ([choices] if isinstance(choices, str) else list(choices)) + ([qcol] if qcol else [])
-        missing = [c for c in need if c not in cols]
-        if missing:
-            raise DataError(f"task '{self.spec.name}': column(s) {missing} not in the data (columns: {', '.join(cols)}); "
-                            "set data.text, data.label, data.options.choices / question")
+        require_columns(self.spec.name, dd, [spec.text, spec.label] + ([choices] if isinstance(choices, str) else
+                                                                      list(choices)) + ([qcol] if qcol else []),
+                        "set data.text, data.label, data.options.choices / question")
         if qcol and conn is None:
             raise DataError(f"task '{self.spec.name}': no connectives for language '{lang}'; set data.options."
                             f"connectives: {{cause: ..., effect: ...}} (built in: {', '.join(CONNECTIVES)})")
@@ -100,28 +103,15 @@ class MultipleChoice(Task):
                 if not 0 <= answer < len(opts):
                     raise DataError(f"task '{self.spec.name}': label {raw} is out of range for {len(opts)} choices "
                                     f"(label_base={base}; set data.options.label_base)")
-            out = {"_context": context, "_choices": [str(c) for c in opts], "_answer": answer}
-            if "_group" in row:
-                out["_group"] = row["_group"]
-            return out
+            return carry_group(row, {"_context": context, "_choices": [str(c) for c in opts], "_answer": answer})
 
         for split in dd:
             dd[split] = dd[split].map(convert, remove_columns=dd[split].column_names, desc=f"choices {split}")
         counts = sorted({len(c) for ds in dd.values() for c in ds["_choices"]})
-        self.labels = [f"choice{i + 1}" for i in range(max(counts))]
         report.update(choices_per_example=counts, connectives=conn if qcol else None, rows={k: len(v) for k, v in dd.items()})
-        return dd, report
+        return Raw(dd, tuple(f"choice{i + 1}" for i in range(max(counts))), report)
 
-    def auto_class(self, family, config):
-        return sequence_classification_head(family, config)
-
-    def config_updates(self):
-        return {"num_labels": 1}
-
-    def head_modules(self, model):
-        return [n for n in ("classifier", "score", "classification_head") if hasattr(model, n)]
-
-    def prepare(self, dd, tokenizer, max_length):
+    def prepare(self, raw, tokenizer, arch, max_length) -> Prepared:
         def encode(batch):
             firsts = [c for c, ch in zip(batch["_context"], batch["_choices"]) for _ in ch]
             seconds = [x for ch in batch["_choices"] for x in ch]
@@ -134,40 +124,36 @@ class MultipleChoice(Task):
             out["labels"] = batch["_answer"]
             return carry_group(batch, out)
 
-        return {s: ds.map(encode, batched=True, remove_columns=ds.column_names, desc=f"tokenising {s}")
-                for s, ds in dd.items()}
+        # one score per (context, choice) pair: a sequence head with one output
+        return Prepared(map_splits(raw.splits, encode, "tokenising"), ChoiceCollator(tokenizer),
+                        Head(HeadKind.SEQUENCE, num_outputs=1), raw.labels, tokenizer, arch)
 
-    def collator(self, tokenizer):
-        return ChoiceCollator(tokenizer)
+    def forward(self, adapter, batch, prep):
+        import torch
+        from transformers.modeling_outputs import MultipleChoiceModelOutput
 
-    def forward(self, model, batch):
         counts = batch["_num_choices"]
-        out = model(**{k: v for k, v in model_inputs(batch).items() if k != "labels"})
-        flat = out.logits.float().view(-1)
+        flat = adapter(model_inputs(batch)).logits.float().view(-1)
         scores = torch.full((len(counts), max(counts)), float("-inf"), device=flat.device)
         i = 0
         for row, c in enumerate(counts):
             scores[row, :c] = flat[i:i + c]
             i += c
-        loss = torch.nn.functional.cross_entropy(scores, batch["labels"])
-        return loss, MultipleChoiceModelOutput(loss=loss, logits=scores)
+        return MultipleChoiceModelOutput(logits=scores)
 
-    def loss(self, outputs, batch):
-        return outputs.loss
+    def loss(self, outputs, batch, prep):
+        return cross_entropy(outputs.logits, batch["labels"])
 
     def batch_size(self, batch):
         return len(batch["labels"])
 
-    def decode(self, outputs, batch, model):
-        probs = torch.softmax(outputs.logits, dim=-1)
+    def decode(self, outputs, batch, prep, adapter):
+        probs = outputs.logits.softmax(dim=-1)
         return [with_group({"pred": int(p.argmax()), "probs": [round(float(x), 5) for x in p[:c]]}, batch, i)
                 for i, (p, c) in enumerate(zip(probs, batch["_num_choices"]))]
 
-    def references(self, batch):
-        return batch["labels"].tolist()
-
-    def compute_metrics(self, predictions, references):
-        m = classification_metrics([p["pred"] for p in predictions], references, len(self.labels))
+    def compute_metrics(self, prep, predictions, references, calibration=None):
+        m = classification_metrics([p["pred"] for p in predictions], references, len(prep.labels))
         return {k: m[k] for k in self.metric_names}
 
 
@@ -175,9 +161,13 @@ class ChoiceCollator(MetaCollator):
     """(examples, choices, length) -> flat (examples * choices, length), padded; keeps the counts."""
 
     def __init__(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
         pad = DataCollatorWithPadding(tokenizer)
 
         def flatten(features):
+            import torch
+
             keys = [k for k in features[0] if k != "labels"]
             batch = pad([{k: f[k][j] for k in keys} for f in features for j in range(len(f["input_ids"]))])
             batch["labels"] = torch.tensor([f["labels"] for f in features])

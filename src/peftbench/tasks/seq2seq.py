@@ -14,14 +14,13 @@ Metrics: BLEU and chrF from sacrebleu (corpus level, signatures stored with the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
-import torch
-from datasets import Dataset, DatasetDict
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from ..options import Options
 
 from ..data.loading import DataError, _ensure_splits, cap_splits, load_raw
-from ..models import DECODER, ENCODER
-from .base import MetaCollator, Task, model_inputs, with_group
+from ..families import Head, HeadKind
+from .base import MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs, require_columns, with_group
 
 
 def _meteor():
@@ -36,32 +35,29 @@ def _meteor():
         return None
 
 
+class Seq2SeqOptions(Options):
+    source_file: Optional[str] = None  # two line-aligned text files (relative to data.source when a folder)
+    target_file: Optional[str] = None
+    prefix: str = ""  # put before every source, e.g. T5's "translate English to Persian: "
+    separator: str = "\n"  # decoders read <source><separator> and continue with the target
+
+
 class Seq2Seq(Task):
     name = "seq2seq"
+    Options = Seq2SeqOptions
+    head_kind = HeadKind.GENERATION
     generative = True
     default_metric = "chrf"
     metric_names = ("bleu", "chrf", "meteor")
     pes_weights = {"bleu": 1.0}
 
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.family = None
-
-    @property
-    def peft_task_type(self):
-        return "CAUSAL_LM" if self.family == DECODER else "SEQ_2_SEQ_LM"
-
-    def load(self):
+    def load(self) -> Raw:
         spec = self.spec.data
-        opts = spec.options
-        if "source_file" in opts or "target_file" in opts:
+        if self.options.source_file or self.options.target_file:
             dd, report = self._load_line_files()
         else:
             dd, report = load_raw(spec)
-        for col in (spec.text, spec.label):
-            if col not in dd["train"].column_names:
-                raise DataError(f"task '{self.spec.name}': column '{col}' not in the data (columns: "
-                                f"{', '.join(dd['train'].column_names)}); set data.text (source) and data.label (target)")
+        require_columns(self.spec.name, dd, [spec.text, spec.label], "set data.text (source) and data.label (target)")
         empty = {}
         for split in dd:
             before = len(dd[split])
@@ -72,7 +68,7 @@ class Seq2Seq(Task):
         if empty:
             report["dropped_empty_pairs"] = empty
         report["rows"] = {k: len(v) for k, v in dd.items()}
-        return dd, report
+        return Raw(dd, (), report)
 
     def _load_line_files(self):
         spec = self.spec.data
@@ -80,9 +76,9 @@ class Seq2Seq(Task):
         base = root if root.is_dir() else Path(".")
         paths = []
         for key in ("source_file", "target_file"):
-            if key not in spec.options:
+            if not getattr(self.options, key):
                 raise DataError(f"data.options: give both source_file and target_file (missing {key})")
-            p = Path(spec.options[key]).expanduser()
+            p = Path(getattr(self.options, key)).expanduser()
             p = p if p.is_absolute() else base / p
             if not p.exists():
                 raise DataError(f"data.options.{key}: file '{p}' does not exist")
@@ -91,28 +87,22 @@ class Seq2Seq(Task):
         if len(src) != len(tgt):
             raise DataError(f"line-aligned files differ in length: {paths[0].name} has {len(src)} lines, "
                             f"{paths[1].name} has {len(tgt)}; they must align line by line")
+        from datasets import Dataset, DatasetDict
+
         report = {"source": f"{paths[0]} | {paths[1]}"}
         dd = _ensure_splits(DatasetDict(train=Dataset.from_dict({spec.text: src, spec.label: tgt})), spec, report)
         return cap_splits(dd, spec, report), report
 
-    def auto_class(self, family, config):
-        if family == ENCODER:
-            raise ValueError(f"task '{self.spec.name}' (seq2seq) needs an encoder-decoder or decoder model; "
-                             f"{config.model_type} is an encoder")
-        self.family = family
-        return AutoModelForCausalLM if family == DECODER else AutoModelForSeq2SeqLM
-
-    def prepare(self, dd, tokenizer, max_length):
+    def prepare(self, raw, tokenizer, arch, max_length) -> Prepared:
         spec = self.spec.data
-        prefix = spec.options.get("prefix", "")
-        sep = spec.options.get("separator", "\n")
-        decoder = self.family == DECODER
+        prefix, sep = self.options.prefix, self.options.separator
+        continues = arch.continues_prompt
         eos = tokenizer.eos_token_id
 
         def encode(batch):
             sources = [prefix + s for s in batch[spec.text]]
             targets = list(batch[spec.label])
-            if decoder:
+            if continues:  # <source><sep><target><eos>, trained on the target only
                 prompts = tokenizer([s + sep for s in sources], truncation=True, max_length=max_length // 2)["input_ids"]
                 tgt = tokenizer(targets, add_special_tokens=False, truncation=True,
                                 max_length=max_length - max(len(p) for p in prompts) - 1)["input_ids"]
@@ -123,67 +113,66 @@ class Seq2Seq(Task):
                 enc = dict(tokenizer(sources, truncation=True, max_length=max_length))
                 enc["labels"] = tokenizer(text_target=targets, truncation=True, max_length=max_length)["input_ids"]
             enc["_target"] = targets
-            if "_group" in batch:
-                enc["_group"] = batch["_group"]
-            return enc
+            return carry_group(batch, enc)
 
-        return {s: ds.map(encode, batched=True, remove_columns=ds.column_names, desc=f"tokenising {s}")
-                for s, ds in dd.items()}
+        from transformers import DataCollatorForSeq2Seq
 
-    def collator(self, tokenizer):
-        return seq2seq_collator(tokenizer)
+        # labels padded with -100 on the tokenizer's side (decoders: left, aligned with input_ids)
+        collator = MetaCollator(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt"))
+        return Prepared(map_splits(raw.splits, encode, "tokenising"), collator, Head(HeadKind.GENERATION), (),
+                        tokenizer, arch)
 
-    def loss(self, outputs, batch):
-        return outputs.loss
+    def forward(self, adapter, batch, prep):
+        if prep.arch.continues_prompt:
+            return adapter(model_inputs(batch))
+        labels = batch["labels"]
+        return adapter(model_inputs(batch), width=labels.shape[1], decoder_input_ids=adapter.decoder_inputs(labels))
 
-    def decode(self, outputs, batch, model):
-        tok = self.tokenizer
+    def loss(self, outputs, batch, prep):
+        if prep.arch.continues_prompt:  # the output at position t predicts token t + 1
+            return cross_entropy(outputs.logits[:, :-1], batch["labels"][:, 1:])
+        return cross_entropy(outputs.logits, batch["labels"])
+
+    def decode(self, outputs, batch, prep, adapter):
+        tok = prep.tokenizer
         gen = self.spec.generation
         kw = dict(max_new_tokens=gen.max_new_tokens, num_beams=gen.num_beams, length_penalty=gen.length_penalty,
                   do_sample=False, pad_token_id=tok.pad_token_id)
-        if self.family == DECODER:
+        if prep.arch.continues_prompt:
             prompt = tok.pad({"input_ids": batch["_prompt"]}, return_tensors="pt", padding_side="left")
             prompt = {k: v.to(batch["input_ids"].device) for k, v in prompt.items()}
-            out = model.generate(**prompt, eos_token_id=tok.eos_token_id, **kw)
+            out = adapter.generate(**prompt, eos_token_id=tok.eos_token_id, **kw)
             new = out[:, prompt["input_ids"].shape[1]:]
         else:
-            inputs = model_inputs(batch)
-            new = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kw)
+            new = adapter.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kw)
         texts = tok.batch_decode(new, skip_special_tokens=True)
         return [with_group({"prediction": t.strip()}, batch, i) for i, t in enumerate(texts)]
 
     def references(self, batch):
         return list(batch["_target"])
 
-    def compute_metrics(self, predictions, references):
+    def compute_metrics(self, prep, predictions, references, calibration=None):
+        return translation_metrics([p["prediction"] for p in predictions], references)
+
+    def metric_info(self, prep):
         import sacrebleu
 
-        hyps = [p["prediction"] for p in predictions]
-        bleu = sacrebleu.metrics.BLEU()
-        chrf = sacrebleu.metrics.CHRF()
-        b = bleu.corpus_score(hyps, [references])
-        c = chrf.corpus_score(hyps, [references])
-        self.metric_info = {"bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature())}
-        out = {"bleu": b.score, "chrf": c.score}
-        meteor = _meteor()
-        if meteor is not None:
-            out["meteor"] = sum(meteor([r.split()], h.split()) for h, r in zip(hyps, references)) / max(len(hyps), 1)
-        else:
-            self.metric_info["meteor"] = "not computed: nltk WordNet data is not installed (nltk.download('wordnet'))"
-        return out
+        info = {}
+        for name, metric in (("bleu", sacrebleu.metrics.BLEU()), ("chrf", sacrebleu.metrics.CHRF())):
+            metric.corpus_score(["x"], [["x"]])  # a signature needs one evaluation (it records the references count)
+            info[f"{name}_signature"] = str(metric.get_signature())
+        if _meteor() is None:
+            info["meteor"] = "not computed: nltk WordNet data is not installed (nltk.download('wordnet'))"
+        return info
 
 
-def seq2seq_collator(tokenizer):
-    """Pad inputs on the tokenizer's side and labels the same way with -100 (decoders: labels align with
-    input_ids, so they are padded on the same, left, side); metadata lists kept by MetaCollator."""
+def translation_metrics(hyps: list[str], references: list[str]) -> dict:
+    """Corpus BLEU and chrF (sacrebleu defaults) and mean sentence METEOR where nltk's WordNet is installed."""
+    import sacrebleu
 
-    def collate(features):
-        batch = tokenizer.pad([{k: f[k] for k in ("input_ids", "attention_mask")} for f in features],
-                              return_tensors="pt")
-        width = max(len(f["labels"]) for f in features)
-        left = tokenizer.padding_side == "left"
-        batch["labels"] = torch.tensor([[-100] * (width - len(f["labels"])) + f["labels"] if left
-                                        else f["labels"] + [-100] * (width - len(f["labels"])) for f in features])
-        return batch
-
-    return MetaCollator(collate)
+    out = {"bleu": sacrebleu.metrics.BLEU().corpus_score(hyps, [references]).score,
+           "chrf": sacrebleu.metrics.CHRF().corpus_score(hyps, [references]).score}
+    meteor = _meteor()
+    if meteor is not None:
+        out["meteor"] = sum(meteor([r.split()], h.split()) for h, r in zip(hyps, references)) / max(len(hyps), 1)
+    return out

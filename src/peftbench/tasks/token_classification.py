@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal, Optional
 
-import torch
-from datasets import Dataset
-from transformers import AutoModelForTokenClassification
+from ..options import Options
 
 from ..data.loading import DataError, load_raw
-from ..models import ENCODER_DECODER
-from transformers.modeling_outputs import TokenClassifierOutput
-
-from .base import MetaCollator, Task, is_prompt_learning, model_inputs, with_group
+from ..families import Head, HeadKind
+from .base import Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits, require_columns, right_padding_collator
 
 CONLL_SUFFIXES = (".txt", ".conll", ".bio", ".iob")
 PREFIX = re.compile(r"^([BIESL])[_-](.+)$")
@@ -79,6 +76,8 @@ def conll_reader(path: Path):
     """load_raw's reader: CoNLL-style files stream into Arrow (memory-bounded); other files: None."""
     if path.suffix.lower() not in CONLL_SUFFIXES:
         return None
+    from datasets import Dataset
+
     st = path.stat()
     return Dataset.from_generator(read_conll, gen_kwargs={"path": str(path), "stamp": f"{st.st_size}-{st.st_mtime_ns}"})
 
@@ -86,30 +85,28 @@ def conll_reader(path: Path):
 conll_reader.suffixes = CONLL_SUFFIXES
 
 
+class TokenClassificationOptions(Options):
+    scheme: Optional[Literal["IOB2", "IOBES"]] = None  # default: IOBES when a tag starts with E- or S-
+    label_all_subtokens: bool = False  # train every sub-token (continuations of a B- word get its I- tag)
+
+
 class TokenClassification(Task):
     name = "token_classification"
-    peft_task_type = "TOKEN_CLS"
+    Options = TokenClassificationOptions
+    head_kind = HeadKind.TOKEN
     default_metric = "entity_f1"
     metric_names = ("token_accuracy", "macro_precision", "macro_recall", "macro_f1",
                     "entity_precision", "entity_recall", "entity_f1")
     pes_weights = {"token_accuracy": 2.5, "macro_precision": 2.5, "macro_recall": 2.5, "macro_f1": 2.5}
 
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.truncated_words = 0
-
-    def load(self):
+    def load(self) -> Raw:
         spec = self.spec.data
         tcol = spec.text if spec.text != "text" else "tokens"
         lcol = spec.label if spec.label != "label" else "tags"
         dd, report = load_raw(spec, reader=conll_reader)
-        for col in (tcol, lcol):
-            if col not in dd["train"].column_names:
-                raise DataError(f"task '{self.spec.name}': column '{col}' not in the data (columns: "
-                                f"{', '.join(dd['train'].column_names)}); set data.text (tokens) and data.label (tags)")
+        require_columns(self.spec.name, dd, [tcol, lcol], "set data.text (tokens) and data.label (tags)")
         names = getattr(dd["train"].features[lcol], "feature", None)
         names = getattr(names, "names", None)  # hub ClassLabel
-        keep = [tcol, lcol] + (["_group"] if "_group" in dd["train"].column_names else [])
 
         def norm(batch):
             tags = [[names[t] if names else normalise_tag(str(t)) for t in row] for row in batch[lcol]]
@@ -117,14 +114,10 @@ class TokenClassification(Task):
             if bad:
                 raise DataError(f"task '{self.spec.name}': a sentence has {len(batch[tcol][bad[0]])} tokens but "
                                 f"{len(tags[bad[0]])} tags")
-            out = {"tokens": batch[tcol], "tags": tags}
-            if "_group" in batch:
-                out["_group"] = batch["_group"]
-            return out
+            return carry_group(batch, {"tokens": batch[tcol], "tags": tags})
 
+        dd = map_splits(dd, norm, "tags")
         for split in dd:
-            dd[split] = dd[split].map(norm, batched=True, remove_columns=dd[split].column_names,
-                                      desc=f"tags {split}") if keep else dd[split]
             before = len(dd[split])
             dd[split] = dd[split].filter(lambda t: len(t) > 0, input_columns="tokens")
             if len(dd[split]) < before:
@@ -141,33 +134,19 @@ class TokenClassification(Task):
         unseen = [t for t in tags if t not in seen["train"]]
         if unseen:
             report["tags_not_in_train"] = unseen
-        self.labels = tags
-        self.scheme = self.spec.data.options.get("scheme") or (
-            "IOBES" if any(t[:2] in ("E-", "S-") for t in tags) else "IOB2")
-        if self.scheme not in ("IOB2", "IOBES"):
-            raise DataError(f"data.options.scheme: '{self.scheme}' is not one of IOB2, IOBES")
-        report.update(tags=tags, scheme=self.scheme, rows={k: len(v) for k, v in dd.items()})
-        return dd, report
+        report.update(tags=tags, scheme=self.scheme(tags), rows={k: len(v) for k, v in dd.items()})
+        from datasets import DatasetDict
 
-    def auto_class(self, family, config):
-        if config.model_type == "encoder-decoder":
-            from ..heads import EncoderDecoderForTokenClassification
+        return Raw(DatasetDict(dd), tuple(tags), report)
 
-            return EncoderDecoderForTokenClassification
-        return AutoModelForTokenClassification
+    def scheme(self, tags) -> str:
+        return self.options.scheme or ("IOBES" if any(t[:2] in ("E-", "S-") for t in tags) else "IOB2")
 
-    def config_updates(self):
-        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
-                "label2id": {t: i for i, t in enumerate(self.labels)}}
-
-    def head_modules(self, model):
-        return [n for n in ("classifier", "score") if hasattr(model, n)]
-
-    def prepare(self, dd, tokenizer, max_length):
+    def prepare(self, raw, tokenizer, arch, max_length) -> Prepared:
         if not tokenizer.is_fast:
             raise ValueError("token classification needs a fast tokenizer (word_ids); this model's tokenizer is slow")
-        index = {t: i for i, t in enumerate(self.labels)}
-        all_sub = bool(self.spec.data.options.get("label_all_subtokens", False))
+        index = label_index(raw.labels)
+        all_sub = self.options.label_all_subtokens
 
         def encode(batch):
             enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
@@ -189,62 +168,40 @@ class TokenClassification(Task):
                 labels.append(lab)
                 words.append([-1 if w is None else w for w in wid])
             out = dict(enc)
-            out["labels"] = labels
-            out["_word_ids"] = words
-            out["_tags"] = batch["tags"]
-            if "_group" in batch:
-                out["_group"] = batch["_group"]
-            return out
+            out.update(labels=labels, _word_ids=words, _tags=batch["tags"])
+            return carry_group(batch, out)
 
-        return {s: ds.map(encode, batched=True, batch_size=1000, remove_columns=ds.column_names,
-                          desc=f"tokenising {s}") for s, ds in dd.items()}
+        return Prepared(map_splits(raw.splits, encode, "tokenising", batch_size=1000), right_padding_collator(tokenizer),
+                        Head(HeadKind.TOKEN, labels=raw.labels), raw.labels, tokenizer, arch,
+                        extra={"scheme": self.scheme(raw.labels)})
 
-    def collator(self, tokenizer):
-        from transformers import DataCollatorForTokenClassification
+    def loss(self, outputs, batch, prep):
+        return cross_entropy(outputs.logits, batch["labels"])
 
-        return MetaCollator(DataCollatorForTokenClassification(tokenizer))
+    def decode(self, outputs, batch, prep, adapter):
+        from .base import with_group
 
-    def forward(self, model, batch):
-        inputs = model_inputs(batch)
-        if not is_prompt_learning(model):
-            out = model(**inputs)
-            return out.loss, out
-        labels = inputs.pop("labels")
-        logits = model(**inputs).logits[:, -labels.shape[1]:]  # drop the virtual tokens' positions
-        out = TokenClassifierOutput(logits=logits)
-        out.loss = self.loss(out, batch)
-        return out.loss, out
-
-    def loss(self, outputs, batch):
-        return torch.nn.functional.cross_entropy(outputs.logits.float().flatten(0, 1), batch["labels"].flatten(),
-                                                 ignore_index=-100)
-
-    def decode(self, outputs, batch, model):
         pred_ids = outputs.logits.argmax(-1).tolist()
-        width = outputs.logits.shape[1]
         preds = []
         for i, (wids, tags) in enumerate(zip(batch["_word_ids"], batch["_tags"])):
-            shift = width - len(wids) if self.tokenizer.padding_side == "left" else 0
             words = ["O"] * len(tags)
             seen = set()
-            for pos, w in enumerate(wids):
+            for pos, w in enumerate(wids):  # right padding: position = token index
                 if w >= 0 and w not in seen:
                     seen.add(w)
-                    words[w] = self.labels[pred_ids[i][pos + shift]]
-            self.truncated_words += len(tags) - len(seen)
-            preds.append(with_group({"tags": words}, batch, i))
+                    words[w] = prep.labels[pred_ids[i][pos]]
+            preds.append(with_group({"tags": words, "_truncated_words": len(tags) - len(seen)}, batch, i))
         return preds
 
     def references(self, batch):
         return [list(t) for t in batch["_tags"]]
 
-    def finalize(self, split, predictions, references):
-        self.metric_info[f"truncated_words_{split}"] = self.truncated_words
-        self.truncated_words = 0
-        return predictions, references
+    def finalize(self, prep, split, predictions, references, calibration=None):
+        truncated = sum(p.pop("_truncated_words") for p in predictions)
+        return predictions, references, {f"truncated_words_{split}": truncated}
 
-    def compute_metrics(self, predictions, references):
-        return ner_metrics([p["tags"] for p in predictions], references, self.labels, self.scheme)
+    def compute_metrics(self, prep, predictions, references, calibration=None):
+        return ner_metrics([p["tags"] for p in predictions], references, list(prep.labels), prep.extra["scheme"])
 
 
 def ner_metrics(pred_tags: list[list[str]], ref_tags: list[list[str]], labels: list[str], scheme: str = "IOB2") -> dict:

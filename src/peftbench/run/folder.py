@@ -1,0 +1,58 @@
+"""The files of one run's folder, named in one place for the runner, the worker, the recipe and the store."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def write_json(path: Path, obj) -> None:
+    """Write atomically: a reader sees the old file or the whole new one, never half."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    config = property(lambda self: self.path / "config.json")  # the resolved RunSpec
+    result = property(lambda self: self.path / "result.json")  # every measurement (written last: the run finished)
+    error = property(lambda self: self.path / "error.json")  # one-line message + traceback of a failed run
+    curves = property(lambda self: self.path / "curves.json")  # per-epoch losses and validation metrics
+    predictions = property(lambda self: self.path / "predictions.jsonl")  # per-example test predictions
+    weights = property(lambda self: self.path / "weights")  # what the method trained (adapter + head)
+    merged = property(lambda self: self.path / "merged")  # train.export_merged: the merged checkpoint
+
+    def reset(self) -> None:
+        """Start clean (leftovers of an interrupted attempt are removed)."""
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True)
+
+    def write_config(self, config: dict) -> None:
+        write_json(self.config, config)
+
+    def write_result(self, result: dict) -> None:
+        write_json(self.curves, result["curves"])
+        write_json(self.result, result)
+
+    def write_error(self, message: str, traceback: str) -> None:
+        write_json(self.error, {"error": message[:500], "traceback": traceback})
+
+    def write_predictions(self, predictions: list, references: list) -> None:
+        with open(self.predictions, "w", encoding="utf-8") as f:
+            for i, (p, r) in enumerate(zip(predictions, references)):
+                f.write(json.dumps({"index": i, "reference": r, **p}, ensure_ascii=False) + "\n")
+
+    def read(self, which: Path) -> dict | None:
+        return json.loads(which.read_text(encoding="utf-8")) if which.exists() else None
+
+    def finished(self) -> bool:
+        return self.result.exists() and self.config.exists()

@@ -1,0 +1,308 @@
+"""One run, top to bottom: a pure function of its resolved ``RunSpec``, writing into its own folder.
+
+``setup`` loads data and model, applies the method and builds the optimizer; ``train_epoch`` is one pass of
+AdamW over a random ``epoch_fraction`` of train; ``evaluate`` scores a split; ``BestKeeper`` keeps the best
+epoch's trainable weights (early stopping on the validation metric); ``build_result`` gathers every
+measurement.  ``execute`` strings them together and writes ``result.json``, ``curves.json``,
+``predictions.jsonl`` and the trained weights (see ``RunFolder``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .. import registry
+from ..config import RunSpec
+from ..families import head_modules
+from ..measure import MemoryMeter, count_parameters, provenance
+from ..methods.adapter import ModelAdapter
+from ..methods.base import MethodContext
+from ..models import inspect_model, load_weights
+from .folder import RunFolder
+
+
+class RunFailed(RuntimeError):
+    """A run that cannot give a result, with the reason in one line."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is '{name}' but no CUDA device is available; use train.device=cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if device.type == "cpu" and precision == "fp16":
+        raise RuntimeError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@dataclass
+class Setup:
+    """Everything the loop needs, made once."""
+
+    run: RunSpec
+    device: torch.device
+    task: object
+    prep: object  # the task's Prepared
+    model: torch.nn.Module
+    method: object
+    adapter: ModelAdapter
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    lr: float
+    samples_per_epoch: int
+    steps_per_epoch: int
+    ctx: MethodContext
+    model_info: dict
+    data_report: dict
+    parameters: dict
+    meter: MemoryMeter
+    show: bool = True
+    timing: dict = field(default_factory=lambda: {"train": 0.0, "eval": 0.0, "eval_samples": 0})
+    metric_info: dict = field(default_factory=dict)
+
+    def loader(self, split: str, indices=None, generator=None) -> DataLoader:
+        tr = self.run.train
+        if split == "train":
+            return DataLoader(self.prep.features["train"].select(indices), batch_size=tr.batch_size, shuffle=True,
+                              collate_fn=self.prep.collator, generator=generator)
+        return DataLoader(self.prep.features[split], batch_size=tr.eval_batch_size or tr.batch_size,
+                          collate_fn=self.prep.collator)
+
+
+def setup(run: RunSpec, show: bool = True) -> Setup:
+    from transformers import get_scheduler, set_seed
+
+    if run.train.threads:
+        torch.set_num_threads(run.train.threads)
+    device = pick_device(run.train.device)
+    set_seed(run.seed)
+    meter = MemoryMeter(device)  # the baseline: before data and model are loaded
+    task = registry.get("task", run.task.type)(run.task)
+    raw = task.load()
+    config, tokenizer, arch, model_info = inspect_model(run.model)
+    prep = task.prepare(raw, tokenizer, arch, run.max_length())
+    model = load_weights(run.model, config, tokenizer, arch, prep.head, model_info,
+                         what=f"task '{run.task.name}' ({run.task.type})")
+
+    tr = run.train
+    per_epoch = max(1, int(round(len(prep.features["train"]) * tr.epoch_fraction)))
+    steps_per_epoch = math.ceil(math.ceil(per_epoch / tr.batch_size) / tr.grad_accum)
+    total_steps = steps_per_epoch * run.epochs()
+    method = registry.get("method", run.method.name)()
+    ctx = MethodContext(family=arch.family, model_type=model_info["model_type"],
+                        head_modules=head_modules(model, prep.head.kind),
+                        peft_task_type=arch.peft_task_type(prep.head.kind), total_steps=total_steps)
+    model = method.apply(model, method.Options.model_validate(run.method.options), ctx)
+    parameters = count_parameters(model)
+    model.to(device)
+    lr = run.lr() or type(method).lr_for(arch.family)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=tr.weight_decay)
+    scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    return Setup(run, device, task, prep, model, method, ModelAdapter(model, method), optimizer, scheduler, lr,
+                 per_epoch, steps_per_epoch, ctx, model_info, raw.report, parameters, meter, show,
+                 metric_info=task.metric_info(prep))
+
+
+def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: dict) -> dict:
+    """One epoch: a fresh random ``epoch_fraction`` of train, shuffled with a per-epoch seed."""
+    tr, task, model = s.run.train, s.task, s.model
+    model.train()
+    idx = rng.permutation(len(s.prep.features["train"]))[:s.samples_per_epoch].tolist()
+    loader = s.loader("train", idx, torch.Generator().manual_seed(s.run.seed * 1000 + epoch))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    loss_sum = objective_sum = seen = 0.0
+    t0 = time.perf_counter()
+    for i, batch in enumerate(loader):
+        batch = to_device(batch, s.device)
+        with autocast(s.device, tr.precision):
+            outputs = task.forward(s.adapter, batch, s.prep)
+            loss = task.loss(outputs, batch, s.prep)
+            objective = s.adapter.objective(loss)
+        if not torch.isfinite(objective):
+            raise FloatingPointError(f"non-finite training loss ({objective.item()}) at epoch {epoch}, step "
+                                     f"{counters['steps']}; lower the learning rate or use fp32")
+        (objective / tr.grad_accum).backward()
+        bs = task.batch_size(batch)
+        loss_sum += loss.item() * bs
+        objective_sum += objective.item() * bs
+        seen += bs
+        counters["samples"] += bs
+        counters["tokens"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+        if (i + 1) % tr.grad_accum == 0 or i + 1 == len(loader):
+            if tr.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(trainable, tr.max_grad_norm)
+            s.optimizer.step()
+            counters["steps"] += 1
+            s.method.after_step(model, counters["steps"])
+            s.scheduler.step()
+            s.optimizer.zero_grad(set_to_none=True)
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+    if s.device.type == "cuda":
+        torch.cuda.synchronize(s.device)
+    s.timing["train"] += time.perf_counter() - t0
+    return {"train_loss": loss_sum / max(seen, 1), "train_objective": objective_sum / max(seen, 1)}
+
+
+def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
+    """Loss, metrics (overall and per evaluation group, e.g. language) and per-example predictions."""
+    task, prep = s.task, s.prep
+    s.model.eval()
+    preds, refs, loss_sum, n = [], [], 0.0, 0
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in tqdm(s.loader(split), desc=split, leave=False, disable=not s.show):
+            batch = to_device(batch, s.device)
+            with autocast(s.device, s.run.train.precision):
+                outputs = task.forward(s.adapter, batch, prep)
+                preds += task.decode(outputs, batch, prep, s.adapter)
+            bs = task.batch_size(batch)
+            loss_sum += float(task.loss(outputs, batch, prep)) * bs
+            n += bs
+            refs += task.references(batch)
+    preds, refs, info = task.finalize(prep, split, preds, refs, calibration)
+    s.metric_info.update(info)
+    seconds = time.perf_counter() - start
+    s.timing["eval"] += seconds
+    s.timing["eval_samples"] += len(preds)
+    result = {"loss": loss_sum / max(n, 1), "metrics": task.compute_metrics(prep, preds, refs, calibration),
+              "predictions": preds, "references": refs, "seconds": seconds, "samples": len(preds)}
+    groups = sorted({p["group"] for p in preds if p.get("group") is not None})
+    if groups:
+        result["metrics_by_group"] = {
+            g: {**task.compute_metrics(prep, [p for p in preds if p.get("group") == g],
+                                       [r for p, r in zip(preds, refs) if p.get("group") == g], calibration),
+                "samples": sum(p.get("group") == g for p in preds)} for g in groups}
+    return result
+
+
+class BestKeeper:
+    """The best epoch's trainable weights (on CPU) by a validation score, higher is better; NaN never wins."""
+
+    def __init__(self):
+        self.score, self.epoch, self.weights = -math.inf, None, None
+
+    def offer(self, epoch: int, score: float, model) -> bool:
+        if not score > self.score:  # also False for NaN
+            return False
+        self.score, self.epoch = score, epoch
+        self.weights = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+        return True
+
+    def restore(self, model, metric: str) -> None:
+        if self.weights is None:
+            raise RunFailed(f"validation {metric} was not a number in any epoch (NaN); nothing to restore — check "
+                            "the validation data and the learning rate")
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, w in self.weights.items():
+                named[n].copy_(w.to(named[n].device))
+
+
+def export_merged(s: Setup, folder: Path) -> dict:
+    """Fold the adapter into the base weights, check the logits on a test batch, save the merged model."""
+    s.model.eval()
+    batch = to_device(next(iter(s.loader("test"))), s.device)
+    with torch.no_grad():
+        before = s.task.forward(s.adapter, batch, s.prep).logits.float()
+        merged = s.method.merge(s.model)
+        after = s.task.forward(ModelAdapter(merged, s.method), batch, s.prep).logits.float()
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(merged, "save_pretrained"):
+        merged.save_pretrained(folder)
+    else:  # a peftbench head wrapper: plain weights
+        from safetensors.torch import save_model
+
+        save_model(merged, str(folder / "model.safetensors"))
+    s.prep.tokenizer.save_pretrained(folder)
+    return {"max_abs_logit_diff": float((before - after).abs().max()), "batch_size": len(before), "folder": "merged"}
+
+
+def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
+    folder = RunFolder(run_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    s = setup(run, show_progress)
+    metric, epochs, tr = s.task.metric, run.epochs(), run.train
+    rng = np.random.default_rng(run.seed)
+    counters = {"steps": 0, "samples": 0, "tokens": 0}
+    curves, best, bad_epochs, stopped_early = [], BestKeeper(), 0, False
+    bar = tqdm(total=s.steps_per_epoch * epochs, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
+               disable=not show_progress, leave=False)
+    if tr.eval_before_training:  # where the curves start: the untrained model (or adapter at its init)
+        curves.append(_curve_point(s, 0, 0, {"train_loss": None, "train_objective": None}, evaluate(s, "validation")))
+    for epoch in range(1, epochs + 1):
+        losses = train_epoch(s, epoch, rng, bar, counters)
+        val = evaluate(s, "validation")
+        curves.append(_curve_point(s, epoch, counters["steps"], losses, val))
+        if best.offer(epoch, val["metrics"][metric], s.model):
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+            if tr.patience and bad_epochs >= tr.patience and epoch < epochs:
+                stopped_early = True
+                break
+    bar.close()
+    best.restore(s.model, metric)
+    calibration = s.task.calibrate(s.prep, evaluate(s, "validation")) if s.task.calibrated else None
+    test = evaluate(s, "test", calibration)
+    memory = s.meter.read()
+    s.method.save(s.model, folder.weights)
+    merge_check = export_merged(s, folder.merged) if tr.export_merged else None
+    folder.write_predictions(test["predictions"], test["references"])
+    return build_result(s, curves, best, test, calibration, memory, merge_check, counters, stopped_early, t_start)
+
+
+def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> dict:
+    return {"epoch": epoch, "step": step, **losses, "val_loss": val["loss"], "val_metrics": val["metrics"],
+            **s.method.state(s.model)}
+
+
+def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, merge_check, counters,
+                 stopped_early, t_start) -> dict:
+    run, t = s.run, s.timing
+    per_second = (lambda n, secs: n / secs if secs else None)
+    return {
+        "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
+        "method_name": run.method.name, "sweep": run.method.sweep.model_dump() if run.method.sweep else None,
+        "task": run.task.name, "task_type": run.task.type, "seed": run.seed,
+        "parameters": s.parameters, "memory": memory,
+        "timing": {"train_seconds": round(t["train"], 3), "eval_seconds": round(t["eval"], 3),
+                   "wall_seconds": round(time.time() - t_start, 3),
+                   "train_samples_per_second": per_second(counters["samples"], t["train"]),
+                   "train_tokens_per_second": per_second(counters["tokens"], t["train"]),
+                   "eval_samples_per_second": per_second(t["eval_samples"], t["eval"])},
+        "training": {"lr": s.lr, "lr_source": run.lr_source(), "epochs_planned": run.epochs(),
+                     "epochs_run": sum(c["epoch"] > 0 for c in curves), "best_epoch": best.epoch,
+                     "stopped_early": stopped_early, "optimizer_steps": counters["steps"],
+                     "steps_planned": s.steps_per_epoch * run.epochs(), "samples_per_epoch": s.samples_per_epoch,
+                     "samples_seen": counters["samples"], "tokens_seen": counters["tokens"],
+                     "validation_metric": s.task.metric, "best_validation": best.score},
+        "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"],
+                 **({"metrics_by_group": test["metrics_by_group"]} if "metrics_by_group" in test else {})},
+        "calibration": calibration, "metric_info": s.metric_info, "curves": curves, "method_notes": s.ctx.notes,
+        "merge_check": merge_check, "model_info": s.model_info, "data": s.data_report, "labels": list(s.prep.labels),
+        "pes_weights": run.task.pes_weights or s.task.pes_weights,
+        "provenance": {**provenance(s.device), "seed": run.seed, "config_hash": run.run_id, "pid": os.getpid(),
+                       "started": t_start, "finished": time.time()},
+    }

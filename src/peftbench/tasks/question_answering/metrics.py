@@ -1,0 +1,67 @@
+"""Span QA metrics: exact match and token F1 by the official SQuAD formula (maximum over gold answers), and
+ROUGE-1/2/L F1 (rouge-score), all on answers normalised for Persian as well as English."""
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import Counter
+
+_CHAR_MAP = str.maketrans({"ي": "ی", "ى": "ی", "ئ": "ی", "ك": "ک", "ة": "ه", "ۀ": "ه", "أ": "ا", "إ": "ا",
+                           "ٱ": "ا", "\u200c": " ", "\u200d": "", "\u200e": "", "\u200f": "", "ـ": "",
+                           **{c: str(i) for i, c in enumerate("۰۱۲۳۴۵۶۷۸۹")},
+                           **{c: str(i) for i, c in enumerate("٠١٢٣٤٥٦٧٨٩")}})
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD's normalize_answer (lower case, no punctuation, no English articles, single spaces) extended
+    for Persian: Arabic letter forms to Persian, ZWNJ to a space, diacritics and tatweel removed, Persian /
+    Arabic digits to ASCII, every Unicode punctuation character removed."""
+    s = unicodedata.normalize("NFC", s).translate(_CHAR_MAP).lower()
+    s = "".join(c for c in s if not unicodedata.category(c).startswith("P") and c not in string.punctuation
+                and unicodedata.category(c) != "Mn")  # Mn: Arabic harakat, shadda, superscript alef ...
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    p, g = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)  # SQuAD 2.0: both empty (no answer) scores 1
+    common = Counter(p) & Counter(g)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+class _Tokens:
+    """rouge-score tokenizer on the normalised text (its default drops non-ASCII, i.e. all of Persian)."""
+
+    def tokenize(self, text):
+        return normalize_answer(text).split()
+
+
+def qa_metrics(predictions: list[str], golds: list[list[str]]) -> dict:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_Tokens())
+    em = f1 = 0.0
+    rouge = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for pred, gold in zip(predictions, golds):
+        gold = gold or [""]  # unanswerable
+        em += max(exact_match(pred, g) for g in gold)
+        f1 += max(token_f1(pred, g) for g in gold)
+        for k in rouge:
+            if not normalize_answer(pred) and not any(normalize_answer(g) for g in gold):
+                rouge[k] += 1.0
+            else:
+                rouge[k] += max(scorer.score(g, pred)[k].fmeasure for g in gold)
+    n = max(len(predictions), 1)
+    return {"exact_match": 100 * em / n, "f1": 100 * f1 / n, **{k: 100 * v / n for k, v in rouge.items()}}
