@@ -12,7 +12,7 @@ from peftbench.tasks.classification import Classification, classification_metric
 def test_classification_metrics_against_hand_computed_values():
     refs = [0, 0, 0, 1, 1, 1, 2, 2]
     preds = [0, 0, 1, 1, 1, 2, 2, 0]
-    m = classification_metrics(preds, refs, 3)
+    m = classification_metrics(preds, refs)
     assert m["accuracy"] == pytest.approx(5 / 8)
     # per class precision: c0 2/3, c1 2/3, c2 1/2; recall: c0 2/3, c1 2/3, c2 1/2
     assert m["macro_precision"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 2) / 3)
@@ -22,7 +22,27 @@ def test_classification_metrics_against_hand_computed_values():
     refs, preds = [1, 1, 1, 0, 0, 0, 1, 0], [1, 1, 0, 0, 0, 1, 1, 0]
     tp, tn, fp, fn = 3, 3, 1, 1
     mcc = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    assert classification_metrics(preds, refs, 2)["mcc"] == pytest.approx(mcc)
+    assert classification_metrics(preds, refs)["mcc"] == pytest.approx(mcc)
+
+
+def test_macro_metrics_equal_scikit_learn_with_absent_classes():
+    """Regression: a class absent from gold and predictions no longer scores 0 (gold [4], pred [4] with 6 labels
+    gave macro F1 0.167); randomised label sets, absent classes and single-class inputs against sklearn."""
+    import random
+
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    m = classification_metrics([4], [4])
+    assert (m["macro_f1"], m["macro_precision"], m["macro_recall"]) == (1.0, 1.0, 1.0)
+    rng = random.Random(0)
+    for _ in range(200):
+        n, present = rng.randint(1, 30), rng.sample(range(6), rng.randint(1, 6))
+        refs = [rng.choice(present) for _ in range(n)]
+        preds = [rng.choice(present) if rng.random() < 0.8 else rng.randrange(6) for _ in range(n)]
+        m = classification_metrics(preds, refs)
+        assert m["macro_f1"] == pytest.approx(f1_score(refs, preds, average="macro", zero_division=0))
+        assert m["macro_precision"] == pytest.approx(precision_score(refs, preds, average="macro", zero_division=0))
+        assert m["macro_recall"] == pytest.approx(recall_score(refs, preds, average="macro", zero_division=0))
 
 
 def test_pes_matches_the_formula():

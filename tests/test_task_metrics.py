@@ -136,6 +136,51 @@ def test_persian_normalisation():
     assert token_f1("شهر تهران", "تهران") == pytest.approx(2 / 3)
 
 
+def test_combining_marks_of_other_scripts_are_kept():
+    """Regression: stripping every Unicode Mn made different Hindi / Thai / Bengali words equal."""
+    assert exact_match("किताब", "कताब") == 0.0  # Devanagari vowel sign i
+    assert exact_match("कि", "क") == 0.0 and exact_match("क्ष", "कष") == 0.0  # virama
+    assert exact_match("กิน", "กน") == 0.0  # Thai sara i
+    assert exact_match("কি", "ক") == 0.0  # Bengali
+    assert normalize_answer("کِتابْ") == "کتاب" and normalize_answer("قُرْآن") == "قرآن"  # Arabic-script marks go
+
+
+def test_qa_matches_the_official_squad_formula_on_random_non_latin_text():
+    """Random Devanagari / Thai / Cyrillic / Latin words with combining marks: our EM / F1 equal the official
+    script's (which keeps every mark), where no Arabic-script or Persian-specific character is involved."""
+    import random
+
+    rng = random.Random(1)
+    alphabets = ["कखगचजटडतदनपबमयरलवसह", "िीुूेैोौ्ं", "กขคงจฉชซดตถทนบปผพฟมยรลวสห", "ิีึืุู่้๊๋",
+                 "абвгдежзийклмнопрстуфхцчшщ", "abcdefghij", "\u0301\u0308"]
+    def word():
+        base = rng.choice([0, 2, 4, 5])
+        return "".join(rng.choice(alphabets[base]) + (rng.choice(alphabets[base + 1]) if base < 4 and rng.random() < .5
+                       else rng.choice(alphabets[6]) if base == 5 and rng.random() < .3 else "")
+                       for _ in range(rng.randint(1, 4)))
+    for _ in range(300):
+        pred = " ".join(word() for _ in range(rng.randint(0, 4)))
+        gold = " ".join(word() for _ in range(rng.randint(1, 4))) if rng.random() < .7 else pred
+        assert exact_match(pred, gold) == float(_official_em(pred, gold)), (pred, gold)
+        if _official_normalize_answer(pred) and _official_normalize_answer(gold):
+            assert token_f1(pred, gold) == pytest.approx(_official_f1(pred, gold)), (pred, gold)
+
+
+def test_bleu_of_an_empty_corpus_is_a_one_line_error():
+    from peftbench.tasks.seq2seq import translation_metrics
+
+    with pytest.raises(ValueError, match="BLEU / chrF of an empty corpus are undefined"):
+        translation_metrics([], [])
+    assert translation_metrics(["", ""], ["a b", "c"]) == {"bleu": 0.0, "chrf": 0.0, **(
+        {"meteor": 0.0} if "meteor" in translation_metrics([""], ["a"]) else {})}
+
+
+def test_ner_tag_macro_ignores_tags_absent_from_gold_and_predictions():
+    refs, preds = [["B-PER", "I-PER", "O"]], [["B-PER", "I-PER", "O"]]
+    m = ner_metrics(preds, refs, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])  # LOC tags in neither
+    assert m["macro_f1"] == 1.0 and m["macro_precision"] == 1.0 and m["macro_recall"] == 1.0
+
+
 def test_persian_rouge_by_hand():
     # pred: a b c d ; gold: a b d  (Persian words)
     a, b, c, d = "من", "به", "مدرسه", "رفتم"

@@ -10,11 +10,15 @@ from .base import (MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy
 from ..families import Head, HeadKind
 
 
-def classification_metrics(preds, refs, num_labels: int) -> dict:
+MACRO_NOTE = ("macro precision / recall / F1 average over the labels present in the gold labels or the predictions "
+              "(scikit-learn's default); a label absent from both does not count")
+
+
+def classification_metrics(preds, refs) -> dict:
+    """Accuracy, macro P / R / F1 (over the labels in gold or predictions) and MCC, from scikit-learn."""
     from sklearn.metrics import accuracy_score, matthews_corrcoef, precision_recall_fscore_support
 
-    labels = list(range(num_labels))
-    p, r, f, _ = precision_recall_fscore_support(refs, preds, labels=labels, average="macro", zero_division=0)
+    p, r, f, _ = precision_recall_fscore_support(refs, preds, average="macro", zero_division=0)
     return {"accuracy": float(accuracy_score(refs, preds)), "macro_precision": float(p), "macro_recall": float(r),
             "macro_f1": float(f), "mcc": float(matthews_corrcoef(refs, preds))}
 
@@ -104,7 +108,10 @@ class Classification(Task):
                 for i, p in enumerate(softmax_list(outputs.logits))]
 
     def compute_metrics(self, prep, predictions, references, calibration=None) -> dict:
-        return classification_metrics([p["pred"] for p in predictions], references, len(prep.labels))
+        return classification_metrics([p["pred"] for p in predictions], references)
+
+    def metric_info(self, prep) -> dict:
+        return {"macro": MACRO_NOTE}
 
 
 def _is_number(v) -> bool:
@@ -115,4 +122,4 @@ def _is_number(v) -> bool:
         return False
 
 
-__all__ = ["Classification", "classification_metrics", "map_labels"]
+__all__ = ["Classification", "classification_metrics", "map_labels", "MACRO_NOTE"]

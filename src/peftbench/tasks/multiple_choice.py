@@ -27,7 +27,7 @@ from ..data.loading import DataError, load_raw
 from ..families import Head, HeadKind
 from .base import MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs, \
     require_columns, with_group
-from .classification import classification_metrics
+from .classification import MACRO_NOTE, classification_metrics
 
 CONNECTIVES = {  # COPA: "premise <connective> choice"
     "en": {"cause": "because", "effect": "so"},
@@ -153,8 +153,11 @@ class MultipleChoice(Task):
                 for i, (p, c) in enumerate(zip(probs, batch["_num_choices"]))]
 
     def compute_metrics(self, prep, predictions, references, calibration=None):
-        m = classification_metrics([p["pred"] for p in predictions], references, len(prep.labels))
+        m = classification_metrics([p["pred"] for p in predictions], references)
         return {k: m[k] for k in self.metric_names}
+
+    def metric_info(self, prep) -> dict:
+        return {"macro": MACRO_NOTE}
 
 
 class ChoiceCollator(MetaCollator):

@@ -170,6 +170,8 @@ def translation_metrics(hyps: list[str], references: list[str]) -> dict:
     """Corpus BLEU and chrF (sacrebleu defaults) and mean sentence METEOR where nltk's WordNet is installed."""
     import sacrebleu
 
+    if not hyps:
+        raise ValueError("BLEU / chrF of an empty corpus are undefined: the split has no sentence pairs")
     out = {"bleu": sacrebleu.metrics.BLEU().corpus_score(hyps, [references]).score,
            "chrf": sacrebleu.metrics.CHRF().corpus_score(hyps, [references]).score}
     meteor = _meteor()

@@ -200,6 +200,11 @@ class TokenClassification(Task):
         truncated = sum(p.pop("_truncated_words") for p in predictions)
         return predictions, references, {f"truncated_words_{split}": truncated}
 
+    def metric_info(self, prep):
+        from .classification import MACRO_NOTE
+
+        return {"macro": MACRO_NOTE.replace("labels", "tags"), "entities": f"seqeval, strict mode, {prep.extra['scheme']}"}
+
     def compute_metrics(self, prep, predictions, references, calibration=None):
         return ner_metrics([p["tags"] for p in predictions], references, list(prep.labels), prep.extra["scheme"])
 
@@ -211,7 +216,8 @@ def ner_metrics(pred_tags: list[list[str]], ref_tags: list[list[str]], labels: l
 
     flat_p = [t for s in pred_tags for t in s]
     flat_r = [t for s in ref_tags for t in s]
-    p, r, f, _ = precision_recall_fscore_support(flat_r, flat_p, labels=labels, average="macro", zero_division=0)
+    # macro over the tags present in gold or predictions (scikit-learn's default), as for classification
+    p, r, f, _ = precision_recall_fscore_support(flat_r, flat_p, average="macro", zero_division=0)
     out = {"token_accuracy": float(accuracy_score(flat_r, flat_p)), "macro_precision": float(p),
            "macro_recall": float(r), "macro_f1": float(f)}
     rep = classification_report(ref_tags, pred_tags, mode="strict", scheme=IOBES if scheme == "IOBES" else IOB2,

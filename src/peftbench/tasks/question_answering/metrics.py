@@ -12,15 +12,18 @@ _CHAR_MAP = str.maketrans({"ي": "ی", "ى": "ی", "ئ": "ی", "ك": "ک", "ة":
                            **{c: str(i) for i, c in enumerate("۰۱۲۳۴۵۶۷۸۹")},
                            **{c: str(i) for i, c in enumerate("٠١٢٣٤٥٦٧٨٩")}})
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+# Arabic-script diacritics only (harakat, shadda, sukun, superscript alef, Quranic annotation marks): vowel
+# signs and viramas of other scripts (Devanagari, Bengali, Thai, ...) are letters of the word and stay
+_ARABIC_MARKS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed]")
 
 
 def normalize_answer(s: str) -> str:
     """SQuAD's normalize_answer (lower case, no punctuation, no English articles, single spaces) extended
     for Persian: Arabic letter forms to Persian, ZWNJ to a space, diacritics and tatweel removed, Persian /
-    Arabic digits to ASCII, every Unicode punctuation character removed."""
-    s = unicodedata.normalize("NFC", s).translate(_CHAR_MAP).lower()
-    s = "".join(c for c in s if not unicodedata.category(c).startswith("P") and c not in string.punctuation
-                and unicodedata.category(c) != "Mn")  # Mn: Arabic harakat, shadda, superscript alef ...
+    Arabic digits to ASCII, every Unicode punctuation character removed. Combining marks of other scripts
+    are kept."""
+    s = _ARABIC_MARKS.sub("", unicodedata.normalize("NFC", s).translate(_CHAR_MAP).lower())
+    s = "".join(c for c in s if not unicodedata.category(c).startswith("P") and c not in string.punctuation)
     s = _ARTICLES.sub(" ", s)
     return " ".join(s.split())
 
