@@ -45,12 +45,53 @@ def test_macro_metrics_equal_scikit_learn_with_absent_classes():
         assert m["macro_recall"] == pytest.approx(recall_score(refs, preds, average="macro", zero_division=0))
 
 
-def test_pes_matches_the_formula():
+def test_pes_reproduces_the_published_check_value():
+    """The Persian study's BERT + LoRA sentiment row: P = 177M, V = 3.50 GB, accuracy 0.8485, F1 0.8407, precision
+    0.8865, recall 0.7994, weights 2.5 each -> PES 0.1301 (eq. 1). The old log(1+x) formula gave 0.1083."""
+    from peftbench.report.pes import STUDY_WEIGHTS
+
+    metrics = {"accuracy": 0.8485, "macro_f1": 0.8407, "macro_precision": 0.8865, "macro_recall": 0.7994}
+    score = pes(metrics, STUDY_WEIGHTS["classification"], 177, 3.50)
+    assert round(score.value, 4) == 0.1301 and score.reason is None
+    assert score.variant == pytest.approx(0.843775 / (math.log(math.e + 177) * math.log(math.e + 3.5)))
+
+
+def test_pes_is_undefined_where_the_published_formula_breaks_and_reads_percent_metrics():
     metrics = {"accuracy": 0.9, "macro_f1": 0.8}
     weights = {"accuracy": 1.0, "macro_f1": 3.0}
-    expected = (0.9 * 1 + 0.8 * 3) / 4 / (math.log1p(0.5) * math.log1p(2.0))
-    assert pes(metrics, weights, 500_000, 2048) == pytest.approx(expected)
-    assert pes(metrics, weights, 0, 2048) is None
+    small = pes(metrics, weights, 0.5, 2.0)  # below 1M parameters: ln P < 0
+    assert small.value is None and "P ≤ 1M" in small.reason and small.variant > 0
+    cpu = pes(metrics, weights, 100, 0.3)  # below 1 GB
+    assert cpu.value is None and "V ≤ 1 GB" in cpu.reason and pes(metrics, weights, 100, 0).variant > 0
+    # the variant is monotone: more parameters or memory, lower score
+    assert pes(metrics, weights, 10, 2).variant > pes(metrics, weights, 100, 2).variant > pes(metrics, weights, 100, 8).variant
+    qa = pes({"f1": 80.0, "exact_match": 70.0, "rougeL": 75.0}, {"f1": 3, "exact_match": 5, "rougeL": 2}, 177, 3.5)
+    assert qa.weighted_metric == pytest.approx((3 * 0.80 + 5 * 0.70 + 2 * 0.75) / 10)  # 0-100 metrics / 100
+    missing = pes({"accuracy": 0.9}, weights, 177, 3.5)
+    assert missing.value is None and "macro_f1" in missing.reason
+
+
+def test_confidence_intervals_and_the_paired_bootstrap():
+    from scipy import stats
+
+    from peftbench.report.statistics import paired_bootstrap, summarise
+
+    s = summarise([0.80, 0.82, 0.84])
+    half = stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)
+    assert s.mean == pytest.approx(0.82) and s.std == pytest.approx(0.02)
+    assert (s.low, s.high) == (pytest.approx(0.82 - half), pytest.approx(0.82 + half))
+    assert summarise([0.7]).single and summarise([0.7]).low is None and summarise([None]).mean is None
+    acc = lambda p, r: sum(a == b for a, b in zip(p, r)) / len(r)  # noqa: E731
+    refs = [i % 2 for i in range(200)]
+    better = [(refs, refs)]  # always right
+    worse = [([1 - x if i % 4 == 0 else x for i, x in enumerate(refs)], refs)]  # 75% right
+    res = paired_bootstrap(acc, better, worse, "accuracy", resamples=500)
+    assert res.difference == pytest.approx(0.25) and res.low > 0.15 and res.high < 0.35 and res.significant
+    assert "a vs b: +25.00 accuracy, 95% CI [+" in res.verdict("a", "b", scale=100) and "better" in res.verdict("a", "b")
+    same = paired_bootstrap(acc, worse, worse, "accuracy", resamples=200)
+    assert same.difference == 0 and not same.significant and "no clear difference" in same.verdict("a", "b")
+    with pytest.raises(ValueError, match="same test examples"):
+        paired_bootstrap(acc, better, [(refs[:10], refs[:10])], "accuracy")
 
 
 def _task(tmp_path, rows, suffix=".jsonl", **data):

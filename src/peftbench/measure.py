@@ -6,6 +6,8 @@ import platform
 import resource
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -71,6 +73,51 @@ class MemoryMeter:
         out["peak_memory_mb"] = out.get("cuda_peak_allocated_mb", out["peak_rss_mb"])
         out["peak_memory_kind"] = "cuda_allocated" if self.cuda else "cpu_rss"
         return out
+
+
+# a CPU run whose process used less than this share of its threads' time was slowed by other load
+CONTENDED_SHARE = 0.7
+
+
+class Stopwatch:
+    """Wall time and this process's CPU time (all threads) of repeated sections, and the machine's 1-minute
+    load average sampled at the end of each."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+        self.loads: list[float] = []
+
+    @contextmanager
+    def section(self):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall += time.perf_counter() - wall
+            self.cpu += time.process_time() - cpu
+            self.loads.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"))
+
+
+def contention(train: Stopwatch, threads: int, device) -> dict:
+    """How much of the CPU the run got while training: CPU seconds over wall seconds (cores in use on average)
+    against the threads it ran with. On CPU a share below ``CONTENDED_SHARE`` of the threads marks the run
+    *contended*: its times and throughputs are not comparable with a clean run's. GPU runs are not judged
+    by CPU share (their CPU waits on the device)."""
+    share = train.cpu / train.wall if train.wall else None
+    out = {"threads": threads, "train_cpu_seconds": round(train.cpu, 3), "cpu_share": round(share, 3) if share else None,
+           "cpu_share_per_thread": round(share / threads, 3) if share else None, "cores": _cpu_count(),
+           "load_mean": round(sum(train.loads) / len(train.loads), 2) if train.loads else None,
+           "load_max": round(max(train.loads), 2) if train.loads else None}
+    out["contended"] = bool(device.type == "cpu" and share is not None and share < CONTENDED_SHARE * threads)
+    if out["contended"]:
+        out["reason"] = (f"the process used {share:.2f} of its {threads} threads' time while training (below "
+                         f"{CONTENDED_SHARE:.0%}); machine load up to {out['load_max']} on {out['cores']} cores")
+    return out
+
+
+def default_threads() -> int:
+    """The cores this process may use: one run at a time gets them all."""
+    return _cpu_count() or 1
 
 
 def _git_commit() -> str | None:

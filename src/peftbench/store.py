@@ -32,6 +32,16 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 """
 DB_NAME = "peftbench.sqlite"
+# columns added after the first schema: (name, type); older databases get them on open
+ADDED_COLUMNS = (("train_cpu_seconds", "REAL"), ("cpu_share", "REAL"), ("threads", "INTEGER"), ("contended", "INTEGER"),
+                 ("cell", "TEXT"))
+
+
+def cell_key(config: dict) -> str:
+    """Runs whose resolved configs are identical except for the seed form one cell of the comparison."""
+    from .config import config_hash
+
+    return config_hash({k: v for k, v in config.items() if k != "seed"})
 
 
 class Store:
@@ -42,6 +52,11 @@ class Store:
         self.db = sqlite3.connect(self.root / DB_NAME, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        with self.db:
+            for name, kind in ADDED_COLUMNS:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
     def close(self):
         self.db.close()
@@ -57,12 +72,16 @@ class Store:
         p, m, t = result["parameters"], result["memory"], result["timing"]
         rid = result["run_id"]
         with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (rid, result["slug"], grid, result["model"], result["method"], result["task"], result["seed"], "ok",
-                 None, json.dumps(config), json.dumps(result), p["trainable"], p["non_trainable"], p["total"],
-                 m["peak_memory_mb"], t["train_seconds"], t["eval_seconds"], t["train_samples_per_second"],
-                 t["train_tokens_per_second"], time.time()))
+            row = dict(run_id=rid, slug=result["slug"], grid=grid, model=result["model"], method=result["method"],
+                       task=result["task"], seed=result["seed"], status="ok", error=None, config=json.dumps(config),
+                       result=json.dumps(result), trainable_params=p["trainable"], non_trainable_params=p["non_trainable"],
+                       total_params=p["total"], peak_memory_mb=m["peak_memory_mb"], train_seconds=t["train_seconds"],
+                       eval_seconds=t["eval_seconds"], train_samples_per_second=t["train_samples_per_second"],
+                       train_tokens_per_second=t["train_tokens_per_second"], updated=time.time(),
+                       train_cpu_seconds=t.get("train_cpu_seconds"), cpu_share=t.get("cpu_share"),
+                       threads=t.get("threads"), contended=t.get("contended"), cell=cell_key(config))
+            self.db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                            tuple(row.values()))
             self.db.execute("DELETE FROM curves WHERE run_id=?", (rid,))
             self.db.execute("DELETE FROM metrics WHERE run_id=?", (rid,))
             for c in result["curves"]:
@@ -93,9 +112,17 @@ class Store:
                     n += 1
         return n
 
-    def results(self, status: str = "ok") -> list[dict]:
-        rows = self.db.execute("SELECT result FROM runs WHERE status=? ORDER BY model, task, method, seed", (status,))
-        return [json.loads(r[0]) for r in rows]
+    def results(self, status: str = "ok", with_config: bool = False) -> list[dict]:
+        """Finished runs' results; ``with_config`` adds each run's resolved config as ``config`` and the folder."""
+        rows = self.db.execute("SELECT result, config, slug FROM runs WHERE status=? ORDER BY model, task, method, seed",
+                               (status,))
+        out = []
+        for result, config, slug in rows:
+            r = json.loads(result)
+            if with_config:
+                r.update(config=json.loads(config), folder=str(self.run_dir(slug)))
+            out.append(r)
+        return out
 
     def failures(self) -> list[tuple]:
         return self.db.execute("SELECT slug, status, error FROM runs WHERE status!='ok' ORDER BY slug").fetchall()

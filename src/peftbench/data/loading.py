@@ -51,6 +51,19 @@ def load_raw(spec: DataSpec, reader=None) -> tuple:
     return dd, report
 
 
+def content_hash(ds) -> str:
+    """SHA-256 of a split's rows as used (after label maps, caps and filters), in order: two runs with the same
+    hash saw the same data."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    h.update(json.dumps(ds.column_names).encode())
+    for batch in ds.iter(batch_size=10_000):
+        h.update(json.dumps(batch, sort_keys=True, ensure_ascii=False, default=str).encode())
+    return h.hexdigest()
+
+
 def cap_splits(dd, spec: DataSpec, report: dict):
     """``max_train_samples`` / ``max_eval_samples``: a fixed-seed sample of each split, recorded."""
     for split, cap in (("train", spec.max_train_samples), ("validation", spec.max_eval_samples),

@@ -52,6 +52,26 @@ class AdaLoRA(LoRA):
     def state(self, model):
         return {"rank_budget": rank_budget(model)}
 
+    def may_stop(self, model, step):
+        cfg = model.peft_config["default"]
+        return step >= cfg.total_step - cfg.tfinal
+
+    def save(self, model, folder):
+        """The adapter as evaluated: peft would cut the layers to the final ``rank_pattern``, which differs from
+        the restored best epoch's and changes the rank scaling on reload; saved at ``init_r`` with the pruned
+        singular values at zero, it reloads into exactly the evaluated model. The rank pattern is saved beside."""
+        import json
+
+        cfg = model.peft_config["default"]
+        pattern, cfg.rank_pattern = cfg.rank_pattern, None
+        try:
+            super().save(model, folder)
+        finally:
+            cfg.rank_pattern = pattern
+        ranks = {name.rsplit(".lora_E", 1)[0]: int((p.detach() != 0).sum()) for name, p in model.named_parameters()
+                 if "lora_E" in name}
+        (folder / "rank_budget.json").write_text(json.dumps({"total": sum(ranks.values()), "per_layer": ranks}, indent=1))
+
     def regulariser(self, model):
         """peft's orthogonal regulariser: the mean over lora_A / lora_B of ||P P^T - I||_F (A) or
         ||P^T P - I||_F (B), times orth_reg_weight."""

@@ -52,6 +52,11 @@ class Method:
         """Method-specific numbers logged each epoch (e.g. AdaLoRA's remaining rank budget)."""
         return {}
 
+    def may_stop(self, model, step: int) -> bool:
+        """Whether early stopping may end training after ``step`` optimizer steps (AdaLoRA: only once its rank
+        budget has reached the target, so that it is compared at the budget it was given)."""
+        return True
+
     def merge(self, model):
         """The model with the method folded into its weights (methods without an adapter: itself)."""
         return model

@@ -27,6 +27,7 @@ class RunFolder:
     error = property(lambda self: self.path / "error.json")  # one-line message + traceback of a failed run
     curves = property(lambda self: self.path / "curves.json")  # per-epoch losses and validation metrics
     predictions = property(lambda self: self.path / "predictions.jsonl")  # per-example test predictions
+    validation_predictions = property(lambda self: self.path / "validation_predictions.jsonl")  # best checkpoint
     weights = property(lambda self: self.path / "weights")  # what the method trained (adapter + head)
     merged = property(lambda self: self.path / "merged")  # train.export_merged: the merged checkpoint
 
@@ -46,10 +47,16 @@ class RunFolder:
     def write_error(self, message: str, traceback: str) -> None:
         write_json(self.error, {"error": message[:500], "traceback": traceback})
 
-    def write_predictions(self, predictions: list, references: list) -> None:
-        with open(self.predictions, "w", encoding="utf-8") as f:
+    def write_predictions(self, predictions: list, references: list, split: str = "test") -> None:
+        path = self.predictions if split == "test" else self.validation_predictions
+        with open(path, "w", encoding="utf-8") as f:
             for i, (p, r) in enumerate(zip(predictions, references)):
                 f.write(json.dumps({"index": i, "reference": r, **p}, ensure_ascii=False) + "\n")
+
+    def read_predictions(self, split: str = "test") -> list[dict]:
+        path = self.predictions if split == "test" else self.validation_predictions
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
 
     def read(self, which: Path) -> dict | None:
         return json.loads(which.read_text(encoding="utf-8")) if which.exists() else None

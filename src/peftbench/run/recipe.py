@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 
 from .. import registry
 from ..config import RunSpec
+from ..data.loading import content_hash
 from ..families import head_modules
-from ..measure import MemoryMeter, count_parameters, provenance
+from ..measure import MemoryMeter, Stopwatch, contention, count_parameters, default_threads, provenance
 from ..methods.adapter import ModelAdapter
 from ..methods.base import MethodContext
 from ..models import inspect_model, load_weights
@@ -75,7 +76,9 @@ class Setup:
     parameters: dict
     meter: MemoryMeter
     show: bool = True
-    timing: dict = field(default_factory=lambda: {"train": 0.0, "eval": 0.0, "eval_samples": 0})
+    train_clock: Stopwatch = field(default_factory=Stopwatch)
+    eval_clock: Stopwatch = field(default_factory=Stopwatch)
+    eval_samples: int = 0
     metric_info: dict = field(default_factory=dict)
 
     def loader(self, split: str, indices=None, generator=None) -> DataLoader:
@@ -90,13 +93,13 @@ class Setup:
 def setup(run: RunSpec, show: bool = True) -> Setup:
     from transformers import get_scheduler, set_seed
 
-    if run.train.threads:
-        torch.set_num_threads(run.train.threads)
+    torch.set_num_threads(run.train.threads or default_threads())  # recorded; never more than the cores
     device = pick_device(run.train.device)
     set_seed(run.seed)
     meter = MemoryMeter(device)  # the baseline: before data and model are loaded
     task = registry.get("task", run.task.type)(run.task)
     raw = task.load()
+    raw.report["content_sha256"] = {split: content_hash(ds) for split, ds in raw.splits.items()}
     config, tokenizer, arch, model_info = inspect_model(run.model)
     prep = task.prepare(raw, tokenizer, arch, run.max_length())
     model = load_weights(run.model, config, tokenizer, arch, prep.head, model_info,
@@ -131,36 +134,35 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
     loader = s.loader("train", idx, torch.Generator().manual_seed(s.run.seed * 1000 + epoch))
     trainable = [p for p in model.parameters() if p.requires_grad]
     loss_sum = objective_sum = seen = 0.0
-    t0 = time.perf_counter()
-    for i, batch in enumerate(loader):
-        batch = to_device(batch, s.device)
-        with autocast(s.device, tr.precision):
-            outputs = task.forward(s.adapter, batch, s.prep)
-            loss = task.loss(outputs, batch, s.prep)
-            objective = s.adapter.objective(loss)
-        if not torch.isfinite(objective):
-            raise FloatingPointError(f"non-finite training loss ({objective.item()}) at epoch {epoch}, step "
-                                     f"{counters['steps']}; lower the learning rate or use fp32")
-        (objective / tr.grad_accum).backward()
-        bs = task.batch_size(batch)
-        loss_sum += loss.item() * bs
-        objective_sum += objective.item() * bs
-        seen += bs
-        counters["samples"] += bs
-        counters["tokens"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
-        if (i + 1) % tr.grad_accum == 0 or i + 1 == len(loader):
-            if tr.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(trainable, tr.max_grad_norm)
-            s.optimizer.step()
-            counters["steps"] += 1
-            s.method.after_step(model, counters["steps"])
-            s.scheduler.step()
-            s.optimizer.zero_grad(set_to_none=True)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
-    if s.device.type == "cuda":
-        torch.cuda.synchronize(s.device)
-    s.timing["train"] += time.perf_counter() - t0
+    with s.train_clock.section():
+        for i, batch in enumerate(loader):
+            batch = to_device(batch, s.device)
+            with autocast(s.device, tr.precision):
+                outputs = task.forward(s.adapter, batch, s.prep)
+                loss = task.loss(outputs, batch, s.prep)
+                objective = s.adapter.objective(loss)
+            if not torch.isfinite(objective):
+                raise FloatingPointError(f"non-finite training loss ({objective.item()}) at epoch {epoch}, step "
+                                         f"{counters['steps']}; lower the learning rate or use fp32")
+            (objective / tr.grad_accum).backward()
+            bs = task.batch_size(batch)
+            loss_sum += loss.item() * bs
+            objective_sum += objective.item() * bs
+            seen += bs
+            counters["samples"] += bs
+            counters["tokens"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
+            if (i + 1) % tr.grad_accum == 0 or i + 1 == len(loader):
+                if tr.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(trainable, tr.max_grad_norm)
+                s.optimizer.step()
+                counters["steps"] += 1
+                s.method.after_step(model, counters["steps"])
+                s.scheduler.step()
+                s.optimizer.zero_grad(set_to_none=True)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+        if s.device.type == "cuda":
+            torch.cuda.synchronize(s.device)
     return {"train_loss": loss_sum / max(seen, 1), "train_objective": objective_sum / max(seen, 1)}
 
 
@@ -170,7 +172,7 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
     s.model.eval()
     preds, refs, loss_sum, n = [], [], 0.0, 0
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), s.eval_clock.section():
         for batch in tqdm(s.loader(split), desc=split, leave=False, disable=not s.show):
             batch = to_device(batch, s.device)
             with autocast(s.device, s.run.train.precision):
@@ -183,8 +185,7 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
     preds, refs, info = task.finalize(prep, split, preds, refs, calibration)
     s.metric_info.update(info)
     seconds = time.perf_counter() - start
-    s.timing["eval"] += seconds
-    s.timing["eval_samples"] += len(preds)
+    s.eval_samples += len(preds)
     result = {"loss": loss_sum / max(n, 1), "metrics": task.compute_metrics(prep, preds, refs, calibration),
               "predictions": preds, "references": refs, "seconds": seconds, "samples": len(preds)}
     groups = sorted({p["group"] for p in preds if p.get("group") is not None})
@@ -197,15 +198,16 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
 
 
 class BestKeeper:
-    """The best epoch's trainable weights (on CPU) by a validation score, higher is better; NaN never wins."""
+    """The best epoch's trainable weights (on CPU) and validation result, by a validation score, higher is
+    better; NaN never wins."""
 
     def __init__(self):
-        self.score, self.epoch, self.weights = -math.inf, None, None
+        self.score, self.epoch, self.weights, self.validation = -math.inf, None, None, None
 
-    def offer(self, epoch: int, score: float, model) -> bool:
+    def offer(self, epoch: int, score: float, model, validation: dict | None = None) -> bool:
         if not score > self.score:  # also False for NaN
             return False
-        self.score, self.epoch = score, epoch
+        self.score, self.epoch, self.validation = score, epoch, validation
         self.weights = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
         return True
 
@@ -255,21 +257,28 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
         losses = train_epoch(s, epoch, rng, bar, counters)
         val = evaluate(s, "validation")
         curves.append(_curve_point(s, epoch, counters["steps"], losses, val))
-        if best.offer(epoch, val["metrics"][metric], s.model):
+        if best.offer(epoch, val["metrics"][metric], s.model, val):
             bad_epochs = 0
         else:
             bad_epochs += 1
-            if tr.patience and bad_epochs >= tr.patience and epoch < epochs:
+            if tr.patience and bad_epochs >= tr.patience and epoch < epochs and \
+                    s.method.may_stop(s.model, counters["steps"]):
                 stopped_early = True
                 break
     bar.close()
     best.restore(s.model, metric)
-    calibration = s.task.calibrate(s.prep, evaluate(s, "validation")) if s.task.calibrated else None
+    validation = best.validation
+    if s.task.calibrated:  # fit on the best checkpoint's validation predictions, then score validation with it
+        calibration = s.task.calibrate(s.prep, best.validation)
+        validation = evaluate(s, "validation", calibration)
+    else:
+        calibration = None
     test = evaluate(s, "test", calibration)
     memory = s.meter.read()
     s.method.save(s.model, folder.weights)
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None
     folder.write_predictions(test["predictions"], test["references"])
+    folder.write_predictions(validation["predictions"], validation["references"], "validation")
     return build_result(s, curves, best, test, calibration, memory, merge_check, counters, stopped_early, t_start)
 
 
@@ -280,18 +289,19 @@ def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> di
 
 def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, merge_check, counters,
                  stopped_early, t_start) -> dict:
-    run, t = s.run, s.timing
+    run, train, ev = s.run, s.train_clock, s.eval_clock
     per_second = (lambda n, secs: n / secs if secs else None)
     return {
         "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
         "method_name": run.method.name, "sweep": run.method.sweep.model_dump() if run.method.sweep else None,
         "task": run.task.name, "task_type": run.task.type, "seed": run.seed,
         "parameters": s.parameters, "memory": memory,
-        "timing": {"train_seconds": round(t["train"], 3), "eval_seconds": round(t["eval"], 3),
-                   "wall_seconds": round(time.time() - t_start, 3),
-                   "train_samples_per_second": per_second(counters["samples"], t["train"]),
-                   "train_tokens_per_second": per_second(counters["tokens"], t["train"]),
-                   "eval_samples_per_second": per_second(t["eval_samples"], t["eval"])},
+        "timing": {"train_seconds": round(train.wall, 3), "eval_seconds": round(ev.wall, 3),
+                   "eval_cpu_seconds": round(ev.cpu, 3), "wall_seconds": round(time.time() - t_start, 3),
+                   "train_samples_per_second": per_second(counters["samples"], train.wall),
+                   "train_tokens_per_second": per_second(counters["tokens"], train.wall),
+                   "eval_samples_per_second": per_second(s.eval_samples, ev.wall),
+                   **contention(train, torch.get_num_threads(), s.device)},
         "training": {"lr": s.lr, "lr_source": run.lr_source(), "epochs_planned": run.epochs(),
                      "epochs_run": sum(c["epoch"] > 0 for c in curves), "best_epoch": best.epoch,
                      "stopped_early": stopped_early, "optimizer_steps": counters["steps"],
@@ -303,6 +313,7 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
         "calibration": calibration, "metric_info": s.metric_info, "curves": curves, "method_notes": s.ctx.notes,
         "merge_check": merge_check, "model_info": s.model_info, "data": s.data_report, "labels": list(s.prep.labels),
         "pes_weights": run.task.pes_weights or s.task.pes_weights,
-        "provenance": {**provenance(s.device), "seed": run.seed, "config_hash": run.run_id, "pid": os.getpid(),
+        "provenance": {**provenance(s.device), "seed": run.seed, "config_hash": run.run_id,
+                       "data_sha256": s.data_report["content_sha256"], "pid": os.getpid(),
                        "started": t_start, "finished": time.time()},
     }

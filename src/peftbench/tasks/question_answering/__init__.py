@@ -28,7 +28,7 @@ from ...options import Options
 from ...data.loading import load_raw
 from ...families import Head, HeadKind
 from ..base import Prepared, Raw, Task, carry_group, cross_entropy, require_columns, right_padding_collator, with_group
-from .metrics import exact_match, normalize_answer, qa_metrics, token_f1
+from .metrics import exact_match, normalize_answer, qa_example_scores, qa_metrics, token_f1
 from .readers import parse_answers, qa_reader
 from .spans import best_span, join_windows
 from .windows import window_encoder
@@ -114,6 +114,10 @@ class QuestionAnswering(Task):
 
     def compute_metrics(self, prep, predictions, references, calibration=None):
         return qa_metrics([p["prediction"] for p in predictions], references)
+
+    def example_scores(self, predictions, references) -> dict[str, list[float]]:
+        """Per-example scores whose mean is each metric (the paired bootstrap resamples them)."""
+        return qa_example_scores([p["prediction"] for p in predictions], references)
 
 
 __all__ = ["QuestionAnswering", "qa_metrics", "exact_match", "token_f1", "normalize_answer", "best_span", "qa_reader"]

@@ -51,20 +51,24 @@ class _Tokens:
         return normalize_answer(text).split()
 
 
-def qa_metrics(predictions: list[str], golds: list[list[str]]) -> dict:
+def qa_example_scores(predictions: list[str], golds: list[list[str]]) -> dict[str, list[float]]:
+    """Per example (0-100): exact match, token F1 and ROUGE-1/2/L F1, each the maximum over the gold answers; an
+    unanswerable question (no gold answer) scores full marks for an empty prediction."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_Tokens())
-    em = f1 = 0.0
-    rouge = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    out: dict[str, list[float]] = {k: [] for k in ("exact_match", "f1", "rouge1", "rouge2", "rougeL")}
     for pred, gold in zip(predictions, golds):
         gold = gold or [""]  # unanswerable
-        em += max(exact_match(pred, g) for g in gold)
-        f1 += max(token_f1(pred, g) for g in gold)
-        for k in rouge:
-            if not normalize_answer(pred) and not any(normalize_answer(g) for g in gold):
-                rouge[k] += 1.0
-            else:
-                rouge[k] += max(scorer.score(g, pred)[k].fmeasure for g in gold)
+        out["exact_match"].append(100 * max(exact_match(pred, g) for g in gold))
+        out["f1"].append(100 * max(token_f1(pred, g) for g in gold))
+        both_empty = not normalize_answer(pred) and not any(normalize_answer(g) for g in gold)
+        for k in ("rouge1", "rouge2", "rougeL"):
+            out[k].append(100.0 if both_empty else 100 * max(scorer.score(g, pred)[k].fmeasure for g in gold))
+    return out
+
+
+def qa_metrics(predictions: list[str], golds: list[list[str]]) -> dict:
+    """Corpus scores (0-100): the mean of the per-example scores."""
     n = max(len(predictions), 1)
-    return {"exact_match": 100 * em / n, "f1": 100 * f1 / n, **{k: 100 * v / n for k, v in rouge.items()}}
+    return {k: sum(v) / n for k, v in qa_example_scores(predictions, golds).items()}

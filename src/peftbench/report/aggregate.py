@@ -1,0 +1,93 @@
+"""From stored runs to the cells of the comparison.
+
+A *cell* is the set of runs whose resolved configs are identical except for the seed: only those are
+averaged as seeds.  Runs of one model x task x method label whose configs differ in anything else (a re-run
+with ``train.epochs=2`` into the same folder) become separate rows, each labelled with what differs.
+Learning-rate sweeps keep the value with the best mean validation score (the others are listed).
+"""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .. import registry
+from ..store import cell_key
+
+
+@dataclass
+class Cell:
+    model: str
+    task: str
+    label: str  # the method's label, plus what differs from the other cells of the same method, if anything
+    method_name: str
+    runs: list[dict] = field(default_factory=list)
+
+    @property
+    def first(self) -> dict:
+        return self.runs[0]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r["seed"] for r in self.runs)
+
+
+def select_sweeps(results: list[dict]) -> tuple[list[dict], list[list[str]]]:
+    """Learning-rate sweeps: per (model, task, method) with ``sweep``, keep the runs of the learning rate whose
+    mean best validation score over seeds is highest; the others stay in the store and are listed."""
+    kept, rows = [], []
+    swept: dict = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r.get("sweep"):
+            swept[(r["model"], r["task"], r["method"])][r["training"]["lr"]].append(r)
+        else:
+            kept.append(r)
+    for (model, task, method), by_lr in sorted(swept.items()):
+        score = {lr: statistics.fmean(x["training"]["best_validation"] for x in runs) for lr, runs in by_lr.items()}
+        best = max(score, key=score.get)
+        kept += by_lr[best]
+        metric = by_lr[best][0]["training"]["validation_metric"]
+        for lr in sorted(by_lr):
+            rows.append([model, task, method, f"{lr:g}", f"{metric} {score[lr]:.4f}", str(len(by_lr[lr])),
+                         "chosen" if lr == best else ""])
+    return kept, rows
+
+
+def _flat(d, prefix="") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _difference_labels(configs: list[dict]) -> list[str]:
+    """For configs of one method that differ beyond the seed: ``key=value`` of what differs, per config."""
+    flats = [_flat({k: v for k, v in c.items() if k != "seed"}) for c in configs]
+    keys = sorted({k for f in flats for k in f if len({str(g.get(k)) for g in flats}) > 1})
+    return [", ".join(f"{k.removeprefix('train.').removeprefix('task.')}={f.get(k)}" for k in keys[:3]) +
+            (", ..." if len(keys) > 3 else "") for f in flats]
+
+
+def build_cells(results: list[dict]) -> dict[tuple[str, str], list[Cell]]:
+    """(model, task) -> cells in the method registry's order. Results need their ``config``
+    (``Store.results(with_config=True)``); without it each run's own id stands in (no pooling across configs)."""
+    order = registry.names("method")
+    by_method: dict = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        key = cell_key(r["config"]) if "config" in r else r["run_id"]
+        by_method[(r["model"], r["task"], r["method"])][key].append(r)
+    groups: dict = defaultdict(list)
+    for (model, task, label), cells in by_method.items():
+        keys = list(cells)
+        names = [label] if len(keys) == 1 else [f"{label} [{d}]" for d in
+                                                _difference_labels([cells[k][0].get("config", {}) for k in keys])]
+        for name, k in zip(names, keys):
+            runs = sorted(cells[k], key=lambda r: r["seed"])
+            groups[(model, task)].append(Cell(model, task, name, runs[0]["method_name"], runs))
+    for cells in groups.values():
+        cells.sort(key=lambda c: (order.index(c.method_name) if c.method_name in order else len(order), c.label))
+    return dict(sorted(groups.items()))

@@ -1,0 +1,60 @@
+"""The Performance-Efficiency Score of the Persian study (eq. 1), as published, and a variant that is
+defined everywhere.
+
+    PES = Σ_i W_i·M_i / (ln P · ln V · Σ_i W_i)
+
+P: the model's parameters in millions (the study counts the whole model: 177 for mBERT + LoRA), V: peak
+memory in GB (the study's GPU memory), M_i: metrics on a 0-1 scale, W_i: the weights below.  The study's
+check value: BERT + LoRA sentiment, P = 177, V = 3.50, accuracy 0.8485, F1 0.8407, precision 0.8865,
+recall 0.7994 -> 0.1301.
+
+The published formula is undefined at P = 1 or V = 1 and changes sign below (small models, CPU runs,
+memory deltas under 1 GB): there it is reported as undefined, with the reason.  The variant replaces
+ln x by ln(e + x): equal to 1 at x = 0, positive and increasing everywhere, and within a few percent of
+ln x for the sizes the study compares (P in the hundreds of millions, V of several GB).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# the study's weights per task type (sec. 8.2); other task types weight their default metric
+STUDY_WEIGHTS = {
+    "classification": {"accuracy": 2.5, "macro_f1": 2.5, "macro_precision": 2.5, "macro_recall": 2.5},
+    "token_classification": {"token_accuracy": 1.0, "macro_f1": 3.0, "macro_precision": 2.0, "macro_recall": 4.0},
+    "question_answering": {"f1": 3.0, "rougeL": 2.0, "exact_match": 5.0},
+}
+# metrics reported on a 0-100 scale; PES reads them divided by 100
+PERCENT_METRICS = {"exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "chrf"}
+
+
+@dataclass(frozen=True)
+class PES:
+    value: float | None  # the published formula; None where it is undefined
+    variant: float | None  # ln(e + x) in place of ln x
+    reason: str | None = None  # why the published value is undefined
+    weighted_metric: float | None = None  # Σ W M / Σ W on the 0-1 scale
+
+
+def weighted_metric(metrics: dict, weights: dict) -> float | None:
+    used = {k: w for k, w in weights.items() if metrics.get(k) is not None}
+    if not used or len(used) < len(weights):
+        return None
+    total = sum(w * metrics[k] / (100.0 if k in PERCENT_METRICS else 1.0) for k, w in used.items())
+    return total / sum(used.values())
+
+
+def pes(metrics: dict, weights: dict, params_millions: float | None, memory_gb: float | None) -> PES:
+    score = weighted_metric(metrics, weights)
+    if score is None:
+        missing = sorted(k for k in weights if metrics.get(k) is None)
+        return PES(None, None, f"metric(s) {missing} not measured", None)
+    if params_millions is None or memory_gb is None:
+        return PES(None, None, "parameters or peak memory not measured", score)
+    params_millions, memory_gb = max(params_millions, 0.0), max(memory_gb, 0.0)
+    variant = score / (math.log(math.e + params_millions) * math.log(math.e + memory_gb))
+    reasons = ["P ≤ 1M" if params_millions <= 1 else "", "V ≤ 1 GB" if memory_gb <= 1 else ""]
+    reason = " and ".join(r for r in reasons if r)
+    if reason:
+        return PES(None, variant, f"undefined: {reason} (ln ≤ 0)", score)
+    return PES(score / (math.log(params_millions) * math.log(memory_gb)), variant, None, score)

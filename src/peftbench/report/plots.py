@@ -1,0 +1,111 @@
+"""Figures (matplotlib, Agg): learning curves, the PES bar chart per task (the study's Figure 1) and Pareto
+fronts of the task metric against peak memory, train time and trainable parameters. Each figure is returned
+as PNG and SVG bytes; the renderer embeds the PNG and writes both files."""
+from __future__ import annotations
+
+import io
+
+STYLES = ["-o", "--s", "-.^", ":D", "-v", "--P", "-.X", ":*"]  # every method visible where lines coincide
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig) -> tuple[bytes, bytes]:
+    plt = _plt()
+    out = []
+    for fmt in ("png", "svg"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=100)
+        out.append(buf.getvalue())
+    plt.close(fig)
+    return out[0], out[1]
+
+
+def curves(cells, metric: str) -> tuple[bytes, bytes]:
+    """Train (solid) and validation (dashed) loss, and the validation metric, per epoch; one colour and marker
+    per method, markers offset so that coinciding lines stay visible."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for k, cell in enumerate(cells):  # one colour and marker per method; its seeds share them
+        style, color = STYLES[k % len(STYLES)], f"C{k % 10}"
+        marker = style.lstrip("-.:")
+        offset = 0.03 * (k - len(cells) / 2)
+        for i, r in enumerate(cell.runs):
+            lab = (cell.label + (f" ({len(cell.runs)} seeds)" if len(cell.runs) > 1 else "")) if i == 0 else None
+            trained = [c for c in r["curves"] if c["train_loss"] is not None]
+            alpha = 1.0 if len(cell.runs) == 1 else 0.75
+            axes[0].plot([c["epoch"] + offset for c in trained], [c["train_loss"] for c in trained], "-",
+                         marker=marker, ms=4, color=color, alpha=alpha, label=lab)
+            axes[0].plot([c["epoch"] + offset for c in r["curves"]], [c["val_loss"] for c in r["curves"]], "--",
+                         marker=marker, ms=4, mfc="none", color=color, alpha=alpha)
+            axes[1].plot([c["epoch"] + offset for c in r["curves"]], [c["val_metrics"].get(metric) for c in r["curves"]],
+                         style, ms=4, color=color, alpha=alpha, label=lab)
+    axes[0].set(title="loss (solid: train, dashed: validation)", xlabel="epoch")
+    axes[1].set(title=f"validation {metric}", xlabel="epoch")
+    axes[0].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save(fig)
+
+
+def pes_bars(task: str, rows: list[tuple[str, float | None, float | None]]) -> tuple[bytes, bytes]:
+    """(label, published PES or None, variant) per model x method: bars of the published value where defined,
+    hatched bars of the variant otherwise."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) + 1.5), 3.6))
+    for i, (label, value, variant) in enumerate(rows):
+        if value is not None:
+            ax.bar(i, value, color="tab:blue")
+        elif variant is not None:
+            ax.bar(i, variant, color="white", edgecolor="tab:orange", hatch="//")
+    ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set(title=f"PES · {task}", ylabel="PES")
+    if any(value is None and variant is not None for _, value, variant in rows):
+        ax.text(0.99, 0.97, "hatched: variant (published formula undefined)", transform=ax.transAxes, ha="right",
+                va="top", fontsize=7)
+    fig.tight_layout()
+    return _save(fig)
+
+
+def pareto(task: str, metric: str, points: list[dict]) -> tuple[bytes, bytes]:
+    """The metric against peak memory, train time and trainable parameters (log scale); the Pareto front
+    (no other point is cheaper and better) is drawn as a step line. points: label, metric, memory_mb,
+    train_seconds, trainable."""
+    plt = _plt()
+    axes_spec = [("memory_mb", "peak memory (MB)"), ("train_seconds", "train time (s)"), ("trainable", "trainable parameters")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, (key, xlabel) in zip(axes, axes_spec):
+        pts = [p for p in points if p.get(key) and p.get("metric") is not None]
+        for p in pts:
+            ax.scatter(p[key], p["metric"], s=25)
+            ax.annotate(p["label"], (p[key], p["metric"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        front = pareto_front([(p[key], p["metric"]) for p in pts])
+        if len(front) > 1:
+            ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", lw=1)
+        xs = [p[key] for p in pts]
+        wide = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20  # log scale only where it spans decades
+        ax.set(xlabel=xlabel, ylabel=metric, xscale="log" if wide else "linear")
+        if wide:
+            from matplotlib.ticker import NullFormatter
+
+            ax.xaxis.set_minor_formatter(NullFormatter())
+    fig.suptitle(f"{task}: {metric} against cost (grey: Pareto front)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated by a cheaper-or-equal and better-or-equal one, by increasing cost."""
+    front, best = [], float("-inf")
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front

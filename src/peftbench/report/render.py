@@ -1,0 +1,299 @@
+"""The report: stored runs -> cells -> statistics, PES, paired comparisons -> tables and figures ->
+``report.md``, ``report.html`` (self-contained: figures embedded, sortable tables, a filter) and, under
+``report/``, every table as CSV and LaTeX and every figure as PNG and SVG.  Every number comes from the
+stored runs; nothing is typed in."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from .. import registry
+from ..config import safe_name
+from ..store import Store
+from . import plots
+from .aggregate import Cell, build_cells, select_sweeps
+from .compare import compare, verdict
+from .formats import Table, csv_text, html_table, latex, markdown, page
+from .pes import PERCENT_METRICS, STUDY_WEIGHTS, pes
+from .statistics import summarise
+
+CONTENDED = "⚠"
+
+
+def _fmt(x, digits=4) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def metric_cell(values, digits=4) -> str:
+    """mean ± std [95% CI] over seeds; one seed marked."""
+    s = summarise(values)
+    if s.mean is None:
+        return "–"
+    if s.single:
+        return f"{s.mean:.{digits}f} (1 seed)"
+    return f"{s.mean:.{digits}f} ± {s.std:.{digits}f} [{s.low:.{digits}f}, {s.high:.{digits}f}]"
+
+
+def _int(n) -> str:
+    return f"{int(n):,}"
+
+
+def task_info(task_type: str):
+    try:
+        cls = registry.get("task", task_type)
+        return list(cls.metric_names), dict(cls.pes_weights)
+    except ValueError:
+        return [], {}
+
+
+def pes_weights(run: dict) -> dict:
+    return run.get("pes_weights") or STUDY_WEIGHTS.get(run["task_type"]) or task_info(run["task_type"])[1]
+
+
+def memory_for_pes(run: dict) -> tuple[float | None, str]:
+    """V in GB and what it is: GPU memory allocated on CUDA, else the process's peak RSS above its baseline."""
+    m = run["memory"]
+    if m.get("peak_memory_kind") == "cuda_allocated":
+        return m["peak_memory_mb"] / 1024, "GPU peak allocated"
+    delta = m.get("peak_rss_delta_mb")
+    return (delta / 1024 if delta is not None else None), "CPU peak RSS above the process baseline"
+
+
+def _clean(runs) -> tuple[list[dict], bool]:
+    """The runs whose timings are comparable: the clean ones, or all (flagged) when every run was contended."""
+    clean = [r for r in runs if not r["timing"].get("contended")]
+    return (clean, False) if clean else (list(runs), True)
+
+
+def resources_table(name: str, cells: list[Cell]) -> Table:
+    rows = []
+    for c in cells:
+        p = c.first["parameters"]
+        timed, flagged = _clean(c.runs)
+        mark = f" {CONTENDED}" if flagged else ""
+        t = [r["timing"] for r in timed]
+        share = [x.get("cpu_share_per_thread") for x in t]
+        rows.append([c.label, _int(p["trainable"]), _int(p["total"]), f"{p['trainable_pct']:.3f}",
+                     _fmt(summarise([r["memory"]["peak_memory_mb"] for r in c.runs]).mean, 0),
+                     _fmt(summarise([r["memory"].get("peak_rss_delta_mb") for r in c.runs]).mean, 0),
+                     metric_cell([x["train_seconds"] for x in t], 1) + mark,
+                     _fmt(summarise([x.get("train_cpu_seconds") for x in t]).mean, 1),
+                     ", ".join(sorted({str(x.get("threads", "?")) for x in t})),
+                     _fmt(summarise(share).mean, 2) + mark,
+                     _fmt(summarise([x["train_samples_per_second"] for x in t]).mean, 1) + mark,
+                     f"{len(c.runs) - len([r for r in c.runs if not r['timing'].get('contended')])}/{len(c.runs)}",
+                     _fmt(summarise([r["training"]["epochs_run"] for r in c.runs]).mean, 1)])
+    kind = cells[0].first["memory"].get("peak_memory_kind")
+    mem = "Peak GPU mem (MB)" if kind == "cuda_allocated" else "Peak RSS (MB)"
+    return Table(f"resources__{name}", "Parameters and resources",
+                 ["Method", "Trainable", "Total", "Trainable %", mem, "RSS above baseline (MB)", "Train time (s)",
+                  "Train CPU (s)", "Threads", "CPU share / thread", "Train samples/s", "Contended runs", "Epochs run"],
+                 rows, caption="Timings average the clean runs; ⚠: every run was contended (CPU share per thread "
+                               "below 0.7), timings not comparable.")
+
+
+def metrics_table(name: str, cells: list[Cell], metric_names: list[str]) -> Table:
+    rows = [[c.label, ", ".join(map(str, c.seeds)), *[metric_cell([r["test"]["metrics"].get(m) for r in c.runs])
+                                                      for m in metric_names],
+             ", ".join(sorted({f"{r['training']['lr']:g} ({r['training'].get('lr_source', 'config')})" for r in c.runs})),
+             ", ".join(str(r["training"]["best_epoch"]) for r in c.runs)] for c in cells]
+    return Table(f"metrics__{name}", "Test metrics (best checkpoint): mean ± std [95% CI] over seeds",
+                 ["Method", "Seeds", *metric_names, "Learning rate", "Best epoch"], rows)
+
+
+def pes_table(name: str, cells: list[Cell]) -> tuple[Table, list[tuple[str, float | None, float | None]]]:
+    rows, bars = [], []
+    for c in cells:
+        scores = []
+        for r in c.runs:
+            gb, kind = memory_for_pes(r)
+            scores.append(pes(r["test"]["metrics"], pes_weights(r), r["parameters"]["total"] / 1e6, gb))
+        value = summarise([s.value for s in scores])
+        variant = summarise([s.variant for s in scores])
+        reasons = sorted({s.reason for s in scores if s.reason})
+        gb = summarise([memory_for_pes(r)[0] for r in c.runs]).mean
+        rows.append([c.label, metric_cell([s.value for s in scores]) if value.mean is not None else "undefined",
+                     metric_cell([s.variant for s in scores]), f"{c.first['parameters']['total'] / 1e6:.2f}",
+                     _fmt(gb, 3), "; ".join(reasons)])
+        bars.append((f"{c.model}/{c.label}", value.mean, variant.mean))
+    weights = pes_weights(cells[0].first)
+    kind = memory_for_pes(cells[0].first)[1]
+    return Table(f"pes__{name}", "Performance-Efficiency Score (Persian study, eq. 1)",
+                 ["Method", "PES (published)", "PES variant", "P (M, total)", f"V (GB, {kind})", "Note"], rows,
+                 caption=f"PES = Σ W·M / (ln P · ln V · Σ W), weights {weights}; metrics on a 0-1 scale. The variant "
+                         "uses ln(e + x) and is defined everywhere."), bars
+
+
+def breakdown_table(name: str, cells: list[Cell]) -> Table | None:
+    """Test metrics per evaluation group (e.g. language) and per-type metrics (``entity_f1/PER``)."""
+    groups = {g for c in cells for r in c.runs for g in (r["test"].get("metrics_by_group") or {})}
+    typed = {k for c in cells for r in c.runs for k in r["test"]["metrics"] if "/" in k}
+    if not groups and not typed:
+        return None
+    metric = cells[0].first["training"]["validation_metric"]
+    rows = []
+    for c in cells:
+        for g in sorted(groups):
+            rows.append([c.label, f"group {g}", metric,
+                         metric_cell([(r["test"].get("metrics_by_group") or {}).get(g, {}).get(metric) for r in c.runs])])
+        for k in sorted(typed):
+            rows.append([c.label, k.split("/", 1)[1], k.split("/", 1)[0], metric_cell([r["test"]["metrics"].get(k)
+                                                                                       for r in c.runs])])
+    return Table(f"breakdown__{name}", "Breakdown (per evaluation group / per type)",
+                 ["Method", "Group / type", "Metric", "Test"], rows)
+
+
+def summary_table(task: str, groups: dict) -> Table:
+    """One row per model x method for a task, ranked within each model by the validation metric on test."""
+    cells = [c for (model, t), cs in groups.items() if t == task for c in cs]
+    metric_names, _ = task_info(cells[0].first["task_type"])
+    rows = []
+    for model in sorted({c.model for c in cells}):
+        mine = [c for c in cells if c.model == model]
+        metric = mine[0].first["training"]["validation_metric"]
+        mine.sort(key=lambda c: -(summarise([r["test"]["metrics"].get(metric) for r in c.runs]).mean or -1e9))
+        for rank, c in enumerate(mine, 1):
+            rows.append([model, str(rank), c.label, *[metric_cell([r["test"]["metrics"].get(m) for r in c.runs])
+                                                      for m in metric_names],
+                         f"{c.first['parameters']['trainable_pct']:.3f}",
+                         _fmt(summarise([r["memory"]["peak_memory_mb"] for r in c.runs]).mean, 0)])
+    return Table(f"summary__{safe_name(task)}", f"{task}: test metrics per model × method",
+                 ["Model", "Rank", "Method", *metric_names, "Trainable %", "Peak memory (MB)"], rows)
+
+
+def provenance_table(results: list[dict]) -> Table:
+    rows = []
+    for r in results:
+        p = r["provenance"]
+        v = p["versions"]
+        hw = p["hardware"]
+        rows.append([r["slug"], p["config_hash"][:12], str(p["seed"]), str(p.get("git_commit"))[:14],
+                     ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "peft") if v.get(k)),
+                     f"{hw.get('gpu') or hw.get('processor') or hw.get('machine')}, {hw.get('cpu_count')} CPU, "
+                     f"{hw.get('ram_gb')} GB", (p.get("data_sha256") or {}).get("test", "")[:12]])
+    return Table("provenance", "Provenance", ["Run", "Config hash", "Seed", "git commit", "Versions", "Hardware",
+                                              "Test data sha256"], rows)
+
+
+class Report:
+    """Collects sections in Markdown and HTML and writes the exports."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir, self.md, self.h = out_dir, ["# peftbench report", ""], []
+
+    def heading(self, text: str, level: int = 2):
+        self.md += [f"{'#' * level} {text}", ""]
+        self.h.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def text(self, text: str, cls: str = ""):
+        self.md += [text, ""]
+        self.h.append(f"<p class='{cls}'>{html.escape(text)}</p>")
+
+    def table(self, t: Table, level: int = 3):
+        self.heading(t.title, level)
+        self.md += [*markdown(t), ""]
+        if t.caption:
+            self.md += [f"*{t.caption}*", ""]
+        self.h.append(html_table(t) + (f"<p><em>{html.escape(t.caption)}</em></p>" if t.caption else ""))
+        (self.out_dir / f"{t.name}.csv").write_text(csv_text(t), encoding="utf-8")
+        (self.out_dir / f"{t.name}.tex").write_text(latex(t), encoding="utf-8")
+
+    def figure(self, stem: str, title: str, figure: tuple[bytes, bytes]):
+        png, svg = figure
+        (self.out_dir / f"{stem}.png").write_bytes(png)
+        (self.out_dir / f"{stem}.svg").write_bytes(svg)
+        self.md += [f"![{title}](report/{stem}.png)", ""]
+        self.h.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+
+
+def render(results_dir: str | Path, echo=print, baseline: str = "full", resamples: int = 1000) -> tuple[Path, Path]:
+    results_dir = Path(results_dir)
+    if not (results_dir / "peftbench.sqlite").exists():
+        raise FileNotFoundError(f"no peftbench results in '{results_dir}' (expected peftbench.sqlite); run a grid first")
+    store = Store(results_dir)
+    try:
+        store.sync()
+        results, failures = store.results(with_config=True), store.failures()
+    finally:
+        store.close()
+    out_dir = results_dir / "report"
+    out_dir.mkdir(exist_ok=True)
+    rep = Report(out_dir)
+    if not results:
+        rep.text("No finished runs.")
+    results, sweep_rows = select_sweeps(results)
+    groups = build_cells(results)
+    for task in sorted({t for _, t in groups}):
+        rep.table(summary_table(task, groups), level=2)
+    pes_bars: dict[str, list] = {}
+    for (model, task), cells in groups.items():
+        name = f"{safe_name(model)}__{safe_name(task)}"
+        first = cells[0].first
+        metric_names, _ = task_info(first["task_type"])
+        metric = first["training"]["validation_metric"]
+        body_start = len(rep.h)
+        rep.heading(f"{model} · {task}")
+        seeds = sorted({s for c in cells for s in c.seeds})
+        rep.text(f"Seeds: {', '.join(map(str, seeds))}. Device: {first['provenance']['hardware']['device']}.")
+        rep.table(resources_table(name, cells))
+        rep.table(metrics_table(name, cells, metric_names))
+        table, bars = pes_table(name, cells)
+        rep.table(table)
+        pes_bars.setdefault(task, []).extend(bars)
+        comparisons = compare(cells, baseline, resamples)
+        if comparisons:
+            base_label = next(c.label for c in cells if c.method_name == baseline)
+            rep.heading(f"Paired comparison with {base_label} (bootstrap over test examples, pooled over seeds)", 3)
+            for cell, result in comparisons:
+                rep.text(verdict(cell, base_label, result), "verdict")
+        extra = breakdown_table(name, cells)
+        if extra:
+            rep.table(extra)
+        rep.heading("Learning curves", 3)
+        rep.figure(f"curves__{name}", "learning curves", plots.curves(cells, metric))
+        points = [{"label": c.label, "metric": summarise([r["test"]["metrics"].get(metric) for r in c.runs]).mean,
+                   "memory_mb": summarise([r["memory"]["peak_memory_mb"] for r in c.runs]).mean,
+                   "train_seconds": summarise([r["timing"]["train_seconds"] for r in _clean(c.runs)[0]]).mean,
+                   "trainable": c.first["parameters"]["trainable"]} for c in cells]
+        rep.heading("Quality against cost", 3)
+        rep.figure(f"pareto__{name}", "Pareto fronts", plots.pareto(task, metric, points))
+        rep.h.insert(body_start, f"<section class='cell' data-key='{html.escape(f'{model} {task} ' + ' '.join(c.label for c in cells))}'>")
+        rep.h.append("</section>")
+    for task, bars in sorted(pes_bars.items()):
+        rep.heading(f"PES · {task}")
+        rep.figure(f"pes__{safe_name(task)}", f"PES {task}", plots.pes_bars(task, bars))
+    if sweep_rows:
+        rep.heading("Learning-rate sweeps")
+        rep.text("Only the chosen learning rate's test scores appear above; every run is in the store.")
+        rep.table(Table("sweeps", "Sweeps", ["Model", "Task", "Method", "Learning rate", "Mean best validation",
+                                             "Runs", ""], sweep_rows))
+    if failures:
+        rep.table(Table("failures", "Runs that did not finish", ["Run", "Status", "Error"], [list(f) for f in failures]),
+                  level=2)
+    rep.table(provenance_table(results), level=2)
+    rep.heading("Notes")
+    for note in NOTES:
+        rep.text(f"- {note}")
+    md_path, html_path = results_dir / "report.md", results_dir / "report.html"
+    md_path.write_text("\n".join(rep.md), encoding="utf-8")
+    html_path.write_text(page("\n".join(rep.h)), encoding="utf-8")
+    echo(f"wrote {md_path} and {html_path} ({len(results)} run(s), {len(failures)} unfinished); tables as CSV and "
+         f"LaTeX in {out_dir}")
+    return md_path, html_path
+
+
+NOTES = [
+    "A row is a cell: runs whose resolved configs are identical except for the seed. Runs of one method with other "
+    "differences are separate rows, labelled with what differs.",
+    "Metrics: mean ± sample standard deviation over seeds and a 95% t-interval; '(1 seed)' marks single runs.",
+    "Paired comparisons: 1,000 bootstrap resamples of the test examples, both methods scored on each resample and "
+    "averaged over their seeds; the interval is the 2.5-97.5 percentile of the difference. 'no clear difference' "
+    "where it contains 0.",
+    "PES as published: P = total parameters in millions, V = peak memory in GB (GPU allocated on CUDA; on CPU the "
+    "process's peak RSS above its baseline before data and model were loaded); undefined where P or V ≤ 1. Metrics "
+    f"reported in percent ({', '.join(sorted(PERCENT_METRICS))}) enter PES divided by 100.",
+    "Parameter counts include the task head; peak memory and times are measured by each run in its own process. "
+    "A CPU run whose process got less than 70% of its threads' time while training is marked contended (⚠): "
+    "its times are not averaged with clean runs'.",
+]

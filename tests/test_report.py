@@ -1,0 +1,90 @@
+"""The report: cells pool seeds of one config only, intervals over seeds, paired verdicts against full
+fine-tuning, PES as published, contended timings flagged, and every table exported as CSV and LaTeX."""
+import csv
+import json
+
+import pytest
+
+from conftest import toy_grid
+from peftbench.config import load_grid
+from peftbench.report import render
+from peftbench.runner import run_grid
+from peftbench.store import Store
+
+
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory):
+    from conftest import write_toy
+
+    tmp = tmp_path_factory.mktemp("report")
+    toy = write_toy(tmp / "toy.jsonl")
+    out = tmp / "out"
+    data = toy_grid(toy, out, models=["tiny:bert"], methods=["full", "lora"], epochs=2, threads=1)
+    data["seeds"] = [1, 2, 3]
+    summary = run_grid(load_grid(data=data), in_process=True, show_progress=False)
+    assert summary.failed == []
+    return out, data
+
+
+def test_three_seeds_give_intervals_paired_verdicts_and_exports(three_seeds):
+    out, _ = three_seeds
+    md, page = render(out, echo=lambda *a: None, resamples=200)
+    text = md.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| lora | 1, 2, 3 |"))
+    assert " ± " in row and "[" in row  # mean ± std [95% CI]
+    assert "lora vs full: " in text and "95% CI [" in text and "macro_f1 (x100)" in text
+    assert "PES (published)" in text and "undefined" in text  # tiny models: P < 1M
+    report = out / "report"
+    with open(report / "metrics__bert__toy.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:3] == ["Method", "Seeds", "accuracy"] and {r[0] for r in rows[1:]} == {"full", "lora"}
+    tex = (report / "metrics__bert__toy.tex").read_text()
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
+    for stem in ("curves__bert__toy", "pareto__bert__toy", "pes__toy"):
+        assert (report / f"{stem}.png").stat().st_size > 1000 and (report / f"{stem}.svg").exists()
+    html = page.read_text()
+    assert "class='sortable'" in html and "id='filter'" in html and html.count("data:image/png;base64,") >= 3
+
+
+def test_runs_with_different_configs_are_not_averaged_as_seeds(three_seeds, tmp_path):
+    """Regression: re-running with train.epochs=1 into the same folder pooled the runs into one mean."""
+    out, data = three_seeds
+    data = json.loads(json.dumps(data))
+    data["train"]["epochs"] = 1
+    data["seeds"] = [1]
+    data["methods"] = ["lora"]
+    run_grid(load_grid(data=data), in_process=True, show_progress=False)
+    text = render(out, echo=lambda *a: None, resamples=50)[0].read_text()
+    assert "| lora [epochs=1] | 1 |" in text and "| lora [epochs=2] | 1, 2, 3 |" in text
+
+
+def test_every_run_records_its_cpu_share_threads_load_and_data_hash(three_seeds):
+    out, _ = three_seeds
+    store = Store(out)
+    results = store.results()
+    cells = store.db.execute("SELECT DISTINCT cell FROM runs WHERE method='lora'").fetchall()
+    store.close()
+    for r in results:
+        t = r["timing"]
+        assert t["threads"] == 1 and t["train_cpu_seconds"] > 0 and 0 < t["cpu_share"] < 1.5
+        assert isinstance(t["contended"], bool) and t["load_max"] is not None
+        assert set(r["provenance"]["data_sha256"]) == {"train", "validation", "test"}
+    assert len({json.dumps(r["provenance"]["data_sha256"]) for r in results}) == 1  # same data, provably
+    assert len(cells) >= 1
+
+
+def test_contended_runs_are_flagged_and_kept_out_of_clean_timings():
+    from peftbench.measure import Stopwatch, contention
+    from peftbench.report.render import _clean
+
+    class Dev:
+        type = "cpu"
+
+    clock = Stopwatch()
+    clock.wall, clock.cpu, clock.loads = 10.0, 6.0, [3.9, 4.2]  # 2 threads got 0.6 cores on average
+    c = contention(clock, 2, Dev())
+    assert c["contended"] and "0.60 of its 2 threads" in c["reason"] and c["load_max"] == 4.2
+    clock.cpu = 19.0
+    assert not contention(clock, 2, Dev())["contended"]
+    runs = [{"timing": {"contended": True, "train_seconds": 50}}, {"timing": {"contended": False, "train_seconds": 5}}]
+    assert _clean(runs) == ([runs[1]], False) and _clean(runs[:1]) == (runs[:1], True)
