@@ -193,6 +193,17 @@ class TaskSpec(_Spec):
         return self
 
 
+class AnalysisSpec(_Spec):
+    """Analyses after training, stored under ``analysis`` in the run's result (see README, Analyses)."""
+
+    intruders: bool = False  # intruder dimensions of the fine-tuned weight matrices (Shuttleworth et al. 2024)
+    top_k: int = Field(10, ge=1)  # top singular vectors of each fine-tuned matrix examined
+    threshold: float = Field(0.5, gt=0, lt=1)  # below this cosine to every pre-trained direction: an intruder
+    forgetting_text: Optional[str] = None  # held-out target-language text (.txt: a text per line; .jsonl: a field)
+    forgetting_field: str = "text"  # the field of a .jsonl file
+    forgetting_samples: int = Field(200, ge=1)  # texts used (the first N)
+
+
 class TrainSpec(_Spec):
     """Shared training settings; defaults follow the Persian study (AdamW, batch 32, seed 42)."""
 
@@ -212,7 +223,8 @@ class TrainSpec(_Spec):
     eval_before_training: bool = False  # validation pass before the first step: curves start at epoch 0
     export_merged: bool = False  # LoRA family: merge the adapter into the base model, check logits, save it
     device: str = "auto"
-    threads: Optional[int] = Field(None, ge=1)
+    threads: Optional[int] = Field(None, ge=1)  # None: every core this process may use (runs go one at a time)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
     @field_validator("scheduler")
     @classmethod

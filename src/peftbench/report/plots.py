@@ -109,3 +109,18 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
             front.append((x, y))
             best = y
     return front
+
+
+def analyses(title: str, rows: list[tuple[str, float | None, float | None]]) -> tuple[bytes, bytes]:
+    """(label, intruder dimensions, LM-loss increase) per method: two bar panels."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.2 * len(rows) + 3), 3.4))
+    for ax, k, what in ((axes[0], 1, "intruder dimensions (total)"), (axes[1], 2, "LM loss increase (forgetting)")):
+        shown = [(r[0], r[k]) for r in rows if r[k] is not None]
+        ax.bar(range(len(shown)), [v for _, v in shown], color=[f"C{i % 10}" for i in range(len(shown))])
+        ax.set_xticks(range(len(shown)), [lab for lab, _ in shown], rotation=30, ha="right", fontsize=8)
+        ax.set(title=what)
+        ax.axhline(0, color="black", lw=0.5)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig)

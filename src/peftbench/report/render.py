@@ -144,6 +144,35 @@ def breakdown_table(name: str, cells: list[Cell]) -> Table | None:
                  ["Method", "Group / type", "Metric", "Test"], rows)
 
 
+def analysis_table(name: str, cells: list[Cell]) -> tuple[Table | None, list]:
+    """Intruder dimensions and forgetting per method (means over seeds), where the runs computed them."""
+    rows, bars = [], []
+    for c in cells:
+        got = [r.get("analysis") or {} for r in c.runs]
+        intr = [a.get("intruders") for a in got if a.get("intruders")]
+        forg = [a.get("forgetting") for a in got if a.get("forgetting")]
+        if not intr and not forg:
+            continue
+        skipped = "; ".join(sorted({x["skipped"] for x in intr + forg if "skipped" in x}))
+        total = summarise([x.get("total") for x in intr if "skipped" not in x])
+        changed = summarise([x.get("changed_matrices") for x in intr if "skipped" not in x])
+        before = summarise([x.get("lm_loss_before") for x in forg if "skipped" not in x])
+        after = summarise([x.get("lm_loss_after") for x in forg if "skipped" not in x])
+        rise = summarise([x.get("increase") for x in forg if "skipped" not in x])
+        top = next((f"top {x['top_k']}, cos < {x['threshold']}" for x in intr if "top_k" in x), "")
+        rows.append([c.label, _fmt(total.mean, 1), _fmt(changed.mean, 0), top, _fmt(before.mean), _fmt(after.mean),
+                     metric_cell([x.get("increase") for x in forg if "skipped" not in x]), skipped])
+        bars.append((c.label, total.mean, rise.mean))
+    if not rows:
+        return None, []
+    return Table(f"analysis__{name}", "Analyses: intruder dimensions and forgetting",
+                 ["Method", "Intruder dimensions", "Changed matrices", "Criterion", "LM loss before", "LM loss after",
+                  "Increase", "Note"], rows,
+                 caption="Intruders: top singular vectors of a fine-tuned matrix whose cosine with every pre-trained "
+                         "singular vector is below the threshold (Shuttleworth et al. 2024). Forgetting: the base "
+                         "model's LM loss on held-out target-language text under the fine-tuned body."), bars
+
+
 def summary_table(task: str, groups: dict) -> Table:
     """One row per model x method for a task, ranked within each model by the validation metric on test."""
     cells = [c for (model, t), cs in groups.items() if t == task for c in cs]
@@ -250,6 +279,11 @@ def render(results_dir: str | Path, echo=print, baseline: str = "full", resample
         extra = breakdown_table(name, cells)
         if extra:
             rep.table(extra)
+        table, bars = analysis_table(name, cells)
+        if table:
+            rep.table(table)
+            rep.figure(f"analysis__{name}", "intruder dimensions and forgetting",
+                       plots.analyses(f"{model} · {task}", bars))
         rep.heading("Learning curves", 3)
         rep.figure(f"curves__{name}", "learning curves", plots.curves(cells, metric))
         points = [{"label": c.label, "metric": summarise([r["test"]["metrics"].get(metric) for r in c.runs]).mean,

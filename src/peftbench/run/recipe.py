@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import registry
 from ..config import RunSpec
 from ..data.loading import content_hash
+from ..analysis import run_analyses, snapshot
 from ..families import head_modules
 from ..measure import MemoryMeter, Stopwatch, contention, count_parameters, default_threads, provenance
 from ..methods.adapter import ModelAdapter
@@ -79,6 +80,7 @@ class Setup:
     train_clock: Stopwatch = field(default_factory=Stopwatch)
     eval_clock: Stopwatch = field(default_factory=Stopwatch)
     eval_samples: int = 0
+    initial_weights: dict | None = None  # analysis.snapshot before training (train.analysis asks for one)
     metric_info: dict = field(default_factory=dict)
 
     def loader(self, split: str, indices=None, generator=None) -> DataLoader:
@@ -109,6 +111,8 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     per_epoch = max(1, int(round(len(prep.features["train"]) * tr.epoch_fraction)))
     steps_per_epoch = math.ceil(math.ceil(per_epoch / tr.batch_size) / tr.grad_accum)
     total_steps = steps_per_epoch * run.epochs()
+    wants = run.train.analysis.intruders or run.train.analysis.forgetting_text
+    initial = snapshot(model, head_modules(model, prep.head.kind)) if wants else None
     method = registry.get("method", run.method.name)()
     ctx = MethodContext(family=arch.family, model_type=model_info["model_type"],
                         head_modules=head_modules(model, prep.head.kind),
@@ -123,7 +127,7 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
                               num_training_steps=total_steps)
     return Setup(run, device, task, prep, model, method, ModelAdapter(model, method), optimizer, scheduler, lr,
                  per_epoch, steps_per_epoch, ctx, model_info, raw.report, parameters, meter, show,
-                 metric_info=task.metric_info(prep))
+                 metric_info=task.metric_info(prep), initial_weights=initial)
 
 
 def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: dict) -> dict:
@@ -276,10 +280,12 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     test = evaluate(s, "test", calibration)
     memory = s.meter.read()
     s.method.save(s.model, folder.weights)
+    analysis = run_analyses(s, s.initial_weights)  # after the memory reading: its own models do not count
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None
     folder.write_predictions(test["predictions"], test["references"])
     folder.write_predictions(validation["predictions"], validation["references"], "validation")
-    return build_result(s, curves, best, test, calibration, memory, merge_check, counters, stopped_early, t_start)
+    result = build_result(s, curves, best, test, calibration, memory, merge_check, counters, stopped_early, t_start)
+    return {**result, "analysis": analysis} if analysis else result
 
 
 def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> dict:

@@ -1,0 +1,77 @@
+"""Forgetting: the base model's language-modelling loss on held-out text of the target language, before and
+after fine-tuning (the fine-tuned body under the checkpoint's own LM head). Decoders: causal LM loss;
+encoders: masked-LM loss (15% of tokens masked with a fixed seed) where the checkpoint has an MLM head."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def language_model(source: str, where, config, info: dict, revision=None):
+    """(LM-head model of the checkpoint, None) or (None, why not)."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from ..families import detect
+
+    family = detect(config).family.value
+    if family == "encoder-decoder":
+        return None, "forgetting is measured for encoders (MLM) and decoders (causal LM), not encoder-decoders"
+    cls = AutoModelForCausalLM if family == "decoder" else AutoModelForMaskedLM
+    try:
+        if info["source_kind"] == "tiny":
+            with torch.random.fork_rng():
+                torch.manual_seed(0)  # the tiny "pretrained" weights, as the run loads them
+                return cls.from_config(config), None
+        model, loading = cls.from_pretrained(where, config=config, revision=revision, output_loading_info=True)
+    except (OSError, ValueError) as exc:
+        return None, f"no {cls.__name__[9:]} head for this checkpoint: {str(exc).splitlines()[0][:120]}"
+    head_missing = [k for k in loading.get("missing_keys", []) if "lm_head" in k or "cls." in k or "predictions" in k]
+    if head_missing and not getattr(config, "tie_word_embeddings", False):
+        return None, f"the checkpoint has no trained LM head ({head_missing[0]} missing): loss would be meaningless"
+    return model, None
+
+
+def lm_loss(model, tokenizer, texts: list[str], max_length: int, device, batch_size: int = 8) -> float:
+    """Mean token cross-entropy over ``texts`` (causal, or masked for MLM models)."""
+    model.eval().to(device)
+    masked = "MaskedLM" in type(model).__name__
+    gen = torch.Generator().manual_seed(0)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], truncation=True, max_length=max_length, padding=True,
+                            return_tensors="pt")
+            labels = enc["input_ids"].clone()
+            labels[enc["attention_mask"] == 0] = -100
+            if masked:
+                special = torch.tensor([[t in tokenizer.all_special_ids for t in row] for row in labels.tolist()])
+                pick = (torch.rand(labels.shape, generator=gen) < 0.15) & ~special & (labels != -100)
+                labels[~pick] = -100
+                enc["input_ids"] = enc["input_ids"].masked_fill(pick, tokenizer.mask_token_id)
+            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.float()
+            if not masked:
+                logits, labels = logits[:, :-1], labels[:, 1:]
+            labels = labels.to(device)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                     ignore_index=-100, reduction="sum")
+            total += float(loss)
+            count += int((labels != -100).sum())
+    return total / count if count else math.nan
+
+
+def forgetting(lm, tokenizer, texts: list[str], initial: dict, fine_tuned: dict, max_length: int, device) -> dict:
+    """LM loss under the checkpoint's LM head with the body the run started from (``initial``), then with the
+    fine-tuned body (``fine_tuned``: the task model's merged state dict); keys shared with the LM model are
+    copied in (for a real checkpoint the initial body is the LM model's own)."""
+    own = lm.state_dict()
+    shared = [k for k, v in fine_tuned.items() if k in own and own[k].shape == v.shape and k in initial]
+    lm.load_state_dict({k: initial[k] for k in shared}, strict=False)
+    before = lm_loss(lm, tokenizer, texts, max_length, device)
+    changed = sum(not torch.equal(initial[k].cpu(), fine_tuned[k].cpu()) for k in shared)
+    lm.load_state_dict({k: fine_tuned[k] for k in shared}, strict=False)
+    after = lm_loss(lm, tokenizer, texts, max_length, device)
+    return {"lm_loss_before": before, "lm_loss_after": after, "increase": after - before,
+            "perplexity_before": math.exp(before) if before < 50 else None,
+            "perplexity_after": math.exp(after) if after < 50 else None, "texts": len(texts),
+            "tensors_shared": len(shared), "tensors_changed": changed, "objective": type(lm).__name__}
