@@ -88,3 +88,23 @@ def test_contended_runs_are_flagged_and_kept_out_of_clean_timings():
     assert not contention(clock, 2, Dev())["contended"]
     runs = [{"timing": {"contended": True, "train_seconds": 50}}, {"timing": {"contended": False, "train_seconds": 5}}]
     assert _clean(runs) == ([runs[1]], False) and _clean(runs[:1]) == (runs[:1], True)
+
+
+def test_confusion_metrics_equal_scikit_learn_on_random_resamples():
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score
+
+    from peftbench.report.statistics import confusion_metric
+
+    rng = np.random.default_rng(0)
+    refs_fn = {"accuracy": accuracy_score, "mcc": matthews_corrcoef,
+               "macro_f1": lambda r, p: f1_score(r, p, average="macro", zero_division=0),
+               "macro_precision": lambda r, p: precision_score(r, p, average="macro", zero_division=0),
+               "macro_recall": lambda r, p: recall_score(r, p, average="macro", zero_division=0)}
+    for _ in range(100):
+        k = int(rng.integers(2, 7))
+        n = int(rng.integers(1, 40))
+        refs = rng.integers(0, k, n)
+        preds = np.where(rng.random(n) < 0.6, refs, rng.integers(0, k, n))
+        for metric, ref in refs_fn.items():
+            assert confusion_metric(preds, refs, metric, k) == pytest.approx(ref(refs, preds), abs=1e-12), metric

@@ -2,16 +2,20 @@
 examples: the paired bootstrap over examples, pooled over seeds, with the verdict in words."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import registry
 from ..config import TaskSpec
 from ..run.folder import RunFolder
 from .aggregate import Cell
 from .pes import PERCENT_METRICS
-from .statistics import PairedResult, paired_bootstrap
+from .statistics import CONFUSION_METRICS, PairedResult, confusion_metric, paired_bootstrap
 
 
 class _Scores:
-    """What the bootstrap needs from a task: the validation metric of a resample, from stored predictions."""
+    """What the bootstrap needs from a task: the validation metric of a resample, from stored predictions.
+    Three ways, fastest first: a confusion matrix (single-label metrics), the mean of per-example scores
+    (tasks with ``example_scores``, e.g. span QA), else the task's own ``compute_metrics``."""
 
     def __init__(self, run: dict):
         self.task = registry.get("task", run["task_type"])(TaskSpec.model_validate(run["config"]["task"]))
@@ -19,21 +23,29 @@ class _Scores:
         self.calibration = run.get("calibration")
         self.prep = _StoredPrep(run)
         self.per_example = getattr(self.task, "example_scores", None)
+        self.n_labels = max(len(self.prep.labels), 1)
+        self.confusion = self.metric in CONFUSION_METRICS and not self.per_example
 
     def runs(self, cell: Cell) -> list[tuple[list, list]]:
         out = []
         for r in cell.runs:
             rows = RunFolder(r["folder"]).read_predictions("test")
-            if self.per_example:  # a mean of per-example scores: resample the scores themselves
-                scores = self.per_example(rows, [x["reference"] for x in rows])[self.metric]
+            refs = [x["reference"] for x in rows]
+            if self.confusion and all(isinstance(x.get("pred"), int) for x in rows):
+                out.append((np.array([x["pred"] for x in rows]), np.array(refs)))
+            elif self.per_example:  # a mean of per-example scores: resample the scores themselves
+                scores = np.array(self.per_example(rows, refs)[self.metric])
                 out.append((scores, scores))
             else:
-                out.append((rows, [x["reference"] for x in rows]))
+                self.confusion = False
+                out.append((rows, refs))
         return out
 
-    def __call__(self, predictions: list, references: list) -> float:
-        if self.per_example:
-            return sum(predictions) / max(len(predictions), 1)
+    def __call__(self, predictions, references) -> float:
+        if isinstance(predictions, np.ndarray) and self.per_example:
+            return float(predictions.mean())
+        if isinstance(predictions, np.ndarray):
+            return confusion_metric(predictions, references, self.metric, self.n_labels)
         return self.task.compute_metrics(self.prep, predictions, references, self.calibration)[self.metric]
 
 

@@ -68,6 +68,12 @@ document.querySelectorAll('table.sortable th').forEach(function (th) {
       return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); }).forEach(function (tr) { body.appendChild(tr); });
   });
 });
+window.addEventListener('load', function () {  // what a reader sees: every figure decoded and laid out
+  var imgs = Array.from(document.images);
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-images-shown', imgs.filter(function (i) {
+    return i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0; }).length);
+});
 var filter = document.getElementById('filter');
 if (filter) filter.addEventListener('input', function () {
   var q = filter.value.toLowerCase();

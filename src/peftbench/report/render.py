@@ -321,9 +321,9 @@ NOTES = [
     "A row is a cell: runs whose resolved configs are identical except for the seed. Runs of one method with other "
     "differences are separate rows, labelled with what differs.",
     "Metrics: mean ± sample standard deviation over seeds and a 95% t-interval; '(1 seed)' marks single runs.",
-    "Paired comparisons: 1,000 bootstrap resamples of the test examples, both methods scored on each resample and "
-    "averaged over their seeds; the interval is the 2.5-97.5 percentile of the difference. 'no clear difference' "
-    "where it contains 0.",
+    "Paired comparisons: bootstrap resamples of the test examples (1,000, fewer for slow metrics, at least 200; "
+    "the count is in each line), both methods scored on each resample and averaged over their seeds; the interval "
+    "is the 2.5-97.5 percentile of the difference. 'no clear difference' where it contains 0.",
     "PES as published: P = total parameters in millions, V = peak memory in GB (GPU allocated on CUDA; on CPU the "
     "process's peak RSS above its baseline before data and model were loaded); undefined where P or V ≤ 1. Metrics "
     f"reported in percent ({', '.join(sorted(PERCENT_METRICS))}) enter PES divided by 100.",
