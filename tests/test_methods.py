@@ -376,3 +376,19 @@ def test_prompt_methods_train_encoder_decoders_on_seq2seq(method, family, tmp_pa
     losses = [c["train_loss"] for c in result["curves"]]
     assert losses[-1] < losses[0], losses
     assert result["method_notes"]["num_virtual_tokens"] == 20
+
+
+def test_adalora_is_not_stopped_before_its_rank_budget_reaches_the_target(toy, tmp_path):
+    """Regression: with patience 1 and a flat validation metric, early stopping ended AdaLoRA at epoch 2, before
+    tfinal, so it was compared at a larger rank budget than its target; now it stops once the budget is final."""
+    run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["adalora"], lr=1e-9,
+                                         epochs=8, patience=1)))[0]
+    result = execute(run, tmp_path / "run", show_progress=False)
+    notes, training = result["method_notes"], result["training"]
+    per_epoch = training["steps_planned"] // 8
+    first_allowed = -(-(notes["total_step"] - notes["tfinal"]) // per_epoch)  # the epoch reaching total - tfinal
+    assert training["stopped_early"] and training["epochs_run"] == first_allowed < 8
+    assert training["optimizer_steps"] >= notes["total_step"] - notes["tfinal"]
+    full = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["full"], lr=1e-9, epochs=8,
+                                          patience=1)))[0]
+    assert execute(full, tmp_path / "full", show_progress=False)["training"]["epochs_run"] == 2  # others stop as before

@@ -48,12 +48,15 @@ def test_macro_metrics_equal_scikit_learn_with_absent_classes():
 def test_pes_reproduces_the_published_check_value():
     """The Persian study's BERT + LoRA sentiment row: P = 177M, V = 3.50 GB, accuracy 0.8485, F1 0.8407, precision
     0.8865, recall 0.7994, weights 2.5 each -> PES 0.1301 (eq. 1). The old log(1+x) formula gave 0.1083."""
-    from peftbench.report.pes import STUDY_WEIGHTS
+    from peftbench.tasks.question_answering import QuestionAnswering
+    from peftbench.tasks.token_classification import TokenClassification
 
     metrics = {"accuracy": 0.8485, "macro_f1": 0.8407, "macro_precision": 0.8865, "macro_recall": 0.7994}
-    score = pes(metrics, STUDY_WEIGHTS["classification"], 177, 3.50)
+    score = pes(metrics, Classification.pes_weights, 177, 3.50)  # the task type's default weights are the study's
     assert round(score.value, 4) == 0.1301 and score.reason is None
     assert score.variant == pytest.approx(0.843775 / (math.log(math.e + 177) * math.log(math.e + 3.5)))
+    assert TokenClassification.pes_weights == {"token_accuracy": 1, "macro_f1": 3, "macro_precision": 2, "macro_recall": 4}
+    assert QuestionAnswering.pes_weights == {"f1": 3, "rougeL": 2, "exact_match": 5}
 
 
 def test_pes_is_undefined_where_the_published_formula_breaks_and_reads_percent_metrics():

@@ -18,12 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# the study's weights per task type (sec. 8.2); other task types weight their default metric
-STUDY_WEIGHTS = {
-    "classification": {"accuracy": 2.5, "macro_f1": 2.5, "macro_precision": 2.5, "macro_recall": 2.5},
-    "token_classification": {"token_accuracy": 1.0, "macro_f1": 3.0, "macro_precision": 2.0, "macro_recall": 4.0},
-    "question_answering": {"f1": 3.0, "rougeL": 2.0, "exact_match": 5.0},
-}
+# The weights are each task type's ``pes_weights`` (the study's for sentiment, NER and QA), or a task's own
+# ``tasks[].pes_weights``.
 # metrics reported on a 0-100 scale; PES reads them divided by 100
 PERCENT_METRICS = {"exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "chrf"}
 

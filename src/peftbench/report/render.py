@@ -15,7 +15,7 @@ from . import plots
 from .aggregate import Cell, build_cells, select_sweeps
 from .compare import compare, verdict
 from .formats import Table, csv_text, html_table, latex, markdown, page
-from .pes import PERCENT_METRICS, STUDY_WEIGHTS, pes
+from .pes import PERCENT_METRICS, pes
 from .statistics import summarise
 
 CONTENDED = "⚠"
@@ -48,7 +48,7 @@ def task_info(task_type: str):
 
 
 def pes_weights(run: dict) -> dict:
-    return run.get("pes_weights") or STUDY_WEIGHTS.get(run["task_type"]) or task_info(run["task_type"])[1]
+    return run.get("pes_weights") or task_info(run["task_type"])[1]
 
 
 def memory_for_pes(run: dict) -> tuple[float | None, str]:
