@@ -42,6 +42,10 @@ def test_three_seeds_give_intervals_paired_verdicts_and_exports(three_seeds):
     assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
     for stem in ("curves__bert__toy", "pareto__bert__toy", "pes__toy"):
         assert (report / f"{stem}.png").stat().st_size > 1000 and (report / f"{stem}.svg").exists()
+    from peftbench.cli import main
+
+    assert main(["report", str(out), "--baseline", "lora", "--resamples", "50"]) == 0
+    assert "full vs lora: " in md.read_text() and "50 resamples" in md.read_text()  # any chosen baseline
     html = page.read_text()
     assert "class='sortable'" in html and "id='filter'" in html and html.count("data:image/png;base64,") >= 3
 

@@ -43,7 +43,7 @@ def cmd_report(args) -> int:
     from .report import render
 
     try:
-        render(args.results)
+        render(args.results, baseline=args.baseline, resamples=args.resamples)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
     return 0
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_opts(r)
     rep = sub.add_parser("report", help="render report.md / report.html from a results folder")
     rep.add_argument("results", help="results folder (holds peftbench.sqlite)")
+    rep.add_argument("--baseline", default="full", help="method the others are compared with, paired (default: full)")
+    rep.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per comparison (default 1000)")
     v = sub.add_parser("validate", help="validate a grid file and list its runs")
     v.add_argument("grid")
     v.add_argument("overrides", nargs="*")
