@@ -50,3 +50,16 @@ def test_intruders_and_forgetting_through_a_run_and_the_report(family, toy, tmp_
     assert "Analyses: intruder dimensions and forgetting" in text
     assert (tmp_path / "out" / "report" / f"analysis__{family[5:]}__toy.png").stat().st_size > 1000
     assert json.loads(json.dumps(full))  # stored as plain JSON
+
+
+def test_forgetting_is_skipped_where_the_checkpoint_has_no_trained_lm_head(tmp_path):
+    """A BERT checkpoint saved without its MLM head (an embedding model, like me5-small) gets no random head."""
+    from transformers import BertModel
+
+    from peftbench.analysis.forgetting import language_model
+    from peftbench.tiny import bert
+
+    config, tok = bert()
+    BertModel(config).save_pretrained(tmp_path / "ckpt")
+    model, why = language_model(str(tmp_path / "ckpt"), str(tmp_path / "ckpt"), config, {"source_kind": "local"})
+    assert model is None and "no trained LM head" in why and "cls.predictions" in why

@@ -26,9 +26,11 @@ def language_model(source: str, where, config, info: dict, revision=None):
         model, loading = cls.from_pretrained(where, config=config, revision=revision, output_loading_info=True)
     except (OSError, ValueError) as exc:
         return None, f"no {cls.__name__[9:]} head for this checkpoint: {str(exc).splitlines()[0][:120]}"
-    head_missing = [k for k in loading.get("missing_keys", []) if "lm_head" in k or "cls." in k or "predictions" in k]
-    if head_missing and not getattr(config, "tie_word_embeddings", False):
-        return None, f"the checkpoint has no trained LM head ({head_missing[0]} missing): loss would be meaningless"
+    tied = getattr(config, "tie_word_embeddings", False)
+    head_missing = [k for k in loading.get("missing_keys", []) if ("lm_head" in k or "cls." in k or "predictions" in k)
+                    and not (tied and (k == "lm_head.weight" or k.endswith("decoder.weight")))]  # tied: the embeddings
+    if head_missing:
+        return None, f"the checkpoint has no trained LM head ({head_missing[0]} missing): its loss would be meaningless"
     return model, None
 
 

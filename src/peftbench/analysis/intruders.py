@@ -20,7 +20,7 @@ def intruder_count(w0: torch.Tensor, w: torch.Tensor, top_k: int = 10, threshold
 
 def intruder_dimensions(before: dict, after: dict, top_k: int = 10, threshold: float = 0.5) -> dict:
     """Per matrix (the names of ``before``) and in total: intruders among the top-k singular vectors."""
-    per_matrix, total, changed = {}, 0, 0
+    per_matrix, total, changed, closest = {}, 0, 0, 1.0
     for name, w0 in before.items():
         w = after.get(name)
         if w is None or w.shape != w0.shape:
@@ -29,8 +29,9 @@ def intruder_dimensions(before: dict, after: dict, top_k: int = 10, threshold: f
             per_matrix[name] = 0
             continue
         changed += 1
-        n, _ = intruder_count(w0, w.to(w0.dtype), top_k, threshold)
+        n, low = intruder_count(w0, w.to(w0.dtype), top_k, threshold)
         per_matrix[name] = n
         total += n
+        closest = min(closest, low)
     return {"top_k": top_k, "threshold": threshold, "matrices": len(per_matrix), "changed_matrices": changed,
-            "total": total, "per_matrix": per_matrix}
+            "total": total, "lowest_similarity": closest, "per_matrix": per_matrix}

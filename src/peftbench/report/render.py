@@ -160,14 +160,16 @@ def analysis_table(name: str, cells: list[Cell]) -> tuple[Table | None, list]:
         after = summarise([x.get("lm_loss_after") for x in forg if "skipped" not in x])
         rise = summarise([x.get("increase") for x in forg if "skipped" not in x])
         top = next((f"top {x['top_k']}, cos < {x['threshold']}" for x in intr if "top_k" in x), "")
-        rows.append([c.label, _fmt(total.mean, 1), _fmt(changed.mean, 0), top, _fmt(before.mean), _fmt(after.mean),
+        low = summarise([x.get("lowest_similarity") for x in intr if "skipped" not in x])
+        rows.append([c.label, _fmt(total.mean, 1), _fmt(changed.mean, 0), top, _fmt(low.mean, 3), _fmt(before.mean),
+                     _fmt(after.mean),
                      metric_cell([x.get("increase") for x in forg if "skipped" not in x]), skipped])
         bars.append((c.label, total.mean, rise.mean))
     if not rows:
         return None, []
     return Table(f"analysis__{name}", "Analyses: intruder dimensions and forgetting",
-                 ["Method", "Intruder dimensions", "Changed matrices", "Criterion", "LM loss before", "LM loss after",
-                  "Increase", "Note"], rows,
+                 ["Method", "Intruder dimensions", "Changed matrices", "Criterion", "Lowest similarity",
+                  "LM loss before", "LM loss after", "Increase", "Note"], rows,
                  caption="Intruders: top singular vectors of a fine-tuned matrix whose cosine with every pre-trained "
                          "singular vector is below the threshold (Shuttleworth et al. 2024). Forgetting: the base "
                          "model's LM loss on held-out target-language text under the fine-tuned body."), bars
