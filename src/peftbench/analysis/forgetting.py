@@ -27,7 +27,7 @@ def language_model(source: str, where, config, info: dict, revision=None):
     except (OSError, ValueError) as exc:
         return None, f"no {cls.__name__[9:]} head for this checkpoint: {str(exc).splitlines()[0][:120]}"
     tied = getattr(config, "tie_word_embeddings", False)
-    head_missing = [k for k in loading.get("missing_keys", []) if ("lm_head" in k or "cls." in k or "predictions" in k)
+    head_missing = [k for k in sorted(loading.get("missing_keys", [])) if ("lm_head" in k or "cls." in k or "predictions" in k)
                     and not (tied and (k == "lm_head.weight" or k.endswith("decoder.weight")))]  # tied: the embeddings
     if head_missing:
         return None, f"the checkpoint has no trained LM head ({head_missing[0]} missing): its loss would be meaningless"
