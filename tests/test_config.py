@@ -86,3 +86,60 @@ def test_yaml_file_errors(tmp_path):
 
 def test_apply_overrides_creates_nested_keys():
     assert apply_overrides({}, ["train.lr=0.1"]) == {"train": {"lr": 0.1}}
+
+
+def test_more_schema_checks_name_the_field_and_the_override():
+    """lr 0 in a task is an error (it was silently the default), a validation metric or PES weight the task
+    type does not report, negative seeds; a bad value from the command line names the override."""
+    for overrides, expected in (
+            (["tasks.0.lr=0"], "override 'tasks.0.lr=0' (<config>): tasks[0].lr: Input should be greater than 0"),
+            (["tasks.0.metric=f1"], "tasks[0].metric: 'f1' is not a metric of task type 'classification'; allowed: "
+                                    "accuracy, macro_precision"),
+            (["tasks.0.pes_weights={acc: 1}"], "tasks[0].pes_weights.acc: not a metric of task type 'classification'"),
+            (["tasks.0.pes_weights={accuracy: 0}"], "tasks[0].pes_weights.accuracy: weights must be > 0"),
+            (["seeds=[1,-2]"], "seeds[1]: Input should be greater than or equal to 0"),
+            (["methods.1.r=0"], "override 'methods.1.r=0' (<config>): methods[1].options.r: Input should be greater")):
+        with pytest.raises(ConfigError) as info:
+            load_grid(data=GRID, overrides=overrides)
+        assert expected in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_preflight_finds_missing_files_folders_and_unknown_names(tmp_path, capsys):
+    """`peftbench validate` (several grids at once) and `peftbench run` check what the runs will need before any
+    model loads: a missing local path is reported as missing, never tried as a hub id."""
+    import yaml
+
+    from peftbench.cli import main
+    from peftbench.preflight import check, looks_local
+
+    assert looks_local("./data") and looks_local("/x/y/z") and looks_local("train.csv") and not looks_local("org/name")
+    (tmp_path / "out.txt").write_text("x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "train.csv").write_text("text,label\na,b\n")
+    grid = load_grid(data={"models": ["tiny:bert", {"source": str(tmp_path / "no-model"), "name": "m2"}, "tiny:nope",
+                                      "package:no_such_pkg/x"],
+                           "methods": ["lora"], "output_dir": str(tmp_path / "out.txt"),
+                           "tasks": [{"name": "a", "data": {"source": str(tmp_path / "missing.csv")}},
+                                     {"name": "b", "data": {"source": str(tmp_path / "d"),
+                                                            "splits": {"train": "train.csv", "test": "nope.csv"}}},
+                                     {"name": "c", "data": {"source": "recipe:nope"}}]})
+    problems = check(grid)
+    assert problems[0].startswith("output_dir: ") and "is a file, not a folder" in problems[0]
+    joined = "\n".join(problems)
+    for expected in ("models[1].source: model file or folder", "models[2].source: 'nope' is not a tiny family",
+                     "models[3].source: Python package 'no_such_pkg' is not installed",
+                     "tasks[0].data.source: data file or folder", "tasks[1].data.splits.test: file",
+                     "tasks[2].data.source: 'nope' is not a known recipe"):
+        assert expected in joined, expected
+    assert len(problems) == 7 and all("\n" not in p for p in problems)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"models": ["tiny:bert"], "methods": ["lora"], "output_dir": str(tmp_path / "r"),
+                                    "tasks": [{"name": "t", "data": {"source": str(tmp_path / "d")}}]}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"models": ["tiny:bert"], "methods": ["lora"],
+                                   "tasks": [{"name": "t", "data": {"source": str(tmp_path / "gone")}}]}))
+    assert main(["validate", str(good), str(bad), "--brief"]) == 2
+    out, err = capsys.readouterr()
+    assert f"{good}: valid; 1 run(s)" in out and f"{bad}: tasks[0].data.source: data file or folder" in err
+    assert main(["run", str(bad), "--no-report", "--quiet"]) == 2  # refused before any run starts
+    assert "does not exist" in capsys.readouterr().err

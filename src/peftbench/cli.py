@@ -24,11 +24,21 @@ def _grid_from(args):
     return load_grid(args.grid, args.overrides)
 
 
+def _preflight(grid, origin: str) -> None:
+    from .preflight import check
+
+    problems = check(grid)
+    if problems:
+        raise ConfigError(f"{origin}: {problems[0]}" + (f" (+{len(problems) - 1} more: peftbench validate lists them)"
+                                                         if len(problems) > 1 else ""))
+
+
 def cmd_run(args) -> int:
     from .report import render
     from .runner import run_grid
 
     grid = _grid_from(args)
+    _preflight(grid, getattr(args, "grid", None) or "demo")
     runs = expand(grid)
     print(f"grid '{grid.name}': {len(grid.models)} model(s) x {len(grid.methods)} method(s) x {len(grid.tasks)} task(s) "
           f"x {len(grid.seeds)} seed(s) = {len(runs)} run(s) -> {grid.output_dir}")
@@ -50,13 +60,32 @@ def cmd_report(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    grid = load_grid(args.grid, args.overrides)
-    runs = expand(grid)
-    print(f"{args.grid}: valid; {len(runs)} run(s):")
-    for r in runs:
-        lr = f"{r.lr():g}" if r.lr() else "method default"
-        print(f"  {r.slug}  lr={lr} epochs={r.epochs()} max_length={r.max_length()}")
-    return 0
+    """Each grid: the schema and options, then what the runs will need (files, folders, recipes, models)."""
+    from .preflight import check
+
+    grids = [g for g in args.grids if "=" not in g]
+    overrides = [g for g in args.grids if "=" in g] + list(args.override or [])
+    failed = 0
+    for path in grids:
+        try:
+            grid = load_grid(path, overrides)
+        except ConfigError as exc:
+            print(f"peftbench: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        problems = check(grid)
+        for p in problems:
+            print(f"peftbench: error: {path}: {p}", file=sys.stderr)
+        if problems:
+            failed += 1
+            continue
+        runs = expand(grid)
+        print(f"{path}: valid; {len(runs)} run(s):")
+        if not args.brief:
+            for r in runs:
+                lr = f"{r.lr():g}" if r.lr() else "method default"
+                print(f"  {r.slug}  lr={lr} epochs={r.epochs()} max_length={r.max_length()}")
+    return 2 if failed else 0
 
 
 DESCRIPTIONS = {
@@ -106,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("results", help="results folder (holds peftbench.sqlite)")
     rep.add_argument("--baseline", default="full", help="method the others are compared with, paired (default: full)")
     rep.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per comparison (default 1000)")
-    v = sub.add_parser("validate", help="validate a grid file and list its runs")
-    v.add_argument("grid")
-    v.add_argument("overrides", nargs="*")
+    v = sub.add_parser("validate", help="validate grid files (schema, options, files, models) and list their runs")
+    v.add_argument("grids", nargs="+", help="grid YAML files, then key=value overrides applied to each")
+    v.add_argument("-o", "--override", action="append", help="key=value override (repeatable)")
+    v.add_argument("--brief", action="store_true", help="one line per grid")
     sub.add_parser("list", help="methods, tasks, data recipes, model sources and metrics known to this install")
     return p
 

@@ -170,12 +170,27 @@ class TaskSpec(_Spec):
     name: str
     type: registered("task") = "classification"
     data: DataSpec
-    lr: Optional[float] = None
+    lr: Optional[float] = Field(None, gt=0)  # 0 is an error, not "the default"
     epochs: Optional[int] = Field(None, ge=1)
     max_length: Optional[int] = Field(None, ge=8)
     metric: Optional[str] = None  # validation metric for early stopping / model selection
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     pes_weights: Optional[dict[str, float]] = None
+
+    @model_validator(mode="after")
+    def _metrics(self):
+        """The validation metric and the PES weights name metrics this task type reports."""
+        names = getattr(registry.get("task", self.type), "metric_names", ())
+        if self.metric is not None and self.metric not in names:
+            raise ValueError(f"@metric|'{self.metric}' is not a metric of task type '{self.type}'; allowed: "
+                             f"{', '.join(names)}")
+        for key, weight in (self.pes_weights or {}).items():
+            if key not in names:
+                raise ValueError(f"@pes_weights.{key}|not a metric of task type '{self.type}'; allowed: "
+                                 f"{', '.join(names)}")
+            if not weight > 0:
+                raise ValueError(f"@pes_weights.{key}|weights must be > 0 (got {weight})")
+        return self
 
     @model_validator(mode="after")
     def _options(self):
@@ -249,7 +264,7 @@ class GridSpec(_Spec):
     models: list[ModelSpec] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
     tasks: list[TaskSpec] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [42], min_length=1)
     train: TrainSpec = Field(default_factory=TrainSpec)
     output_dir: str = "results"
 
@@ -411,7 +426,23 @@ def load_grid(path: str | Path | None = None, overrides: list[str] | None = None
     try:
         return GridSpec.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, origin)) from None
+        message = _format_error(err, origin)
+        field = message[len(origin) + 2:].split(": ", 1)[0]
+        culprit = next((ov for ov in reversed(overrides or []) if _covers(ov.split("=", 1)[0], field)), None)
+        if culprit:  # the bad value came from the command line: say so
+            message = f"override '{culprit}' ({origin}): " + message[len(origin) + 2:]
+        raise ConfigError(message) from None
+
+
+def _covers(key: str, field: str) -> bool:
+    """Whether an override key (``methods.0.r``, ``methods.*.options.r``) sets the error's field
+    (``methods[0].options.r``) or a field below it; option shorthand (``methods.0.r``) counts."""
+    import re
+
+    dotted = field.replace("[", ".").replace("]", "")
+    pattern = r"\.".join(r"\d+" if part == "*" else re.escape(part) for part in key.strip().split("."))
+    candidates = {dotted, dotted.replace(".options.", ".", 1)}
+    return any(re.fullmatch(pattern + r"(\..*)?", c) for c in candidates)
 
 
 def _normalise_shorthand(data: dict) -> dict:
