@@ -162,3 +162,38 @@ def test_demo_recipe_is_balanced_and_split():
         assert labels.count("positive") == labels.count("negative")
     texts = [t for s in dd.values() for t in s["text"]]
     assert len(set(texts)) == len(texts)
+
+
+def test_raw_errors_became_one_line_errors_with_the_file_and_line(tmp_path):
+    """A ragged CSV and a CoNLL line without a separator name the file and line (they were a generic 'error
+    occurred while generating the dataset'); a numeric text column and a single class are named (they were an
+    AttributeError and accuracy 1.0); a 0-byte safetensors file is named (a bare SafetensorError)."""
+    from peftbench.config import ModelSpec
+    from peftbench.families import Head, HeadKind
+    from peftbench.models import ModelLoadError, load_model
+    from peftbench.tasks.token_classification import TokenClassification
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("text,label\na,b\nc\nd,e,f\n")
+    with pytest.raises(DataError, match=r"ragged.csv' could not be parsed as csv: .*Expected 2 fields in line 4, saw 3"):
+        load_raw(DataSpec(source=str(ragged)))
+    (tmp_path / "ner").mkdir()
+    (tmp_path / "ner" / "train.txt").write_text("Ali B-PER\nRezaei\n\n")
+    with pytest.raises(DataError, match=r"train.txt:2: no separator"):
+        TokenClassification(TaskSpec(name="n", type="token_classification", data={"source": str(tmp_path / "ner")})).load()
+    numeric = [{"text": i, "label": "ab"[i % 2]} for i in range(30)]
+    with pytest.raises(DataError, match=r"column 'text' \(train\) holds int values \(e.g. '\d+'\), not text"):
+        _task(tmp_path, numeric).load()
+    single = [{"text": f"t{i}", "label": "only"} for i in range(30)]
+    with pytest.raises(DataError, match=r"only one class \(only\) in the data after the label map"):
+        _task(tmp_path, single).load()
+    from transformers import BertForSequenceClassification
+
+    from peftbench.tiny import bert
+
+    config, tok = bert()
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match=r"\(model.safetensors: .*\): the file is empty or truncated"):
+        load_model(ModelSpec(source=str(tmp_path / "ckpt")), Head(HeadKind.SEQUENCE, labels=("a", "b")))

@@ -34,6 +34,8 @@ def test_three_seeds_give_intervals_paired_verdicts_and_exports(three_seeds):
     assert " ± " in row and "[" in row  # mean ± std [95% CI]
     assert "lora vs full: " in text and "95% CI [" in text and "macro_f1 (x100)" in text
     assert "PES (published)" in text and "undefined" in text  # tiny models: P < 1M
+    assert "### Data: " in text and "| rows used | 324 | 36 | 40 |" in text and "| reached max length | 0 | 0 | 0 |" in text
+    assert "| carved from train (validation) |  | 10% |  |" in text
     report = out / "report"
     with open(report / "metrics__bert__toy.csv", newline="") as f:
         rows = list(csv.reader(f))

@@ -119,3 +119,24 @@ def test_demo_entry_point_runs_the_embedded_grid(tmp_path):
     assert res["model"] == "minilm-l6" and res["model_info"]["source_kind"] == "package"
     assert res["test"]["samples"] == 44 and res["test"]["metrics"]["accuracy"] > 0.6
     assert (out / "report.html").exists() and (out / "report.md").exists()
+
+
+def test_ctrl_c_prints_one_line_marks_the_run_interrupted_and_reports_what_finished(toy, tmp_path):
+    out = tmp_path / "results"
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(yaml.safe_dump(toy_grid(toy, out, models=["tiny:bert"], methods=["lora", "full"], epochs=500,
+                                                 threads=1)))
+    cmd = [sys.executable, "-m", "peftbench.cli", "run", str(grid_file), "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any((out / "runs").glob("*lora*/config.json")):
+        time.sleep(0.3)
+    time.sleep(3)  # inside the first run's training (500 epochs: far from its end)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the grid and the run's process
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "peftbench: interrupted;" in err
+    assert len([line for line in err.splitlines() if "interrupt" in line.lower()]) <= 3, err
+    rows, _ = _rows(out)
+    assert [r[1] for r in rows] == ["interrupted"]  # the run in flight; the next never started
+    assert (out / "report.md").exists()  # the report of what finished (nothing here) is rendered

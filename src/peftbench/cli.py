@@ -42,7 +42,17 @@ def cmd_run(args) -> int:
     runs = expand(grid)
     print(f"grid '{grid.name}': {len(grid.models)} model(s) x {len(grid.methods)} method(s) x {len(grid.tasks)} task(s) "
           f"x {len(grid.seeds)} seed(s) = {len(runs)} run(s) -> {grid.output_dir}")
-    summary = run_grid(grid, in_process=args.in_process, show_progress=not args.quiet)
+    try:
+        summary = run_grid(grid, in_process=args.in_process, show_progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("peftbench: interrupted; the run in progress is marked interrupted, finished runs are kept (run the same "
+              "command again to resume)", file=sys.stderr)
+        if not args.no_report:
+            try:
+                render(grid.output_dir, echo=lambda msg: print(msg, file=sys.stderr))
+            except (FileNotFoundError, KeyboardInterrupt):
+                pass
+        return 130
     print(f"{len(summary.finished)} run(s) finished, {summary.skipped} skipped (already done), {len(summary.failed)} failed")
     if not args.no_report:
         render(grid.output_dir)

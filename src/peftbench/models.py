@@ -175,6 +175,13 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load weights of '{spec.source}' as {auto_class.__name__}: "
                                  f"{str(exc).splitlines()[0][:200]}") from None
+        except Exception as exc:  # safetensors' own error type, without the file's name
+            if "safetensor" not in type(exc).__name__.lower():
+                raise
+            files = sorted(p.name for p in Path(str(info["resolved"])).glob("*.safetensors")) or ["?"]
+            raise ModelLoadError(f"cannot read the weights of '{spec.source}' ({', '.join(files)}: "
+                                 f"{str(exc).splitlines()[0][:120]}): the file is empty or truncated; download or "
+                                 "build the checkpoint again") from None
     info["model_class"] = type(model).__name__
     return model
 

@@ -75,8 +75,14 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
         for run in todo:
             bar.set_postfix_str(run.slug[:60])
             run_dir = store.run_dir(run.slug)
-            result, error, status = run_one(run, run_dir, in_process, show_progress)
             config = run.model_dump(mode="json")
+            try:
+                result, error, status = run_one(run, run_dir, in_process, show_progress)
+            except KeyboardInterrupt:  # the run is marked, the grid stops; finished runs stay, a rerun resumes
+                store.record_failure(run.run_id, run.slug, config, grid.name, "interrupted",
+                                     "interrupted by the user (Ctrl-C); run the grid again to redo it")
+                bar.close()
+                raise
             if result is not None:
                 store.record_result(result, config, grid.name)
                 summary.finished.append(run.slug)

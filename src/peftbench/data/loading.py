@@ -18,6 +18,24 @@ class DataError(ValueError):
     """A one-line, user-facing data error."""
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of a chain (datasets wraps a reader's error in DatasetGenerationError)."""
+    seen = set()
+    while (exc.__cause__ or exc.__context__) is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def reraise_data_error(exc: BaseException, what: str):
+    """Our own DataError inside a library's wrapper comes out as it is; anything else as one line naming ``what``."""
+    cause = root_cause(exc)
+    if isinstance(cause, DataError):
+        raise cause from None
+    first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+    raise DataError(f"{what}: {first}") from None
+
+
 def shared_root() -> Path | None:
     """The shared datasets folder: $PEFTBENCH_DATA, else ../shared/datasets from the cwd or the repo."""
     cands = [os.environ.get("PEFTBENCH_DATA"), Path.cwd().parent / "shared" / "datasets",
@@ -83,8 +101,8 @@ def _read(path: Path, delimiter: str | None = None):
     kw = {"delimiter": delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")} if fmt == "csv" else {}
     try:
         return load_dataset(fmt, data_files=str(path), split="train", **kw)
-    except Exception as exc:  # datasets raises many types; the user needs the file and the first line
-        raise DataError(f"data file '{path}' could not be parsed as {fmt}: {str(exc).splitlines()[0][:200]}") from None
+    except Exception as exc:  # datasets raises many types; the user needs the file and the line
+        reraise_data_error(exc, f"data file '{path}' could not be parsed as {fmt}")
 
 
 def _local(spec: DataSpec, reader=None):

@@ -175,6 +175,32 @@ def analysis_table(name: str, cells: list[Cell]) -> tuple[Table | None, list]:
                          "model's LM loss on held-out target-language text under the fine-tuned body."), bars
 
 
+DROPS = {"dropped_by_label_map": "dropped by the label map", "dropped_empty_sentences": "empty sentences dropped",
+         "dropped_empty_pairs": "empty source/target pairs dropped", "answers_not_located": "answers not in their context",
+         "held_out_of_training": "held out of training (train_groups)", "truncated_at_max_length": "reached max length"}
+
+
+def data_table(name: str, cells: list[Cell]) -> Table:
+    """What loading and preparing did to the data, per split: rows used, and everything dropped, capped,
+    carved or truncated, with why (from the first run; runs of a cell share the data, by content hash)."""
+    report = cells[0].first.get("data") or {}
+    splits = ("train", "validation", "test")
+    rows = [["rows used", *[str((report.get("rows") or {}).get(s, "–")) for s in splits]]]
+    for key, what in DROPS.items():
+        per = report.get(key)
+        if per:
+            rows.append([what, *[str(per.get(s, 0)) for s in splits]])
+    for split, (before, after) in (report.get("capped") or {}).items():
+        rows.append([f"capped ({split})", *[f"{before} → {after}" if s == split else "" for s in splits]])
+    for split, frac in (report.get("carved") or {}).items():
+        rows.append([f"carved from train ({split})", *[f"{frac:.0%}" if s == split else "" for s in splits]])
+    if report.get("tags_not_in_train"):
+        rows.append(["tags never in train", ", ".join(report["tags_not_in_train"]), "", ""])
+    hashes = (cells[0].first.get("provenance") or {}).get("data_sha256") or {}
+    rows.append(["content sha256", *[hashes.get(s, "")[:12] for s in splits]])
+    return Table(f"data__{name}", f"Data: {report.get('source', '')}", ["", *splits], rows)
+
+
 def summary_table(task: str, groups: dict) -> Table:
     """One row per model x method for a task, ranked within each model by the validation metric on test."""
     cells = [c for (model, t), cs in groups.items() if t == task for c in cs]
@@ -267,6 +293,7 @@ def render(results_dir: str | Path, echo=print, baseline: str = "full", resample
         rep.heading(f"{model} · {task}")
         seeds = sorted({s for c in cells for s in c.seeds})
         rep.text(f"Seeds: {', '.join(map(str, seeds))}. Device: {first['provenance']['hardware']['device']}.")
+        rep.table(data_table(name, cells))
         rep.table(resources_table(name, cells))
         rep.table(metrics_table(name, cells, metric_names))
         table, bars = pes_table(name, cells)

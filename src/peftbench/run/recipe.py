@@ -31,6 +31,23 @@ from ..models import inspect_model, load_weights
 from .folder import RunFolder
 
 
+def truncated(features, max_length: int) -> dict:
+    """Per split, how many features reached ``max_length`` tokens (cut by truncation, or exactly that long);
+    windowed QA and multiple-choice features (nested) are not counted here."""
+    out = {}
+    for split, ds in features.items():
+        if "input_ids" not in ds.column_names:
+            continue
+        n = 0
+        for batch in ds.iter(batch_size=10_000):
+            ids = batch["input_ids"]
+            if ids and ids[0] and isinstance(ids[0][0], list):
+                return {}
+            n += sum(len(x) >= max_length for x in ids)
+        out[split] = n
+    return out
+
+
 class RunFailed(RuntimeError):
     """A run that cannot give a result, with the reason in one line."""
 
@@ -104,6 +121,7 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     raw.report["content_sha256"] = {split: content_hash(ds) for split, ds in raw.splits.items()}
     config, tokenizer, arch, model_info = inspect_model(run.model)
     prep = task.prepare(raw, tokenizer, arch, run.max_length())
+    raw.report["truncated_at_max_length"] = truncated(prep.features, run.max_length())
     model = load_weights(run.model, config, tokenizer, arch, prep.head, model_info,
                          what=f"task '{run.task.name}' ({run.task.type})")
 

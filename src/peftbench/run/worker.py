@@ -35,6 +35,10 @@ def main(argv=None) -> int:
         from .recipe import execute
 
         result = execute(run, folder.path, show_progress=os.environ.get("PEFTBENCH_PROGRESS", "1") == "1")
+    except KeyboardInterrupt:  # Ctrl-C reaches the run's process too: one line, not a traceback
+        folder.write_error("KeyboardInterrupt: interrupted by the user", "")
+        print(f"run {run.slug} interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # the grid records the message; the traceback stays in the run folder
         msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         folder.write_error(msg, traceback.format_exc())

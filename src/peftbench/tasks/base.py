@@ -154,6 +154,18 @@ def require_columns(task_name: str, dd, columns, hint: str) -> None:
                         f"{hint}")
 
 
+def require_text(task_name: str, dd, columns) -> None:
+    """Text columns must hold text: one line naming the column and a value that is not."""
+    from ..data.loading import DataError
+
+    for split, ds in dd.items():
+        for col in columns:
+            bad = next((v for v in ds[col] if v is not None and not isinstance(v, str)), None)
+            if bad is not None:
+                raise DataError(f"task '{task_name}': column '{col}' ({split}) holds {type(bad).__name__} values "
+                                f"(e.g. {str(bad)[:40]!r}), not text; set data.text / data.text_pair to text columns")
+
+
 def carry_group(batch, enc: dict) -> dict:
     """Keep the evaluation group (``_group``, e.g. the language) through a batched ``map``."""
     if "_group" in batch:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..data.loading import DataError, load_raw
 from .base import (MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits,
-                   require_columns, softmax_list, with_group)
+                   require_columns, require_text, softmax_list, with_group)
 from ..families import Head, HeadKind
 
 
@@ -69,7 +69,11 @@ class Classification(Task):
         dd, report = load_raw(spec)
         require_columns(self.spec.name, dd, [spec.text, spec.label] + ([spec.text_pair] if spec.text_pair else []),
                         "set data.text / data.label / data.text_pair")
+        require_text(self.spec.name, dd, [spec.text] + ([spec.text_pair] if spec.text_pair else []))
         dd, labels, dropped = map_labels(self.spec.name, dd, spec)
+        if len(labels) < 2:
+            raise DataError(f"task '{self.spec.name}': only one class ({labels[0] if labels else 'none'!s}) in the "
+                            f"data after the label map; classification needs at least two (check data.label)")
         if dropped:
             report["dropped_by_label_map"] = dropped
         empty = {k: sum(1 for t in v[spec.text] if not (t or "").strip()) for k, v in dd.items()}

@@ -14,7 +14,7 @@ from ..options import Options
 
 from ..data.loading import DataError, load_raw
 from ..families import Head, HeadKind
-from .base import Raw, require_columns, with_group
+from .base import Raw, require_columns, require_text, with_group
 from .classification import Classification
 
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -36,6 +36,7 @@ class MultiLabel(Classification):
         spec = self.spec.data
         dd, report = load_raw(spec)
         require_columns(self.spec.name, dd, [spec.text, spec.label], "set data.text / data.label")
+        require_text(self.spec.name, dd, [spec.text])
         sep = self.options.separator
 
         def split_labels(v):

@@ -20,7 +20,8 @@ from ..options import Options
 
 from ..data.loading import DataError, _ensure_splits, cap_splits, load_raw
 from ..families import Head, HeadKind
-from .base import MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs, require_columns, with_group
+from .base import (MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs,
+                   require_columns, require_text, with_group)
 
 
 def _meteor():
@@ -58,6 +59,7 @@ class Seq2Seq(Task):
         else:
             dd, report = load_raw(spec)
         require_columns(self.spec.name, dd, [spec.text, spec.label], "set data.text (source) and data.label (target)")
+        require_text(self.spec.name, dd, [spec.text, spec.label])
         empty = {}
         for split in dd:
             before = len(dd[split])

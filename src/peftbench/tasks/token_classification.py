@@ -78,8 +78,13 @@ def conll_reader(path: Path):
         return None
     from datasets import Dataset
 
+    from ..data.loading import reraise_data_error
+
     st = path.stat()
-    return Dataset.from_generator(read_conll, gen_kwargs={"path": str(path), "stamp": f"{st.st_size}-{st.st_mtime_ns}"})
+    try:
+        return Dataset.from_generator(read_conll, gen_kwargs={"path": str(path), "stamp": f"{st.st_size}-{st.st_mtime_ns}"})
+    except Exception as exc:  # datasets wraps the reader's DataError (file:line) in DatasetGenerationError
+        reraise_data_error(exc, f"CoNLL file '{path}' could not be read")
 
 
 conll_reader.suffixes = CONLL_SUFFIXES
