@@ -140,3 +140,18 @@ def test_ctrl_c_prints_one_line_marks_the_run_interrupted_and_reports_what_finis
     rows, _ = _rows(out)
     assert [r[1] for r in rows] == ["interrupted"]  # the run in flight; the next never started
     assert (out / "report.md").exists()  # the report of what finished (nothing here) is rendered
+
+
+def test_no_secret_reaches_configs_results_logs_or_reports(toy, tmp_path, monkeypatch):
+    """Hub tokens and the environment stay out of everything a run writes; remote code is off by default."""
+    secret = "hf_SecretToken0123456789"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", secret)
+    out = tmp_path / "results"
+    grid = load_grid(data=toy_grid(toy, out, models=["tiny:bert"], methods=["lora"], epochs=1))
+    assert grid.models[0].trust_remote_code is False
+    run_grid(grid, in_process=True, show_progress=False)
+    render(out, echo=lambda *a: None, resamples=20)
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -40,6 +40,7 @@ class ModelSpec(_Spec):
     gguf_file: Optional[str] = None  # for a hub repo or folder holding several GGUF files
     revision: Optional[str] = None
     dtype: str = "float32"
+    trust_remote_code: bool = False  # run a hub repo's own Python code: only when you trust it
 
     @field_validator("dtype")
     @classmethod

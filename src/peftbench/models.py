@@ -28,6 +28,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PEFTBENCH_CACHE", Path.home() / ".cache" / "peftbench"))
 
 
+def remote_code(spec: ModelSpec) -> dict:
+    """``trust_remote_code`` only where the config asks for it (transformers' default, off, otherwise)."""
+    return {"trust_remote_code": True} if spec.trust_remote_code else {}
+
+
 def _package_path(source: str) -> Path:
     """``package:<module>/<subfolder>``: a checkpoint folder shipped inside an installed Python package."""
     import importlib.util
@@ -130,8 +135,8 @@ def load_config_and_tokenizer(spec: ModelSpec):
         return config, tok, None, {"source_kind": "tiny"}
     where, info = resolve(spec)
     try:
-        config = AutoConfig.from_pretrained(where, revision=spec.revision)
-        tok = AutoTokenizer.from_pretrained(where, revision=spec.revision)
+        config = AutoConfig.from_pretrained(where, revision=spec.revision, **remote_code(spec))
+        tok = AutoTokenizer.from_pretrained(where, revision=spec.revision, **remote_code(spec))
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if info["source_kind"] == "hub":
@@ -171,7 +176,8 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
             model = auto_class.from_config(config, dtype=dtype)
     else:
         try:
-            model = auto_class.from_pretrained(info["resolved"], config=config, revision=spec.revision, dtype=dtype)
+            model = auto_class.from_pretrained(info["resolved"], config=config, revision=spec.revision, dtype=dtype,
+                                               **remote_code(spec))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load weights of '{spec.source}' as {auto_class.__name__}: "
                                  f"{str(exc).splitlines()[0][:200]}") from None
