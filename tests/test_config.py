@@ -115,7 +115,7 @@ def test_preflight_finds_missing_files_folders_and_unknown_names(tmp_path, capsy
     assert looks_local("./data") and looks_local("/x/y/z") and looks_local("train.csv") and not looks_local("org/name")
     (tmp_path / "out.txt").write_text("x")
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "train.csv").write_text("text,label\na,b\n")
+    (tmp_path / "d" / "train.csv").write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(40)))
     grid = load_grid(data={"models": ["tiny:bert", {"source": str(tmp_path / "no-model"), "name": "m2"}, "tiny:nope",
                                       "package:no_such_pkg/x"],
                            "methods": ["lora"], "output_dir": str(tmp_path / "out.txt"),
@@ -143,3 +143,18 @@ def test_preflight_finds_missing_files_folders_and_unknown_names(tmp_path, capsy
     assert f"{good}: valid; 1 run(s)" in out and f"{bad}: tasks[0].data.source: data file or folder" in err
     assert main(["run", str(bad), "--no-report", "--quiet"]) == 2  # refused before any run starts
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_validate_reads_small_data_as_the_run_will(tmp_path, toy):
+    """A wrong column or a label value missing from the label map is caught by validate, before any model loads."""
+    from peftbench.preflight import check
+
+    grid = load_grid(data={"models": ["tiny:bert"], "methods": ["lora"], "output_dir": str(tmp_path / "r"),
+                           "tasks": [{"name": "a", "data": {"source": str(toy), "text": "review"}},
+                                     {"name": "b", "data": {"source": str(toy), "label_map": {"pos": "p"}}},
+                                     {"name": "c", "data": {"source": str(toy)}}]})
+    problems = check(grid)
+    assert problems[0].startswith("tasks[0].data: task 'a': column 'review' not in the data (columns: text, label)")
+    assert problems[1].startswith("tasks[1].data: task 'b': train has label value(s) ['neg'] not in data.label_map")
+    assert len(problems) == 2  # task c is fine
+    assert check(grid, read_data=False) == []

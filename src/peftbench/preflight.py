@@ -82,15 +82,51 @@ def _data(i: int, task) -> list[str]:
     return out
 
 
-def check(grid: GridSpec) -> list[str]:
-    """Every problem found, one line each (empty: ready to run)."""
+SMALL_DATA_BYTES = 20 * 2**20  # local data up to this size is read in full by the check
+
+
+def _data_size(source: str) -> int | None:
+    p = Path(source).expanduser()
+    if p.is_file():
+        return p.stat().st_size
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return None
+
+
+def _read_data(i: int, task) -> str | None:
+    """Load a task's data as the run will (columns, label values, label maps, answers) where that is cheap:
+    small local files and recipes; hub datasets and large files are left to the run."""
+    src = task.data.source
+    if not src.startswith("recipe:"):
+        size = _data_size(src) if looks_local(src) else None
+        if size is None or size > SMALL_DATA_BYTES:
+            return None
+    import datasets
+
+    from .data.loading import DataError
+
+    datasets.disable_progress_bars()
+    try:
+        registry.get("task", task.type)(task).load()
+    except DataError as exc:
+        return f"tasks[{i}].data: {str(exc).splitlines()[0]}"
+    return None
+
+
+def check(grid: GridSpec, read_data: bool = True) -> list[str]:
+    """Every problem found, one line each (empty: ready to run). ``read_data`` also loads small local data and
+    recipes the way the runs will, so a wrong column or label value is caught before any model loads."""
     problems: list[str | None] = []
     out = Path(grid.output_dir).expanduser()
     if out.exists() and not out.is_dir():
         problems.append(f"output_dir: '{grid.output_dir}' is a file, not a folder; choose another output_dir")
     problems += [_model(i, m) for i, m in enumerate(grid.models)]
     for i, t in enumerate(grid.tasks):
-        problems += _data(i, t)
+        found = [p for p in _data(i, t) if p]
+        problems += found
+        if read_data and not found:
+            problems.append(_read_data(i, t))
     text = grid.train.analysis.forgetting_text
     if text:
         problems.append(_exists("train.analysis.forgetting_text", text, "file"))
