@@ -155,3 +155,39 @@ def test_no_secret_reaches_configs_results_logs_or_reports(toy, tmp_path, monkey
     for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_two_runners_on_one_store_split_the_grid_without_duplicate_work(toy, tmp_path):
+    out = tmp_path / "results"
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(yaml.safe_dump(toy_grid(toy, out, models=["tiny:bert"], methods=["full", "lora", "dora", "ia3"],
+                                                 epochs=4, threads=1)))
+    cmd = [sys.executable, "-m", "peftbench.cli", "run", str(grid_file), "--quiet", "--no-report"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outputs]
+    done = [line.split()[1].rstrip(":") for o, _ in outputs for line in o.splitlines() if line.startswith("done ")]
+    assert len(done) == len(set(done)) == 4  # every run trained exactly once, by one of the two
+    rows, _ = _rows(out)
+    assert len(rows) == 4 and {r[1] for r in rows} == {"ok"}
+    db = sqlite3.connect(out / "peftbench.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0  # every claim released
+    db.close()
+
+
+def test_a_claim_of_a_dead_runner_is_taken_over(tmp_path):
+    import socket
+
+    from peftbench.store import Store
+
+    store = Store(tmp_path)
+    with store.db:
+        store.db.execute("INSERT INTO claims VALUES (?,?,?,?,?)", ("r1", socket.gethostname(), 2 ** 22 + 12345, 0, 0))
+        store.db.execute("INSERT INTO claims VALUES (?,?,?,?,?)", ("r2", "other-host", 1, time.time(), time.time()))
+        store.db.execute("INSERT INTO claims VALUES (?,?,?,?,?)", ("r3", "other-host", 1, 0, 0))
+    assert store.claim("r1")  # its pid is gone
+    assert not store.claim("r2")  # another host, fresh heartbeat
+    assert store.claim("r3")  # another host, stale
+    store.release("r1")
+    assert store.db.execute("SELECT run_id FROM claims ORDER BY run_id").fetchall() == [("r2",), ("r3",)]
+    store.close()

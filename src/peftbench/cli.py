@@ -53,7 +53,9 @@ def cmd_run(args) -> int:
             except (FileNotFoundError, KeyboardInterrupt):
                 pass
         return 130
-    print(f"{len(summary.finished)} run(s) finished, {summary.skipped} skipped (already done), {len(summary.failed)} failed")
+    print(f"{len(summary.finished)} run(s) finished, {summary.skipped} skipped (already done), {len(summary.failed)} failed"
+          + (f", {len(summary.claimed_elsewhere)} run by another runner on this store" if summary.claimed_elsewhere
+             else ""))
     if not args.no_report:
         render(grid.output_dir)
     return 1 if summary.failed else 0

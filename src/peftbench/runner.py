@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,34 @@ class GridSummary:
     skipped: int = 0
     finished: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    claimed_elsewhere: list[str] = field(default_factory=list)  # runs another runner on this store took
+
+
+class Heartbeat:
+    """While a run is in flight, refresh its claim every ``every`` seconds (its own connection, in a thread), so
+    runners on other hosts see it alive."""
+
+    def __init__(self, root: Path, run_id: str, every: float = 30.0):
+        self.root, self.run_id, self.every = root, run_id, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self):
+        while not self.stop.wait(self.every):
+            try:
+                store = Store(self.root)
+                store.heartbeat(self.run_id)
+                store.close()
+            except Exception:  # a missed beat only makes the claim look older
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
 
 
 def _die_with_parent():  # pragma: no cover - runs in the child
@@ -73,14 +102,20 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
         bar = tqdm(total=len(runs), initial=summary.skipped, desc=f"grid {grid.name}", unit="run",
                    disable=not show_progress, position=0)
         for run in todo:
+            if not store.claim(run.run_id):  # finished meanwhile, or in flight in another runner on this store
+                summary.claimed_elsewhere.append(run.slug)
+                bar.update(1)
+                continue
             bar.set_postfix_str(run.slug[:60])
             run_dir = store.run_dir(run.slug)
             config = run.model_dump(mode="json")
             try:
-                result, error, status = run_one(run, run_dir, in_process, show_progress)
+                with Heartbeat(store.root, run.run_id):
+                    result, error, status = run_one(run, run_dir, in_process, show_progress)
             except KeyboardInterrupt:  # the run is marked, the grid stops; finished runs stay, a rerun resumes
                 store.record_failure(run.run_id, run.slug, config, grid.name, "interrupted",
                                      "interrupted by the user (Ctrl-C); run the grid again to redo it")
+                store.release(run.run_id)
                 bar.close()
                 raise
             if result is not None:
@@ -92,6 +127,7 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
                 store.record_failure(run.run_id, run.slug, config, grid.name, status, error)
                 summary.failed.append((run.slug, error))
                 bar.write(f"FAIL  {run.slug}: {error}")
+            store.release(run.run_id)
             bar.update(1)
         bar.close()
         return summary

@@ -9,6 +9,8 @@ folders, so a crash anywhere loses nothing that had finished (``sync`` re-reads 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -30,11 +32,28 @@ CREATE TABLE IF NOT EXISTS curves (
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT, split TEXT, name TEXT, value REAL, PRIMARY KEY (run_id, split, name)
 );
+CREATE TABLE IF NOT EXISTS claims (
+    run_id TEXT PRIMARY KEY, host TEXT, pid INTEGER, claimed REAL, heartbeat REAL
+);
 """
+# a claim from another host with no heartbeat for this long is taken to be dead (same host: the pid is checked)
+STALE_CLAIM_SECONDS = float(os.environ.get("PEFTBENCH_STALE_CLAIM_SECONDS", 600))
 DB_NAME = "peftbench.sqlite"
 # columns added after the first schema: (name, type); older databases get them on open
 ADDED_COLUMNS = (("train_cpu_seconds", "REAL"), ("cpu_share", "REAL"), ("threads", "INTEGER"), ("contended", "INTEGER"),
                  ("cell", "TEXT"))
+
+
+def _alive(host: str, pid: int, heartbeat: float, now: float) -> bool:
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return now - heartbeat < STALE_CLAIM_SECONDS
 
 
 def cell_key(config: dict) -> str:
@@ -60,6 +79,38 @@ class Store:
 
     def close(self):
         self.db.close()
+
+    # ------------------------------------------------------------ claims: several runners on one store
+
+    def claim(self, run_id: str) -> bool:
+        """Take ``run_id`` for this process unless it is finished or claimed by a live runner (same host: its pid
+        is alive; another host: a heartbeat within STALE_CLAIM_SECONDS). Atomic across processes."""
+        me, now = (socket.gethostname(), os.getpid()), time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if self.status(run_id) == "ok":
+                self.db.execute("COMMIT")
+                return False
+            row = self.db.execute("SELECT host, pid, heartbeat FROM claims WHERE run_id=?", (run_id,)).fetchone()
+            if row and (row[0], row[1]) != me and _alive(row[0], row[1], row[2], now):
+                self.db.execute("COMMIT")
+                return False
+            self.db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)", (run_id, *me, now, now))
+            self.db.execute("COMMIT")
+            return True
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def heartbeat(self, run_id: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE claims SET heartbeat=? WHERE run_id=? AND host=? AND pid=?",
+                            (time.time(), run_id, socket.gethostname(), os.getpid()))
+
+    def release(self, run_id: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM claims WHERE run_id=? AND host=? AND pid=?",
+                            (run_id, socket.gethostname(), os.getpid()))
 
     def run_dir(self, slug: str) -> Path:
         return self.runs_dir / slug
