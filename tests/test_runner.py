@@ -191,3 +191,23 @@ def test_a_claim_of_a_dead_runner_is_taken_over(tmp_path):
     store.release("r1")
     assert store.db.execute("SELECT run_id FROM claims ORDER BY run_id").fetchall() == [("r2",), ("r3",)]
     store.close()
+
+
+def test_a_damaged_store_gets_one_line_and_repair_rebuilds_it_from_the_run_folders(toy, tmp_path, capsys):
+    out = tmp_path / "results"
+    run_grid(load_grid(data=toy_grid(toy, out, models=["tiny:bert"], methods=["lora", "full"], epochs=1)),
+             in_process=True, show_progress=False)
+    for side in ("peftbench.sqlite-wal", "peftbench.sqlite-shm"):
+        if (out / side).exists():
+            (out / side).unlink()
+    (out / "peftbench.sqlite").write_bytes(b"this is not a database" * 100)
+    capsys.readouterr()  # the runs' own progress output
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is damaged" in err and f"peftbench repair {out}" in err
+    assert main(["repair", str(out)]) == 0
+    assert "2 finished run(s) recorded" in capsys.readouterr().out
+    assert list(out.glob("peftbench.sqlite.damaged-*"))  # kept aside, not deleted
+    rows, _ = _rows(out)
+    assert sorted(r[1] for r in rows) == ["ok", "ok"]
+    assert main(["report", str(out)]) == 0

@@ -100,6 +100,15 @@ def cmd_validate(args) -> int:
     return 2 if failed else 0
 
 
+def cmd_repair(args) -> int:
+    from .store import repair
+
+    moved, n = repair(args.results)
+    print((f"moved the damaged store to {moved}; " if moved else "the store was readable; ") +
+          f"{n} finished run(s) recorded from the run folders in {args.results}")
+    return 0
+
+
 DESCRIPTIONS = {
     "method": "fine-tuning methods (methods[].name)",
     "task": "task types (tasks[].type)",
@@ -152,16 +161,26 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--override", action="append", help="key=value override (repeatable)")
     v.add_argument("--brief", action="store_true", help="one line per grid")
     sub.add_parser("list", help="methods, tasks, data recipes, model sources and metrics known to this install")
+    rp = sub.add_parser("repair", help="rebuild a damaged results store from its run folders")
+    rp.add_argument("results", help="results folder (holds peftbench.sqlite and runs/)")
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handler = {"demo": cmd_run, "run": cmd_run, "report": cmd_report, "validate": cmd_validate, "list": cmd_list}
+    handler = {"demo": cmd_run, "run": cmd_run, "report": cmd_report, "validate": cmd_validate, "list": cmd_list,
+               "repair": cmd_repair}
     try:
         return handler[args.command](args)
     except ConfigError as exc:
+        print(f"peftbench: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the store's own one-line errors
+        from .store import StoreError
+
+        if not isinstance(exc, StoreError):
+            raise
         print(f"peftbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -44,6 +44,28 @@ ADDED_COLUMNS = (("train_cpu_seconds", "REAL"), ("cpu_share", "REAL"), ("threads
                  ("cell", "TEXT"))
 
 
+def repair(root: str | Path) -> tuple[Path | None, int]:
+    """Move a damaged database aside and rebuild it from the run folders (every finished run's result and
+    config). Returns (where the old file went, runs recovered)."""
+    root = Path(root)
+    db = root / DB_NAME
+    moved = None
+    try:
+        Store(root).close()
+    except StoreError:
+        moved = db.with_name(f"{DB_NAME}.damaged-{int(time.time())}")
+        db.rename(moved)
+        for extra in ("-wal", "-shm"):
+            side = db.with_name(DB_NAME + extra)
+            if side.exists():
+                side.rename(moved.with_name(moved.name + extra))
+    store = Store(root)
+    try:
+        return moved, store.sync()
+    finally:
+        store.close()
+
+
 def _alive(host: str, pid: int, heartbeat: float, now: float) -> bool:
     if host == socket.gethostname():
         try:
@@ -63,14 +85,22 @@ def cell_key(config: dict) -> str:
     return config_hash({k: v for k, v in config.items() if k != "seed"})
 
 
+class StoreError(RuntimeError):
+    """A one-line, user-facing error about the results store."""
+
+
 class Store:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.root / DB_NAME, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db = sqlite3.connect(self.root / DB_NAME, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"results store '{self.root / DB_NAME}' is damaged ({exc}); rebuild it from the run "
+                             f"folders: peftbench repair {self.root}") from None
         have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
         with self.db:
             for name, kind in ADDED_COLUMNS:
