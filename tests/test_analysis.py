@@ -61,5 +61,5 @@ def test_forgetting_is_skipped_where_the_checkpoint_has_no_trained_lm_head(tmp_p
 
     config, tok = bert()
     BertModel(config).save_pretrained(tmp_path / "ckpt")
-    model, why = language_model(str(tmp_path / "ckpt"), str(tmp_path / "ckpt"), config, {"source_kind": "local"})
+    model, why = language_model(str(tmp_path / "ckpt"), config, {"source_kind": "local"})
     assert model is None and "no trained LM head" in why and "cls.predictions" in why

@@ -8,6 +8,7 @@ from importlib import resources
 
 from . import __version__, registry
 from .config import ConfigError, expand, load_grid
+from .store import StoreError
 
 DEMO_GRID = "demo.yaml"
 
@@ -173,14 +174,7 @@ def main(argv=None) -> int:
                "repair": cmd_repair}
     try:
         return handler[args.command](args)
-    except ConfigError as exc:
-        print(f"peftbench: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # the store's own one-line errors
-        from .store import StoreError
-
-        if not isinstance(exc, StoreError):
-            raise
+    except (ConfigError, StoreError) as exc:  # one-line, user-facing errors
         print(f"peftbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -147,14 +147,22 @@ def load_config_and_tokenizer(spec: ModelSpec):
     return config, tok, where, info
 
 
+def ensure_pad_token(tok) -> str | None:
+    """A tokenizer without a pad token (GPT-2, Llama) pads with eos, else unk; returns the token added, if any."""
+    if tok.pad_token is not None:
+        return None
+    tok.pad_token = tok.eos_token or tok.unk_token
+    return tok.pad_token
+
+
 def inspect_model(spec: ModelSpec):
     """(config, tokenizer, architecture, info) without loading weights. A tokenizer without a pad token gets
     one (eos, else unk), and pads on the architecture's side."""
     config, tok, where, info = load_config_and_tokenizer(spec)
     arch = detect(config)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token or tok.unk_token
-        info["pad_token_added"] = tok.pad_token
+    added = ensure_pad_token(tok)
+    if added:
+        info["pad_token_added"] = added
     tok.padding_side = arch.padding_side
     info.update(family=arch.family.value, architecture=arch.name, model_type=model_type(config),
                 config_model_type=config.model_type, resolved=where or spec.source, padding_side=arch.padding_side)

@@ -115,19 +115,20 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
             except KeyboardInterrupt:  # the run is marked, the grid stops; finished runs stay, a rerun resumes
                 store.record_failure(run.run_id, run.slug, config, grid.name, "interrupted",
                                      "interrupted by the user (Ctrl-C); run the grid again to redo it")
-                store.release(run.run_id)
                 bar.close()
                 raise
-            if result is not None:
-                store.record_result(result, config, grid.name)
-                summary.finished.append(run.slug)
-                m = result["test"]["metrics"]
-                bar.write(f"done  {run.slug}: " + ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4]))
             else:
-                store.record_failure(run.run_id, run.slug, config, grid.name, status, error)
-                summary.failed.append((run.slug, error))
-                bar.write(f"FAIL  {run.slug}: {error}")
-            store.release(run.run_id)
+                if result is not None:
+                    store.record_result(result, config, grid.name)
+                    summary.finished.append(run.slug)
+                    m = result["test"]["metrics"]
+                    bar.write(f"done  {run.slug}: " + ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4]))
+                else:
+                    store.record_failure(run.run_id, run.slug, config, grid.name, status, error)
+                    summary.failed.append((run.slug, error))
+                    bar.write(f"FAIL  {run.slug}: {error}")
+            finally:  # the claim goes, whatever happened to the run
+                store.release(run.run_id)
             bar.update(1)
         bar.close()
         return summary

@@ -69,11 +69,11 @@ def repair(root: str | Path) -> tuple[Path | None, int]:
 def _alive(host: str, pid: int, heartbeat: float, now: float) -> bool:
     if host == socket.gethostname():
         try:
-            os.kill(pid, 0)
+            os.kill(pid, 0)  # PermissionError: alive, another user's process
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
+            pass
         return True
     return now - heartbeat < STALE_CLAIM_SECONDS
 

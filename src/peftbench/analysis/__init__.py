@@ -31,10 +31,10 @@ def effective_weights(model, method) -> tuple[dict | None, str | None]:
     return {k: v.detach().cpu() for k, v in merged.state_dict().items()}, None
 
 
-def run_analyses(s, initial: dict | None) -> dict:
-    """``initial``: the ``snapshot`` taken before the method was applied."""
-    """What ``train.analysis`` asks for, each either a result or ``{"skipped": reason}``."""
-    spec = s.run.train.analysis
+def run_analyses(s) -> dict:
+    """What ``train.analysis`` asks for, each either a result or ``{"skipped": reason}``; ``s.initial_snapshot``
+    is the ``snapshot`` taken before the method was applied."""
+    spec, initial = s.run.train.analysis, s.initial_snapshot
     out: dict = {}
     if not spec.intruders and not spec.forgetting_text:
         return out
@@ -51,16 +51,15 @@ def run_analyses(s, initial: dict | None) -> dict:
 
 
 def _forgetting(s, spec, initial_state, weights, why) -> dict:
-    from ..models import load_config_and_tokenizer
+    from ..models import ensure_pad_token, load_config_and_tokenizer
     from .forgetting import forgetting, language_model
 
     if weights is None:
         return {"skipped": why}
     texts = held_out_texts(spec.forgetting_text, spec.forgetting_samples, spec.forgetting_field)
     config, tok, where, info = load_config_and_tokenizer(s.run.model)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token or tok.unk_token
-    lm, why = language_model(s.run.model.source, where, config, info, s.run.model.revision)
+    ensure_pad_token(tok)
+    lm, why = language_model(where, config, info, s.run.model.revision)
     if lm is None:
         return {"skipped": why}
     return {**forgetting(lm, tok, texts, initial_state, weights, s.run.max_length(), s.device),

@@ -8,7 +8,7 @@ import math
 import torch
 
 
-def language_model(source: str, where, config, info: dict, revision=None):
+def language_model(where, config, info: dict, revision=None):
     """(LM-head model of the checkpoint, None) or (None, why not)."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 

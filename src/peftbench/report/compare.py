@@ -37,7 +37,6 @@ class _Scores:
                 scores = np.array(self.per_example(rows, refs)[self.metric])
                 out.append((scores, scores))
             else:
-                self.confusion = False
                 out.append((rows, refs))
         return out
 

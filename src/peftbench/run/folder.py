@@ -47,15 +47,16 @@ class RunFolder:
     def write_error(self, message: str, traceback: str) -> None:
         write_json(self.error, {"error": message[:500], "traceback": traceback})
 
+    def predictions_of(self, split: str) -> Path:
+        return self.predictions if split == "test" else self.validation_predictions
+
     def write_predictions(self, predictions: list, references: list, split: str = "test") -> None:
-        path = self.predictions if split == "test" else self.validation_predictions
-        with open(path, "w", encoding="utf-8") as f:
+        with open(self.predictions_of(split), "w", encoding="utf-8") as f:
             for i, (p, r) in enumerate(zip(predictions, references)):
                 f.write(json.dumps({"index": i, "reference": r, **p}, ensure_ascii=False) + "\n")
 
     def read_predictions(self, split: str = "test") -> list[dict]:
-        path = self.predictions if split == "test" else self.validation_predictions
-        with open(path, encoding="utf-8") as f:
+        with open(self.predictions_of(split), encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
 
     def read(self, which: Path) -> dict | None:

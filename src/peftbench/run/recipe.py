@@ -97,7 +97,7 @@ class Setup:
     train_clock: Stopwatch = field(default_factory=Stopwatch)
     eval_clock: Stopwatch = field(default_factory=Stopwatch)
     eval_samples: int = 0
-    initial_weights: dict | None = None  # analysis.snapshot before training (train.analysis asks for one)
+    initial_snapshot: dict | None = None  # analysis.snapshot before training (where train.analysis asks for one)
     metric_info: dict = field(default_factory=dict)
 
     def loader(self, split: str, indices=None, generator=None) -> DataLoader:
@@ -118,10 +118,10 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     meter = MemoryMeter(device)  # the baseline: before data and model are loaded
     task = registry.get("task", run.task.type)(run.task)
     raw = task.load()
-    raw.report["content_sha256"] = {split: content_hash(ds) for split, ds in raw.splits.items()}
     config, tokenizer, arch, model_info = inspect_model(run.model)
     prep = task.prepare(raw, tokenizer, arch, run.max_length())
-    raw.report["truncated_at_max_length"] = truncated(prep.features, run.max_length())
+    data_report = {**raw.report, "content_sha256": {split: content_hash(ds) for split, ds in raw.splits.items()},
+                   "truncated_at_max_length": truncated(prep.features, run.max_length())}
     model = load_weights(run.model, config, tokenizer, arch, prep.head, model_info,
                          what=f"task '{run.task.name}' ({run.task.type})")
 
@@ -129,11 +129,11 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     per_epoch = max(1, int(round(len(prep.features["train"]) * tr.epoch_fraction)))
     steps_per_epoch = math.ceil(math.ceil(per_epoch / tr.batch_size) / tr.grad_accum)
     total_steps = steps_per_epoch * run.epochs()
+    heads = head_modules(model, prep.head.kind)
     wants = run.train.analysis.intruders or run.train.analysis.forgetting_text
-    initial = snapshot(model, head_modules(model, prep.head.kind)) if wants else None
+    initial = snapshot(model, heads) if wants else None
     method = registry.get("method", run.method.name)()
-    ctx = MethodContext(family=arch.family, model_type=model_info["model_type"],
-                        head_modules=head_modules(model, prep.head.kind),
+    ctx = MethodContext(family=arch.family, model_type=model_info["model_type"], head_modules=heads,
                         peft_task_type=arch.peft_task_type(prep.head.kind), total_steps=total_steps)
     model = method.apply(model, method.Options.model_validate(run.method.options), ctx)
     parameters = count_parameters(model)
@@ -144,8 +144,8 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     return Setup(run, device, task, prep, model, method, ModelAdapter(model, method), optimizer, scheduler, lr,
-                 per_epoch, steps_per_epoch, ctx, model_info, raw.report, parameters, meter, show,
-                 metric_info=task.metric_info(prep), initial_weights=initial)
+                 per_epoch, steps_per_epoch, ctx, model_info, data_report, parameters, meter, show,
+                 metric_info=task.metric_info(prep), initial_snapshot=initial)
 
 
 def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: dict) -> dict:
@@ -298,7 +298,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     test = evaluate(s, "test", calibration)
     memory = s.meter.read()
     s.method.save(s.model, folder.weights)
-    analysis = run_analyses(s, s.initial_weights)  # after the memory reading: its own models do not count
+    analysis = run_analyses(s)  # after the memory reading: its own models do not count
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None
     folder.write_predictions(test["predictions"], test["references"])
     folder.write_predictions(validation["predictions"], validation["references"], "validation")

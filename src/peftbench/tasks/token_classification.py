@@ -24,11 +24,12 @@ import re
 from pathlib import Path
 from typing import Literal, Optional
 
-from ..options import Options
-
 from ..data.loading import DataError, load_raw
 from ..families import Head, HeadKind
-from .base import Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits, require_columns, right_padding_collator
+from ..options import Options
+from .base import (Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits, require_columns,
+                   right_padding_collator, with_group)
+from .classification import MACRO_NOTE
 
 CONLL_SUFFIXES = (".txt", ".conll", ".bio", ".iob")
 PREFIX = re.compile(r"^([BIESL])[_-](.+)$")
@@ -184,8 +185,6 @@ class TokenClassification(Task):
         return cross_entropy(outputs.logits, batch["labels"])
 
     def decode(self, outputs, batch, prep, adapter):
-        from .base import with_group
-
         pred_ids = outputs.logits.argmax(-1).tolist()
         preds = []
         for i, (wids, tags) in enumerate(zip(batch["_word_ids"], batch["_tags"])):
@@ -206,8 +205,6 @@ class TokenClassification(Task):
         return predictions, references, {f"truncated_words_{split}": truncated}
 
     def metric_info(self, prep):
-        from .classification import MACRO_NOTE
-
         return {"macro": MACRO_NOTE.replace("labels", "tags"), "entities": f"seqeval, strict mode, {prep.extra['scheme']}"}
 
     def compute_metrics(self, prep, predictions, references, calibration=None):
