@@ -9,6 +9,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+def store_rows(out: Path):
+    """(run_id, status, result, updated, trainable_params, peak_memory_mb) of every row in a results store, and the
+    number of stored curve points per run."""
+    import sqlite3
+
+    db = sqlite3.connect(out / "peftbench.sqlite")
+    rows = db.execute("SELECT run_id, status, result, updated, trainable_params, peak_memory_mb FROM runs").fetchall()
+    curves = db.execute("SELECT run_id, COUNT(*) FROM curves GROUP BY run_id").fetchall()
+    db.close()
+    return rows, dict(curves)
+
+
 def seq_head(n: int = 2):
     """A sequence-classification head with n labels (what a classification task asks of the model)."""
     from peftbench.families import Head, HeadKind

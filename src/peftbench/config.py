@@ -16,9 +16,10 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import registry
+from .errors import OneLine
 
 
-class ConfigError(ValueError):
+class ConfigError(OneLine, ValueError):
     """A one-line, user-facing configuration error."""
 
 
@@ -50,8 +51,11 @@ class ModelSpec(_Spec):
     @model_validator(mode="after")
     def _name(self):
         if not self.name:
-            src = self.source.rstrip("/")
-            self.name = src.split(":", 1)[1] if src.startswith("tiny:") else Path(src).name.removesuffix(".gguf")
+            src = self.source.strip().rstrip("/")
+            name = src.split(":", 1)[1] if src.startswith("tiny:") else Path(src).name.removesuffix(".gguf")
+            if not name:  # (assigning an empty name would re-run this validator forever)
+                raise ValueError(f"no short name can be derived from source {self.source!r}; set models[].name")
+            self.name = name
         return self
 
 
@@ -91,7 +95,7 @@ class MethodSpec(_Spec):
         if isinstance(data, dict):
             own = set(cls.model_fields)
             extra = {k: v for k, v in data.items() if k not in own}
-            if extra:
+            if extra and isinstance(data.get("options") or {}, dict):  # (a non-mapping options: pydantic says so)
                 data = {k: v for k, v in data.items() if k in own}
                 data["options"] = {**extra, **(data.get("options") or {})}
         return data
@@ -420,7 +424,11 @@ def load_grid(path: str | Path | None = None, overrides: list[str] | None = None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{origin}: not valid YAML{where}: {getattr(exc, 'problem', exc)}")
+            if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow (its text spans lines)
+                where, problem = f" at character {exc.position + 1}", f"character {exc.character!r} is not allowed"
+            else:
+                problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise ConfigError(f"{origin}: not valid YAML{where}: {problem}")
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping with models, methods, tasks (got {type(data).__name__})")
     data = _normalise_shorthand(apply_overrides(_normalise_shorthand(data), overrides or []))

@@ -18,9 +18,10 @@ from transformers import AutoConfig, AutoTokenizer
 from . import registry
 from .config import ModelSpec
 from .families import Architecture, Head, detect, model_type
+from .errors import OneLine
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(OneLine, RuntimeError):
     """A one-line, user-facing model loading error."""
 
 

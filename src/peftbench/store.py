@@ -15,6 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from .errors import OneLine
 from .run.folder import RunFolder
 
 SCHEMA = """
@@ -67,6 +68,10 @@ def repair(root: str | Path) -> tuple[Path | None, int]:
 
 
 def _alive(host: str, pid: int, heartbeat: float, now: float) -> bool:
+    """A claim is alive while its heartbeat is fresh and, on this host, its process exists (a reused pid with a
+    stale heartbeat is not the runner)."""
+    if now - heartbeat >= STALE_CLAIM_SECONDS:
+        return False
     if host == socket.gethostname():
         try:
             os.kill(pid, 0)  # PermissionError: alive, another user's process
@@ -74,8 +79,7 @@ def _alive(host: str, pid: int, heartbeat: float, now: float) -> bool:
             return False
         except PermissionError:
             pass
-        return True
-    return now - heartbeat < STALE_CLAIM_SECONDS
+    return True
 
 
 def cell_key(config: dict) -> str:
@@ -85,12 +89,19 @@ def cell_key(config: dict) -> str:
     return config_hash({k: v for k, v in config.items() if k != "seed"})
 
 
-class StoreError(RuntimeError):
+class StoreError(OneLine, RuntimeError):
     """A one-line, user-facing error about the results store."""
 
 
+def damaged(root: Path, exc: BaseException) -> StoreError:
+    what = " ".join(str(exc).split())[:200]  # SQLite's integrity report spans lines
+    return StoreError(f"results store '{Path(root) / DB_NAME}' is damaged ({what}); rebuild it from the run "
+                      f"folders: peftbench repair {root}")
+
+
 class Store:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, check: bool = True):
+        """``check``: verify every page first (``PRAGMA quick_check``), so damage is found before a grid writes."""
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -98,9 +109,12 @@ class Store:
             self.db = sqlite3.connect(self.root / DB_NAME, timeout=60)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
+            if check:
+                problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(problems)[:200])
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"results store '{self.root / DB_NAME}' is damaged ({exc}); rebuild it from the run "
-                             f"folders: peftbench repair {self.root}") from None
+            raise damaged(self.root, exc) from None
         have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
         with self.db:
             for name, kind in ADDED_COLUMNS:
@@ -165,6 +179,8 @@ class Store:
                             tuple(row.values()))
             self.db.execute("DELETE FROM curves WHERE run_id=?", (rid,))
             self.db.execute("DELETE FROM metrics WHERE run_id=?", (rid,))
+            self.db.execute("DELETE FROM claims WHERE run_id=?", (rid,))  # a finished run needs no claim (recovered
+            # from its folder after its runner died, the claim would otherwise outlive it)
             for c in result["curves"]:
                 extra = {k: v for k, v in c.items() if k not in ("epoch", "train_loss", "val_loss", "val_metrics")}
                 self.db.execute("INSERT INTO curves VALUES (?,?,?,?,?,?)", (rid, c["epoch"], c["train_loss"],

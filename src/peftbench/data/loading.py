@@ -8,13 +8,14 @@ from pathlib import Path
 
 from .. import registry
 from ..config import DataSpec
+from ..errors import OneLine
 
 SPLIT_SEED = 1234  # data splits carved from train are the same for every run seed (paired comparisons)
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test", "eval")}
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 
 
-class DataError(ValueError):
+class DataError(OneLine, ValueError):
     """A one-line, user-facing data error."""
 
 
@@ -111,7 +112,12 @@ def _local(spec: DataSpec, reader=None):
     root = Path(spec.source).expanduser()
 
     def read(p: Path):
-        ds = reader(p) if reader else None
+        try:
+            ds = reader(p) if reader else None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"data file '{p}': not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        except Exception as exc:  # a task's reader met something it does not handle: name the file, not the library
+            reraise_data_error(exc, f"data file '{p}' could not be read")
         return ds if ds is not None else _read(p, spec.delimiter)
 
     if root.is_file():

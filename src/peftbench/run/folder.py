@@ -44,8 +44,8 @@ class RunFolder:
         write_json(self.curves, result["curves"])
         write_json(self.result, result)
 
-    def write_error(self, message: str, traceback: str) -> None:
-        write_json(self.error, {"error": message[:500], "traceback": traceback})
+    def write_error(self, message: str, traceback: str, position: dict | None = None) -> None:
+        write_json(self.error, {"error": message[:700], "position": position, "traceback": traceback})
 
     def predictions_of(self, split: str) -> Path:
         return self.predictions if split == "test" else self.validation_predictions

@@ -52,6 +52,32 @@ class RunFailed(RuntimeError):
     """A run that cannot give a result, with the reason in one line."""
 
 
+@dataclass
+class Position:
+    """Where the run is: a failure is reported with its phase, epoch and last optimizer step."""
+
+    phase: str = "starting"
+    epoch: int = 0
+    step: int = 0
+
+    def __str__(self) -> str:
+        if self.phase in ("starting", "loading data and model"):
+            return self.phase
+        return f"{self.phase}, epoch {self.epoch}, after optimizer step {self.step}"
+
+
+POSITION = Position()  # one run per process (the worker); reset by execute
+
+
+def out_of_memory_hint(exc: BaseException) -> str:
+    """A hint for the two ways torch reports running out of memory (CUDA and the CPU allocator)."""
+    text = str(exc)
+    if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+        return ("; out of memory: lower train.batch_size (keeping the effective batch with train.grad_accum), "
+                "train.max_length, or use train.precision=bf16")
+    return ""
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -156,6 +182,7 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
     loader = s.loader("train", idx, torch.Generator().manual_seed(s.run.seed * 1000 + epoch))
     trainable = [p for p in model.parameters() if p.requires_grad]
     loss_sum = objective_sum = seen = 0.0
+    POSITION.phase, POSITION.epoch = "training", epoch
     with s.train_clock.section():
         for i, batch in enumerate(loader):
             batch = to_device(batch, s.device)
@@ -164,8 +191,8 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
                 loss = task.loss(outputs, batch, s.prep)
                 objective = s.adapter.objective(loss)
             if not torch.isfinite(objective):
-                raise FloatingPointError(f"non-finite training loss ({objective.item()}) at epoch {epoch}, step "
-                                         f"{counters['steps']}; lower the learning rate or use fp32")
+                raise FloatingPointError(f"non-finite training loss ({objective.item()}); lower the learning rate "
+                                         "or use fp32")
             (objective / tr.grad_accum).backward()
             bs = task.batch_size(batch)
             loss_sum += loss.item() * bs
@@ -178,6 +205,7 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
                     torch.nn.utils.clip_grad_norm_(trainable, tr.max_grad_norm)
                 s.optimizer.step()
                 counters["steps"] += 1
+                POSITION.step = counters["steps"]
                 s.method.after_step(model, counters["steps"])
                 s.scheduler.step()
                 s.optimizer.zero_grad(set_to_none=True)
@@ -193,6 +221,7 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
     task, prep = s.task, s.prep
     s.model.eval()
     preds, refs, loss_sum, n = [], [], 0.0, 0
+    POSITION.phase = f"evaluating {split}"
     start = time.perf_counter()
     with torch.no_grad(), s.eval_clock.section():
         for batch in tqdm(s.loader(split), desc=split, leave=False, disable=not s.show):
@@ -266,6 +295,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     folder = RunFolder(run_dir)
     folder.path.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
+    POSITION.__init__(phase="loading data and model")
     s = setup(run, show_progress)
     metric, epochs, tr = s.task.metric, run.epochs(), run.train
     rng = np.random.default_rng(run.seed)
@@ -297,6 +327,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
         calibration = None
     test = evaluate(s, "test", calibration)
     memory = s.meter.read()
+    POSITION.phase = "saving"
     s.method.save(s.model, folder.weights)
     analysis = run_analyses(s)  # after the memory reading: its own models do not count
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None

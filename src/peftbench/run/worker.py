@@ -40,8 +40,11 @@ def main(argv=None) -> int:
         print(f"run {run.slug} interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the grid records the message; the traceback stays in the run folder
-        msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        folder.write_error(msg, traceback.format_exc())
+        recipe = sys.modules.get("peftbench.run.recipe")  # absent if the failure was importing it
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        hint, where = (recipe.out_of_memory_hint(exc), recipe.POSITION) if recipe else ("", None)
+        msg = f"{type(exc).__name__}: {first}{hint}" + (f" [{where}]" if where else "")
+        folder.write_error(msg, traceback.format_exc(), position=vars(where).copy() if where else None)
         print(f"run {run.slug} failed: {msg[:500]}", file=sys.stderr)
         return 1
     folder.write_result(result)

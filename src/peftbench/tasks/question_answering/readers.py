@@ -8,15 +8,31 @@ from ...data.loading import DataError
 
 
 def _read_squad_json(path: Path) -> list[dict]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    try:
+        return _squad_rows(data)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path}: not SQuAD JSON (data -> paragraphs -> context, qas -> question, answers): "
+                        f"{type(exc).__name__} {exc}") from None
+
+
+def _squad_rows(data) -> list[dict]:
     rows = []
     for article in data["data"]:
         for para in article["paragraphs"]:
             for qa in para["qas"]:
                 answers = [] if qa.get("is_impossible") else qa.get("answers", [])
+                columns = {"text": [a["text"] for a in answers], "answer_start": [a["answer_start"] for a in answers]}
+                parse_answers(columns, para["context"])  # a DataError where the layout is wrong
+                if not isinstance(qa["question"], str):
+                    raise DataError(f"question {str(qa['question'])[:60]!r} is not text")
                 rows.append({"id": str(qa.get("id", len(rows))), "context": para["context"], "question": qa["question"],
-                             "answers": {"text": [a["text"] for a in answers],
-                                         "answer_start": [a["answer_start"] for a in answers]}})
+                             "answers": columns})
     return rows
 
 
@@ -41,7 +57,12 @@ def qa_reader(path: Path):
                         r = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                    r["answers"] = _as_squad(r.get("answers"), r.get("passage", r.get("context", "")))
+                    if not isinstance(r, dict):
+                        raise DataError(f"{path}:{n}: each line must be a JSON object (got {type(r).__name__})")
+                    try:
+                        r["answers"] = _as_squad(r.get("answers"), r.get("passage", r.get("context", "")))
+                    except DataError as exc:
+                        raise DataError(f"{path}:{n}: {exc}") from None
                     # other fields may mix types across rows (a number here, a string there): keep them as text
                     rows.append({k: v if k == "answers" or v is None or isinstance(v, str) else
                                  json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)
@@ -57,25 +78,48 @@ def _as_squad(raw, context) -> dict:
     return {"text": texts, "answer_start": starts}
 
 
+LAYOUTS = ("SQuAD columns {text: [...], answer_start: [...]}, a string, or a list of [start, text] pairs or of "
+           "strings")
+
+
 def parse_answers(raw, context: str) -> tuple[list[str], list[int]]:
-    """Any supported answer layout -> (texts, character starts; -1 where the text is not in the context)."""
+    """Any supported answer layout -> (texts, character starts; -1 where the text is not in the context).
+    Anything else is a DataError naming the layouts allowed."""
+    def bad(why: str):
+        return DataError(f"answers {str(raw)[:60]!r}: {why}; expected {LAYOUTS}")
+
+    if not isinstance(context, str):
+        raise DataError(f"context {str(context)[:60]!r} is not text")
     if raw is None:
         return [], []
     if isinstance(raw, dict):  # SQuAD columns
-        texts = list(raw.get("text") or [])
-        starts = list(raw.get("answer_start") or [-2] * len(texts))
+        texts = raw.get("text") or []
+        texts = [texts] if isinstance(texts, str) else texts
+        starts = raw.get("answer_start")
+        starts = [starts] if isinstance(starts, int) else starts if starts is not None else [-2] * len(texts)
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise bad("'text' must be a list of strings")
+        if not isinstance(starts, list) or len(starts) != len(texts) or \
+                not all(isinstance(x, int) and not isinstance(x, bool) for x in starts):
+            raise bad("'answer_start' must be a list of integers, one per text")
     elif isinstance(raw, str):
         texts, starts = ([raw] if raw.strip() else []), [-2] * bool(raw.strip())
-    else:  # list of [start, text] pairs (ParsiNLU) or of strings
+    elif isinstance(raw, (list, tuple)):  # list of [start, text] pairs (ParsiNLU) or of strings
         texts, starts = [], []
         for a in raw:
             if isinstance(a, (list, tuple)) and len(a) == 2:
                 st, tx = (a[0], a[1]) if isinstance(a[1], str) else (a[1], a[0])
-                texts.append(str(tx))
-                starts.append(int(st))
-            else:
-                texts.append(str(a))
+                if not isinstance(tx, str) or not isinstance(st, int) or isinstance(st, bool):
+                    raise bad(f"the pair {a!r} is not [start, text]")
+                texts.append(tx)
+                starts.append(st)
+            elif isinstance(a, str):
+                texts.append(a)
                 starts.append(-2)
+            else:
+                raise bad(f"the element {str(a)[:30]!r} is neither a [start, text] pair nor a string")
+    else:
+        raise bad(f"a {type(raw).__name__} is not an answer layout")
     fixed = []
     for t, s in zip(texts, starts):
         if s >= 0 and context[s:s + len(t)] == t:
