@@ -1,3 +1,6 @@
+import os
+import time
+
 import pytest
 
 from peftbench.config import ConfigError, apply_overrides, expand, load_grid
@@ -158,3 +161,54 @@ def test_validate_reads_small_data_as_the_run_will(tmp_path, toy):
     assert problems[1].startswith("tasks[1].data: task 'b': train has label value(s) ['neg'] not in data.label_map")
     assert len(problems) == 2  # task c is fine
     assert check(grid, read_data=False) == []
+
+
+def test_a_large_file_is_checked_on_its_head_and_the_error_names_the_users_file(tmp_path, monkeypatch):
+    from peftbench import preflight
+
+    monkeypatch.setattr(preflight, "SMALL_DATA_BYTES", 100)  # every file here counts as large
+    monkeypatch.setattr(preflight, "HEAD_LINES", 50)
+    big = tmp_path / "big.csv"
+    big.write_text("review,label\n" + "".join(f"t{i},{'pos' if i < 3000 else 'neg'}\n" for i in range(6000)))
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(f'{{"text": "t{i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(500)))
+    (folder / "test.jsonl").write_text("".join(f'{{"text": "t{i}", "label": "c"}}\n' for i in range(500)))
+    grid = load_grid(data={"models": ["tiny:bert"], "methods": ["lora"], "output_dir": str(tmp_path / "r"),
+                           "tasks": [{"name": "a", "data": {"source": str(big)}},
+                                     {"name": "b", "data": {"source": str(big), "text": "review"}},  # sorted: fine
+                                     {"name": "c", "data": {"source": str(folder), "label_map": {"a": "x", "b": "y"}}}]})
+    t0 = time.perf_counter()
+    problems = preflight.check(grid)
+    assert time.perf_counter() - t0 < 20
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("tasks[0].data (checked on the first 50 lines of each file): task 'a': column 'text' "
+                                  "not in the data (columns: review, label)")
+    assert "tasks[2].data (checked on the first 50 lines" in problems[1] and "['c'] not in data.label_map" in problems[1]
+    assert "peftbench-head-" not in "".join(problems)
+
+
+def test_hub_ids_offline_get_one_fast_line_and_cached_ones_pass(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from peftbench import preflight
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the hub is unreachable
+    monkeypatch.setattr(preflight, "_REACHABLE", None)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snap = tmp_path / "hub" / "models--org--cached" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    grid = load_grid(data={"models": [{"source": "org/cached"}, {"source": "org/absent"}], "methods": ["lora"],
+                           "output_dir": str(tmp_path / "r"),
+                           "tasks": [{"name": "t", "data": {"source": "someone/dataset"}}]})
+    t0 = time.perf_counter()
+    problems = preflight.check(grid)
+    assert time.perf_counter() - t0 < 5
+    assert problems == [
+        "models[1].source: hub model 'org/absent' is not in the local cache and the hub cannot be reached from this "
+        "machine; download it first or give a local checkpoint folder",
+        "tasks[0].data.source: hub dataset 'someone/dataset' is not in the local cache and the hub cannot be reached "
+        "from this machine; download it first or give local CSV/TSV/JSON/JSONL files"]
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # the runs load the cached model without retries

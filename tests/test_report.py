@@ -114,3 +114,18 @@ def test_confusion_metrics_equal_scikit_learn_on_random_resamples():
         preds = np.where(rng.random(n) < 0.6, refs, rng.integers(0, k, n))
         for metric, ref in refs_fn.items():
             assert confusion_metric(preds, refs, metric, k) == pytest.approx(ref(refs, preds), abs=1e-12), metric
+
+
+def test_data_losses_are_listed_as_warnings_at_the_top_of_the_report():
+    from types import SimpleNamespace
+
+    from peftbench.report.render import data_warnings
+
+    qa = SimpleNamespace(first={"data": {"rows": {"train": 32, "validation": 8, "test": 8},
+                                         "answers_not_located": {"train": 15, "validation": 0, "test": 2},
+                                         "truncated_at_max_length": {"train": 4, "validation": 0, "test": 0},
+                                         "held_out_of_training": {"train": 9}}})
+    clean = SimpleNamespace(first={"data": {"rows": {"train": 10}, "dropped_by_label_map": {"train": 0}}})
+    assert data_warnings({("m", "rc"): [qa], ("m", "clean"): [clean]}) == [
+        "⚠ m · rc — answers not in their context: train 15, test 2; reached max length: train 4 "
+        "(rows used: train 32, validation 8, test 8)"]

@@ -46,12 +46,48 @@ def _model(i: int, spec) -> str | None:
         return None
     if looks_local(src):
         return _exists(field, src, "model file or folder")
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        from huggingface_hub import try_to_load_from_cache
+    return _hub(field, src, "model")
 
-        if not isinstance(try_to_load_from_cache(src, "config.json", revision=spec.revision), str):
-            return (f"{field}: hub model '{src}' is not in the local cache and HF_HUB_OFFLINE=1; download it first "
-                    "or give a local checkpoint folder")
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub's endpoint (once per process), instead of a library's retries per file."""
+    global _REACHABLE
+    if _REACHABLE is None:
+        import socket
+        from urllib.parse import urlparse
+
+        url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                     timeout=timeout).close()
+            _REACHABLE = True
+        except OSError:
+            _REACHABLE = False
+    return _REACHABLE
+
+
+_REACHABLE: bool | None = None
+
+
+def _cached(repo: str, kind: str) -> bool:
+    """Whether the Hugging Face cache holds any snapshot of ``repo`` (a model or a dataset)."""
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}" / "snapshots"
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _hub(field: str, repo: str, kind: str) -> str | None:
+    """A hub id: fine online; offline (HF_HUB_OFFLINE=1, or the hub unreachable) it must be in the local cache.
+    An unreachable hub switches this process and its runs to offline mode, so cached ids load without retries."""
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if not offline and not hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"  # inherited by the runs' processes
+        offline = True
+    if offline and not _cached(repo, kind):
+        why = "HF_HUB_OFFLINE=1" if _REACHABLE is None else "the hub cannot be reached from this machine"
+        where = "a local checkpoint folder" if kind == "model" else "local CSV/TSV/JSON/JSONL files"
+        return f"{field}: hub {kind} '{repo}' is not in the local cache and {why}; download it first or give {where}"
     return None
 
 
@@ -65,6 +101,8 @@ def _data(i: int, task) -> list[str]:
         if d.path:
             out.append(_exists(f"{field}.path", d.path, "folder"))
         return out
+    if not looks_local(d.source):
+        return [_hub(f"{field}.source", d.source, "dataset")]
     if looks_local(d.source):
         problem = _exists(f"{field}.source", d.source, "data file or folder")
         if problem:
@@ -94,23 +132,98 @@ def _data_size(source: str) -> int | None:
     return None
 
 
-def _read_data(i: int, task) -> str | None:
-    """Load a task's data as the run will (columns, label values, label maps, answers) where that is cheap:
-    small local files and recipes; hub datasets and large files are left to the run."""
-    src = task.data.source
-    if not src.startswith("recipe:"):
-        size = _data_size(src) if looks_local(src) else None
-        if size is None or size > SMALL_DATA_BYTES:
+HEAD_LINES = 2000  # a large local file is checked on its first lines
+WHOLE_FILE_ONLY = ("only one class",)  # what a file's head cannot decide (a sorted file starts with one class)
+
+
+def _head(src: Path, dst: Path) -> bool:
+    """Copy the first HEAD_LINES lines of a line-based file; False for one JSON document (it cannot be cut)."""
+    with open(src, "rb") as f:
+        first = f.readline()
+        if src.suffix.lower() == ".json":
+            import json
+
+            try:
+                if not isinstance(json.loads(first), dict):
+                    return False
+            except ValueError:
+                return False
+        lines = [first] + [line for _, line in zip(range(HEAD_LINES - 1), f)]
+    dst.write_bytes(b"".join(lines))
+    return True
+
+
+def _split_files(task) -> dict[str, Path]:
+    """Every local file a task reads, by the field naming it (as the loader resolves them)."""
+    d = task.data
+    root = Path(d.source).expanduser()
+    base = root if root.is_dir() else root.parent
+    files = {} if root.is_dir() else {"source": root}
+    for split, name in d.splits.items():
+        p = Path(name).expanduser()
+        files[f"splits.{split}"] = p if p.is_absolute() else root / p
+    for key in ("source_file", "target_file"):
+        if d.options.get(key):
+            p = Path(d.options[key]).expanduser()
+            files[f"options.{key}"] = p if p.is_absolute() else base / p
+    if root.is_dir() and not d.splits:
+        for p in sorted(root.iterdir()):
+            if p.is_file() and p.suffix.lower() in DATA_SUFFIXES:
+                files[f"file:{p.name}"] = p
+    return files
+
+
+def _heads_of(task, folder: Path, copies: dict):
+    """The task with every local file replaced by its head (in ``folder``; ``copies`` gets copy -> original);
+    None where a file cannot be cut."""
+    d = task.data
+    root = Path(d.source).expanduser()
+    new_root = folder / "data"
+    new_root.mkdir()
+    update: dict = {"splits": dict(d.splits), "options": dict(d.options)}
+    for n, (key, path) in enumerate(_split_files(task).items()):
+        dst = new_root / path.name if key.startswith("file:") or key == "source" else folder / f"{n}-{path.name}"
+        if path.is_file() and not _head(path, dst):
             return None
+        copies[str(dst)] = str(path)
+        kind, _, name = key.partition(".")
+        if kind in ("splits", "options"):
+            update[kind][name] = str(dst)
+    source = new_root / root.name if root.is_file() else new_root
+    copies[str(source)] = str(root)
+    return task.model_copy(update={"data": d.model_copy(update={"source": str(source), **update})})
+
+
+def _read_data(i: int, task) -> str | None:
+    """Load a task's data as the run will (columns, label values, label maps, answers): small local files in full,
+    large ones by the first HEAD_LINES lines of each file, recipes as they are; hub datasets are left to the run."""
+    import tempfile
+
     import datasets
 
     from .data.loading import DataError
 
+    src, field, copies = task.data.source, f"tasks[{i}].data", {}
     datasets.disable_progress_bars()
-    try:
-        registry.get("task", task.type)(task).load()
-    except DataError as exc:
-        return f"tasks[{i}].data: {str(exc).splitlines()[0]}"
+    with tempfile.TemporaryDirectory(prefix="peftbench-head-") as tmp:
+        if not src.startswith("recipe:"):
+            size = _data_size(src) if looks_local(src) else None
+            if size is None:
+                return None
+            if size > SMALL_DATA_BYTES:
+                task = _heads_of(task, Path(tmp), copies)
+                if task is None:
+                    return None
+                field += f" (checked on the first {HEAD_LINES} lines of each file)"
+        try:
+            registry.get("task", task.type)(task).load()
+        except DataError as exc:
+            if copies and any(w in str(exc) for w in WHOLE_FILE_ONLY):
+                return None
+            message = str(exc)
+            for copy, original in sorted(copies.items(), key=lambda kv: -len(kv[0])):  # name the user's files
+                message = message.replace(copy, original)
+            return f"{field}: {message}"
     return None
 
 

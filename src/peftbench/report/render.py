@@ -201,6 +201,24 @@ def data_table(name: str, cells: list[Cell]) -> Table:
     return Table(f"data__{name}", f"Data: {report.get('source', '')}", ["", *splits], rows)
 
 
+def data_warnings(groups: dict) -> list[str]:
+    """One line per model x task whose data lost or cut examples (label map, empty rows, answers not in their
+    context, truncation): shown at the top of the report, not only in the per-task Data table."""
+    lines = []
+    for (model, task), cells in groups.items():
+        report = cells[0].first.get("data") or {}
+        rows = report.get("rows") or {}
+        found = []
+        for key, what in DROPS.items():
+            per = {s: n for s, n in (report.get(key) or {}).items() if n}
+            if per and key != "held_out_of_training":  # holding groups out is what the user asked for
+                found.append(f"{what}: " + ", ".join(f"{s} {n}" for s, n in per.items()))
+        if found:
+            used = ", ".join(f"{s} {n}" for s, n in rows.items())
+            lines.append(f"⚠ {model} · {task} — " + "; ".join(found) + (f" (rows used: {used})" if used else ""))
+    return lines
+
+
 def summary_table(task: str, groups: dict) -> Table:
     """One row per model x method for a task, ranked within each model by the validation metric on test."""
     cells = [c for (model, t), cs in groups.items() if t == task for c in cs]
@@ -281,6 +299,11 @@ def render(results_dir: str | Path, echo=print, baseline: str = "full", resample
         rep.text("No finished runs.")
     results, sweep_rows = select_sweeps(results)
     groups = build_cells(results)
+    warnings = data_warnings(groups)
+    if warnings:
+        rep.heading("Data warnings")
+        for line in warnings:
+            rep.text(line, "warning")
     for task in sorted({t for _, t in groups}):
         rep.table(summary_table(task, groups), level=2)
     pes_bars: dict[str, list] = {}
