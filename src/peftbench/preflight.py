@@ -45,8 +45,30 @@ def _model(i: int, spec) -> str | None:
             return f"{field}: Python package '{module}' is not installed; pip install it"
         return None
     if looks_local(src):
-        return _exists(field, src, "model file or folder")
+        return _exists(field, src, "model file or folder") or _weights_intact(field, Path(src).expanduser())
     return _hub(field, src, "model")
+
+
+def _weights_intact(field: str, path: Path) -> str | None:
+    """Every safetensors file's header is whole and its tensors end within the file (reads headers only)."""
+    import json
+    import struct
+
+    for f in [path] if path.is_file() else sorted(path.glob("*.safetensors")):
+        if f.suffix != ".safetensors":
+            continue
+        size = f.stat().st_size
+        try:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n)) if 8 + n <= size else None
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0) \
+                if header is not None else None
+        except (struct.error, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            end = None
+        if end is None or 8 + n + end > size:
+            return f"{field}: weights file '{f}' is empty or truncated ({size} bytes); download or save it again"
+    return None
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

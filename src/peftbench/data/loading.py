@@ -22,9 +22,12 @@ class DataError(OneLine, ValueError):
 def root_cause(exc: BaseException) -> BaseException:
     """The innermost exception of a chain (datasets wraps a reader's error in DatasetGenerationError)."""
     seen = set()
-    while (exc.__cause__ or exc.__context__) is not None and id(exc) not in seen:
+    while id(exc) not in seen:  # ``raise ... from None`` ends the chain: what it hid is not the cause
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+        nxt = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if nxt is None:
+            break
+        exc = nxt
     return exc
 
 
@@ -99,11 +102,17 @@ def _read(path: Path, delimiter: str | None = None):
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"data file '{path}': unsupported extension '{path.suffix}'; use one of {', '.join(FORMATS)}")
+    from datasets.utils import logging as datasets_logging
+
     kw = {"delimiter": delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")} if fmt == "csv" else {}
+    level = datasets_logging.get_verbosity()
+    datasets_logging.set_verbosity(datasets_logging.CRITICAL)  # its own log line of a parse error would be a second line
     try:
         return load_dataset(fmt, data_files=str(path), split="train", **kw)
     except Exception as exc:  # datasets raises many types; the user needs the file and the line
         reraise_data_error(exc, f"data file '{path}' could not be parsed as {fmt}")
+    finally:
+        datasets_logging.set_verbosity(level)
 
 
 def _local(spec: DataSpec, reader=None):

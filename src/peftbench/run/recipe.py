@@ -303,21 +303,24 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     curves, best, bad_epochs, stopped_early = [], BestKeeper(), 0, False
     bar = tqdm(total=s.steps_per_epoch * epochs, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
                disable=not show_progress, leave=False)
-    if tr.eval_before_training:  # where the curves start: the untrained model (or adapter at its init)
-        curves.append(_curve_point(s, 0, 0, {"train_loss": None, "train_objective": None}, evaluate(s, "validation")))
-    for epoch in range(1, epochs + 1):
-        losses = train_epoch(s, epoch, rng, bar, counters)
-        val = evaluate(s, "validation")
-        curves.append(_curve_point(s, epoch, counters["steps"], losses, val))
-        if best.offer(epoch, val["metrics"][metric], s.model, val):
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-            if tr.patience and bad_epochs >= tr.patience and epoch < epochs and \
-                    s.method.may_stop(s.model, counters["steps"]):
-                stopped_early = True
-                break
-    bar.close()
+    try:
+        if tr.eval_before_training:  # where the curves start: the untrained model (or adapter at its init)
+            curves.append(_curve_point(s, 0, 0, {"train_loss": None, "train_objective": None},
+                                       evaluate(s, "validation")))
+        for epoch in range(1, epochs + 1):
+            losses = train_epoch(s, epoch, rng, bar, counters)
+            val = evaluate(s, "validation")
+            curves.append(_curve_point(s, epoch, counters["steps"], losses, val))
+            if best.offer(epoch, val["metrics"][metric], s.model, val):
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+                if tr.patience and bad_epochs >= tr.patience and epoch < epochs and \
+                        s.method.may_stop(s.model, counters["steps"]):
+                    stopped_early = True
+                    break
+    finally:  # a failing run leaves no half-drawn bar above its one-line reason
+        bar.close()
     best.restore(s.model, metric)
     validation = best.validation
     if s.task.calibrated:  # fit on the best checkpoint's validation predictions, then score validation with it

@@ -119,7 +119,7 @@ def parse_answers(raw, context: str) -> tuple[list[str], list[int]]:
             else:
                 raise bad(f"the element {str(a)[:30]!r} is neither a [start, text] pair nor a string")
     else:
-        raise bad(f"a {type(raw).__name__} is not an answer layout")
+        raise bad(f"{type(raw).__name__} is not an answer layout")
     fixed = []
     for t, s in zip(texts, starts):
         if s >= 0 and context[s:s + len(t)] == t:
