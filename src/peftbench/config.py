@@ -245,6 +245,14 @@ class TrainSpec(_Spec):
     device: str = "auto"
     threads: Optional[int] = Field(None, ge=1)  # None: every core this process may use (runs go one at a time)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    padding: str = "dynamic"  # dynamic | max_length; max_length: the studies' fixed padding (exact reproduction)
+    group_by_length: bool = False  # batch rows of similar length together (less padding computed)
+    cache_features: bool = True  # tokenised features cached on disk ($PEFTBENCH_CACHE), shared across runs and grids
+    log_every: int = Field(16, ge=1)  # optimizer steps between progress-bar loss updates (and GPU NaN checks)
+    tf32: bool = False  # CUDA: TensorFloat-32 matmuls (faster on Ampere+, slightly less exact)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
+    compile: bool = False  # torch.compile the model (where it works; the first steps are slower)
+    optimizer: str = "adamw"  # adamw | adamw_8bit; adamw_8bit: bitsandbytes' 8-bit AdamW (CUDA)
 
     @field_validator("scheduler")
     @classmethod
@@ -255,6 +263,16 @@ class TrainSpec(_Spec):
     @classmethod
     def _prec(cls, v):
         return one_of(v, ("fp32", "bf16", "fp16"))
+
+    @field_validator("padding")
+    @classmethod
+    def _padding(cls, v):
+        return one_of(v, ("dynamic", "max_length"))
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v):
+        return one_of(v, ("adamw", "adamw_8bit"))
 
     @field_validator("device")
     @classmethod
@@ -295,7 +313,9 @@ class RunSpec(_Spec):
 
     @property
     def run_id(self) -> str:
-        return config_hash(self.model_dump(mode="json"))
+        """The hash of the resolved config, less the train fields that cannot change a result and the fields
+        added after results were first stored while they hold their defaults (so old stores keep their ids)."""
+        return config_hash(identity(self.model_dump(mode="json")))
 
     @property
     def slug(self) -> str:
@@ -320,6 +340,20 @@ class RunSpec(_Spec):
 def safe_name(s: str) -> str:
     """A string usable in file names: anything but letters, digits and -_. becomes '-'."""
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
+
+
+TRAIN_NEUTRAL = ("cache_features", "log_every")  # how a run is carried out, not what it computes
+TRAIN_ADDED = ("padding", "group_by_length", "tf32", "gradient_checkpointing", "compile", "optimizer")
+
+
+def identity(config: dict) -> dict:
+    """What identifies a run's config (its id, its cell): the resolved config less the train fields that cannot
+    change a result, and less the fields added after results were first stored while they hold their defaults."""
+    train = config.get("train") or {}
+    fields = TrainSpec.model_fields
+    kept = {k: v for k, v in train.items()
+            if k not in TRAIN_NEUTRAL and not (k in TRAIN_ADDED and v == fields[k].default)}
+    return {**config, "train": kept}
 
 
 def config_hash(obj: Any) -> str:

@@ -84,9 +84,9 @@ def _alive(host: str, pid: int, heartbeat: float, now: float) -> bool:
 
 def cell_key(config: dict) -> str:
     """Runs whose resolved configs are identical except for the seed form one cell of the comparison."""
-    from .config import config_hash
+    from .config import config_hash, identity
 
-    return config_hash({k: v for k, v in config.items() if k != "seed"})
+    return config_hash({k: v for k, v in identity(config).items() if k != "seed"})
 
 
 class StoreError(OneLine, RuntimeError):

@@ -6,6 +6,9 @@ model's inputs and outputs.
   tasks index outputs by input position whatever the method.
 * With a prompt method peft feeds ``inputs_embeds``; an encoder-decoder token-level head that derives its
   decoder inputs from ``input_ids`` (T5's QA head) gets them given explicitly.
+* A decoder fed left-padded rows gets position ids counted from each row's first real token (what
+  ``generate`` does), so a row's outputs do not depend on how much padding its batch needed (GPT-2-style
+  absolute positions would shift otherwise).
 * A method's extra training loss (AdaLoRA's orthogonal regulariser) is added by ``objective``: tasks compute
   the task loss, never the method's.
 """
@@ -27,11 +30,23 @@ def _reads_decoder(model) -> bool:
         "decoder_input_ids" in inspect.signature(model.forward).parameters
 
 
+def _takes_positions(model) -> bool:
+    """A model without an encoder-decoder split whose forward takes ``position_ids`` (only decoders are padded on
+    the left, which is what triggers the correction)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "is_encoder_decoder", False):
+        return False
+    return "position_ids" in inspect.signature(base.forward).parameters
+
+
 class ModelAdapter:
     def __init__(self, model, method):
         self.model = model
         self.method = method
         self.prompt = is_prompt_learning(model)
+        self.positions = not self.prompt and _takes_positions(model)
 
     def __call__(self, inputs: dict, width: int | None = None, decoder_input_ids=None):
         """Outputs with token-level tensors aligned to the last ``width`` positions (default: the input's)."""
@@ -42,6 +57,10 @@ class ModelAdapter:
             base = self.model.get_base_model()
             if _reads_decoder(base) and hasattr(base, "_shift_right"):
                 inputs["decoder_input_ids"] = base._shift_right(inputs["input_ids"])
+        mask = inputs.get("attention_mask")
+        if self.positions and mask is not None and mask.dim() == 2 and "position_ids" not in inputs \
+                and bool((mask[:, 0] == 0).any()):  # left-padded rows: each row's positions start at 0
+            inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
         out = self.model(**inputs)
         width = width or (inputs["input_ids"].shape[1] if "input_ids" in inputs else None)
         if self.prompt and width:

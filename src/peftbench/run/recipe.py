@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import registry
 from ..config import RunSpec
+from ..data.cache import cache_root, features_cache, features_key
 from ..data.loading import content_hash
 from ..analysis import run_analyses, snapshot
 from ..families import head_modules
@@ -28,6 +29,7 @@ from ..measure import MemoryMeter, Stopwatch, contention, count_parameters, defa
 from ..methods.adapter import ModelAdapter
 from ..methods.base import MethodContext
 from ..models import inspect_model, load_weights
+from .batching import eval_loader, lengths, train_loader
 from .folder import RunFolder
 
 
@@ -126,13 +128,13 @@ class Setup:
     initial_snapshot: dict | None = None  # analysis.snapshot before training (where train.analysis asks for one)
     metric_info: dict = field(default_factory=dict)
 
+    row_lengths: list | None = None  # train rows' lengths (train.group_by_length)
+    options: dict = field(default_factory=dict)  # speed / memory options in effect (recorded in provenance)
+
     def loader(self, split: str, indices=None, generator=None) -> DataLoader:
-        tr = self.run.train
         if split == "train":
-            return DataLoader(self.prep.features["train"].select(indices), batch_size=tr.batch_size, shuffle=True,
-                              collate_fn=self.prep.collator, generator=generator)
-        return DataLoader(self.prep.features[split], batch_size=tr.eval_batch_size or tr.batch_size,
-                          collate_fn=self.prep.collator)
+            return train_loader(self.prep, self.run.train, self.run.max_length(), indices, generator, self.row_lengths)
+        return eval_loader(self.prep, self.run.train, self.run.max_length(), split)
 
 
 def setup(run: RunSpec, show: bool = True) -> Setup:
@@ -145,8 +147,14 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     task = registry.get("task", run.task.type)(run.task)
     raw = task.load()
     config, tokenizer, arch, model_info = inspect_model(run.model)
-    prep = task.prepare(raw, tokenizer, arch, run.max_length())
-    data_report = {**raw.report, "content_sha256": {split: content_hash(ds) for split, ds in raw.splits.items()},
+    hashes = {split: content_hash(ds) for split, ds in raw.splits.items()}
+    folder = None
+    if run.train.cache_features:
+        folder = cache_root() / features_key(task, tokenizer, arch, run.max_length(), hashes)
+        folder.mkdir(parents=True, exist_ok=True)
+    with features_cache(folder) as use:
+        prep = task.prepare(raw, tokenizer, arch, run.max_length())
+    data_report = {**raw.report, "content_sha256": hashes, "features_cache": use.summary() if use else None,
                    "truncated_at_max_length": truncated(prep.features, run.max_length())}
     model = load_weights(run.model, config, tokenizer, arch, prep.head, model_info,
                          what=f"task '{run.task.name}' ({run.task.type})")
@@ -164,14 +172,48 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     model = method.apply(model, method.Options.model_validate(run.method.options), ctx)
     parameters = count_parameters(model)
     model.to(device)
+    options = speed_options(model, tr, device)
     lr = run.lr() or type(method).lr_for(arch.family)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=tr.weight_decay)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tr, lr, device)
     scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     return Setup(run, device, task, prep, model, method, ModelAdapter(model, method), optimizer, scheduler, lr,
                  per_epoch, steps_per_epoch, ctx, model_info, data_report, parameters, meter, show,
-                 metric_info=task.metric_info(prep), initial_snapshot=initial)
+                 metric_info=task.metric_info(prep), initial_snapshot=initial, options=options,
+                 row_lengths=lengths(prep.features["train"]) if tr.group_by_length else None)
+
+
+def speed_options(model, tr, device: torch.device) -> dict:
+    """Apply the speed / memory options (TF32, gradient checkpointing, torch.compile) and say what is in effect."""
+    done = {"padding": tr.padding, "group_by_length": tr.group_by_length, "precision": tr.precision,
+            "optimizer": tr.optimizer}
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tr.tf32
+        done["tf32"] = tr.tf32
+    if tr.gradient_checkpointing:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if not getattr(base, "supports_gradient_checkpointing", False):
+            raise RunFailed(f"train.gradient_checkpointing: {type(base).__name__} does not support it")
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(base, "enable_input_require_grads"):  # frozen embeddings: checkpointed blocks still get grads
+            base.enable_input_require_grads()
+        done["gradient_checkpointing"] = True
+    if tr.compile:
+        model.forward = torch.compile(model.forward)
+        done["compile"] = True
+    return done
+
+
+def make_optimizer(params, tr, lr: float, device: torch.device):
+    if tr.optimizer == "adamw_8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise RunFailed("train.optimizer=adamw_8bit needs bitsandbytes (pip install bitsandbytes)") from None
+        if device.type != "cuda":
+            raise RunFailed("train.optimizer=adamw_8bit needs a CUDA device; use adamw on CPU")
+        return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=tr.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=tr.weight_decay, fused=device.type == "cuda" or None)
 
 
 def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: dict) -> dict:
@@ -181,7 +223,10 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
     idx = rng.permutation(len(s.prep.features["train"]))[:s.samples_per_epoch].tolist()
     loader = s.loader("train", idx, torch.Generator().manual_seed(s.run.seed * 1000 + epoch))
     trainable = [p for p in model.parameters() if p.requires_grad]
-    loss_sum = objective_sum = seen = 0.0
+    # sums stay on the device: the host reads them at logging points only (on a GPU, every read waits for it)
+    sums = torch.zeros(3, device=s.device, dtype=torch.float64)  # loss x rows, objective x rows, tokens
+    seen = 0
+    every_step = s.device.type != "cuda"  # CPU: reading a value costs nothing, so a NaN stops the run at once
     POSITION.phase, POSITION.epoch = "training", epoch
     with s.train_clock.section():
         for i, batch in enumerate(loader):
@@ -190,16 +235,15 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
                 outputs = task.forward(s.adapter, batch, s.prep)
                 loss = task.loss(outputs, batch, s.prep)
                 objective = s.adapter.objective(loss)
-            if not torch.isfinite(objective):
-                raise FloatingPointError(f"non-finite training loss ({objective.item()}); lower the learning rate "
-                                         "or use fp32")
+            if every_step:
+                check_finite(objective)
             (objective / tr.grad_accum).backward()
             bs = task.batch_size(batch)
-            loss_sum += loss.item() * bs
-            objective_sum += objective.item() * bs
+            tokens = batch["attention_mask"].sum() if "attention_mask" in batch else 0
+            sums += torch.stack([loss.detach().double() * bs, objective.detach().double() * bs,
+                                 torch.as_tensor(tokens, device=s.device, dtype=torch.float64)])
             seen += bs
             counters["samples"] += bs
-            counters["tokens"] += int(batch["attention_mask"].sum()) if "attention_mask" in batch else 0
             if (i + 1) % tr.grad_accum == 0 or i + 1 == len(loader):
                 if tr.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(trainable, tr.max_grad_norm)
@@ -210,10 +254,20 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
                 s.scheduler.step()
                 s.optimizer.zero_grad(set_to_none=True)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+                if counters["steps"] % tr.log_every == 0:  # the one host read between logging points
+                    check_finite(objective)
+                    bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
         if s.device.type == "cuda":
             torch.cuda.synchronize(s.device)
+    check_finite(sums[1] / max(seen, 1))
+    loss_sum, objective_sum, tokens = sums.tolist()
+    counters["tokens"] += int(tokens)
     return {"train_loss": loss_sum / max(seen, 1), "train_objective": objective_sum / max(seen, 1)}
+
+
+def check_finite(objective: torch.Tensor) -> None:
+    if not torch.isfinite(objective):
+        raise FloatingPointError(f"non-finite training loss ({objective.item()}); lower the learning rate or use fp32")
 
 
 def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
@@ -223,7 +277,7 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
     preds, refs, loss_sum, n = [], [], 0.0, 0
     POSITION.phase = f"evaluating {split}"
     start = time.perf_counter()
-    with torch.no_grad(), s.eval_clock.section():
+    with torch.inference_mode(), s.eval_clock.section():
         for batch in tqdm(s.loader(split), desc=split, leave=False, disable=not s.show):
             batch = to_device(batch, s.device)
             with autocast(s.device, s.run.train.precision):
@@ -372,6 +426,6 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
         "merge_check": merge_check, "model_info": s.model_info, "data": s.data_report, "labels": list(s.prep.labels),
         "pes_weights": run.task.pes_weights or s.task.pes_weights,
         "provenance": {**provenance(s.device), "seed": run.seed, "config_hash": run.run_id,
-                       "data_sha256": s.data_report["content_sha256"], "pid": os.getpid(),
+                       "data_sha256": s.data_report["content_sha256"], "options": s.options, "pid": os.getpid(),
                        "started": t_start, "finished": time.time()},
     }

@@ -181,9 +181,11 @@ def with_group(pred: dict, batch, i) -> dict:
 
 
 def map_splits(dd, fn, desc: str, **kw) -> dict:
-    """``fn`` over every split in batches, the raw columns replaced by what ``fn`` returns."""
-    return {split: ds.map(fn, batched=True, remove_columns=ds.column_names, desc=f"{desc} {split}", **kw)
-            for split, ds in dd.items()}
+    """``fn`` over every split in batches, the raw columns replaced by what ``fn`` returns; inside a run's
+    ``features_cache`` the result is loaded from / stored in the on-disk features cache (data/cache.py)."""
+    from ..data.cache import cached_map
+
+    return {split: cached_map(ds, fn, f"{desc} {split}", **kw) for split, ds in dd.items()}
 
 
 def label_index(labels) -> dict[str, int]:

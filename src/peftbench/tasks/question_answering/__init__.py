@@ -27,7 +27,8 @@ from ...options import Options
 
 from ...data.loading import load_raw
 from ...families import Head, HeadKind
-from ..base import Prepared, Raw, Task, carry_group, cross_entropy, require_columns, right_padding_collator, with_group
+from ..base import (Prepared, Raw, Task, carry_group, cross_entropy, map_splits, require_columns,
+                    right_padding_collator, with_group)
 from .metrics import exact_match, normalize_answer, qa_example_scores, qa_metrics, token_f1
 from .readers import parse_answers, qa_reader
 from .spans import best_span, join_windows
@@ -83,14 +84,12 @@ class QuestionAnswering(Task):
             raise ValueError("span QA needs a fast tokenizer (offset mappings); this model's tokenizer is slow")
         unanswerable = raw.report["unanswerable"]
         encode = window_encoder(tokenizer, max_length, min(self.options.doc_stride, max_length // 2), unanswerable)
-        feats, examples = {}, {}
-        for split, ds in raw.splits.items():
-            examples[split] = tuple({"id": i, "context": c, "answers": a}
-                                    for i, c, a in zip(ds["_id"], ds["_context"], ds["_answers"]))
-            f = ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names, desc=f"windows {split}")
-            if split == "train":
-                f = f.filter(lambda k: k, input_columns="_keep")
-            feats[split] = f.remove_columns("_keep")
+        examples = {split: tuple({"id": i, "context": c, "answers": a}
+                                 for i, c, a in zip(ds["_id"], ds["_context"], ds["_answers"]))
+                    for split, ds in raw.splits.items()}
+        feats = map_splits(raw.splits, encode, "windows", with_indices=True)
+        feats["train"] = feats["train"].filter(lambda k: k, input_columns="_keep")
+        feats = {split: f.remove_columns("_keep") for split, f in feats.items()}
         return Prepared(feats, right_padding_collator(tokenizer), Head(HeadKind.SPAN, labels=raw.labels), raw.labels, tokenizer, arch,
                         extra={"examples": examples, "unanswerable": unanswerable})
 
