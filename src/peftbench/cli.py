@@ -43,8 +43,10 @@ def cmd_run(args) -> int:
     runs = expand(grid)
     print(f"grid '{grid.name}': {len(grid.models)} model(s) x {len(grid.methods)} method(s) x {len(grid.tasks)} task(s) "
           f"x {len(grid.seeds)} seed(s) = {len(runs)} run(s) -> {grid.output_dir}")
+    jobs, devices, shard = _scale_args(args)
     try:
-        summary = run_grid(grid, in_process=args.in_process, show_progress=not args.quiet)
+        summary = run_grid(grid, in_process=args.in_process, show_progress=not args.quiet, jobs=jobs, devices=devices,
+                           shard=shard, executor=args.executor, address=args.address)
     except KeyboardInterrupt:
         print("peftbench: interrupted; the run in progress is marked interrupted, finished runs are kept (run the same "
               "command again to resume)", file=sys.stderr)
@@ -60,6 +62,31 @@ def cmd_run(args) -> int:
     if not args.no_report:
         render(grid.output_dir)
     return 1 if summary.failed else 0
+
+
+def _scale_args(args) -> tuple[int, list[str] | None, tuple[int, int] | None]:
+    """--jobs N, --devices 0,1,... and --shard i/n, checked (one line each)."""
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: must be at least 1 (got {args.jobs})")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+    if (args.jobs > 1 or devices or args.executor != "local") and args.in_process:
+        raise ConfigError("--jobs / --devices / --executor run each run in its own process; drop --in-process")
+    shard = None
+    if args.shard:
+        i, _, n = args.shard.partition("/")
+        if not (i.isdigit() and n.isdigit() and 0 <= int(i) < int(n)):
+            raise ConfigError(f"--shard: '{args.shard}' is not i/n with 0 <= i < n (e.g. --shard 0/4 for the first "
+                              "of four; with Slurm: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+        shard = (int(i), int(n))
+    return args.jobs, devices, shard
+
+
+def cmd_merge(args) -> int:
+    from .store import merge
+
+    added, duplicates = merge(args.sources, args.into)
+    print(f"{added} run(s) added, {duplicates} duplicate(s) skipped -> {args.into} (peftbench report {args.into})")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -146,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--in-process", action="store_true", help="run everything in this process (debugging)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.add_argument("--no-report", action="store_true", help="do not render the report at the end")
+        sp.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process on a share of the "
+                        "cores (default 1: one run at a time with every core)")
+        sp.add_argument("--devices", default=None, help="GPUs to spread runs over, one run per GPU: e.g. 0,1,2,3")
+        sp.add_argument("--executor", default="local", choices=("local", "ray"),
+                        help="local (this machine) or ray (one Ray task per run; pip install -e '.[ray]')")
+        sp.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+        sp.add_argument("--shard", default=None, help="i/n: run only shard i (0-based) of n of the grid (Slurm arrays); "
+                        "join the shards' folders with peftbench merge")
 
     d = sub.add_parser("demo", help="offline demo: MiniLM x {full, lora, dora, adalora} on the shipped sentiment set")
     d.add_argument("--output", default=None, help="results folder (default: peftbench-demo)")
@@ -162,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--override", action="append", help="key=value override (repeatable)")
     v.add_argument("--brief", action="store_true", help="one line per grid")
     sub.add_parser("list", help="methods, tasks, data recipes, model sources and metrics known to this install")
+    mg = sub.add_parser("merge", help="join results folders (e.g. shards) into one, with no run twice")
+    mg.add_argument("sources", nargs="+", help="results folders to join")
+    mg.add_argument("--into", required=True, help="the results folder that receives them (created if needed)")
     rp = sub.add_parser("repair", help="rebuild a damaged results store from its run folders")
     rp.add_argument("results", help="results folder (holds peftbench.sqlite and runs/)")
     return p
@@ -171,7 +209,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     handler = {"demo": cmd_run, "run": cmd_run, "report": cmd_report, "validate": cmd_validate, "list": cmd_list,
-               "repair": cmd_repair}
+               "repair": cmd_repair, "merge": cmd_merge}
     try:
         return handler[args.command](args)
     except (ConfigError, StoreError) as exc:  # one-line, user-facing errors

@@ -116,8 +116,10 @@ def contention(train: Stopwatch, threads: int, device) -> dict:
 
 
 def default_threads() -> int:
-    """The cores this process may use: one run at a time gets them all."""
-    return _cpu_count() or 1
+    """The cores this process may use: one run at a time gets them all; a run started by ``--jobs N`` gets its
+    share (``PEFTBENCH_THREADS``, set by the runner)."""
+    share = os.environ.get("PEFTBENCH_THREADS")
+    return int(share) if share and share.isdigit() and int(share) > 0 else (_cpu_count() or 1)
 
 
 def _git_commit() -> str | None:

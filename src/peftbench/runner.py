@@ -1,7 +1,14 @@
-"""Run a grid: each run in its own process, results into one store, finished runs skipped."""
+"""Run a grid: each run in its own process, results into one store, finished runs skipped.
+
+Runs go one at a time by default (each gets every core). ``jobs`` > 1 runs several at once, each in its own
+process on its own share of the cores (or, with ``devices``, one run per GPU); ``shard=(i, n)`` keeps the
+grid's runs i, i+n, i+2n, ... (a Slurm array's part). However many runners share a store — jobs, shells,
+shards on a shared disk — each run is claimed in the store before it starts, so none is trained twice.
+"""
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -62,8 +69,10 @@ def _die_with_parent():  # pragma: no cover - runs in the child
         pass
 
 
-def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress: bool = True) -> tuple[dict | None, str | None, str]:
-    """Execute one run into ``run_dir``. Returns (result, error message, status)."""
+def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress: bool = True,
+            env: dict | None = None) -> tuple[dict | None, str | None, str]:
+    """Execute one run into ``run_dir``. Returns (result, error message, status). ``env``: extra environment
+    for the run's process (its device, its thread count)."""
     folder = RunFolder(run_dir)
     folder.reset()
     folder.write_config(run.model_dump(mode="json"))
@@ -72,14 +81,15 @@ def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress
 
         code = worker_main([str(folder.path)])
     else:
-        env = dict(os.environ, PEFTBENCH_PROGRESS="1" if show_progress else "0")
-        proc = subprocess.run([sys.executable, "-m", "peftbench.run.worker", str(folder.path)], env=env,
+        full_env = dict(os.environ, PEFTBENCH_PROGRESS="1" if show_progress else "0", **(env or {}))
+        proc = subprocess.run([sys.executable, "-m", "peftbench.run.worker", str(folder.path)], env=full_env,
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         code = proc.returncode
     if folder.result.exists():
         return folder.read(folder.result), None, "ok"
     if folder.error.exists():
-        return None, folder.read(folder.error)["error"], "failed"
+        error = folder.read(folder.error)["error"]
+        return None, error, "interrupted" if error.startswith("KeyboardInterrupt") else "failed"
     if code < 0:
         name = signal.Signals(-code).name
         hint = " (likely out of memory)" if name == "SIGKILL" else ""
@@ -87,13 +97,92 @@ def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress
     return None, f"run process exited with code {code} and wrote no result", "failed"
 
 
-def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = True, echo=print) -> GridSummary:
+def shard_of(runs: list[RunSpec], shard: tuple[int, int] | None) -> list[RunSpec]:
+    """Shard ``i`` of ``n`` (0-based): runs i, i+n, i+2n, ... of the grid's stable order; the shards of a grid
+    are disjoint and together hold every run once."""
+    if not shard:
+        return runs
+    i, n = shard
+    return runs[i::n]
+
+
+def worker_env(slot: int, jobs: int, devices: list[str] | None) -> dict:
+    """What one of ``jobs`` parallel slots gives its runs: a GPU each (``devices``), or a share of the cores."""
+    if devices:
+        return {"CUDA_VISIBLE_DEVICES": devices[slot % len(devices)]}
+    if jobs > 1:
+        from .measure import default_threads
+
+        return {"PEFTBENCH_THREADS": str(max(1, default_threads() // jobs))}
+    return {}
+
+
+class _Grid:
+    """One grid's execution against one store: claims, runs, records (thread-safe: a store connection each)."""
+
+    def __init__(self, grid: GridSpec, summary: GridSummary, in_process: bool, show_progress: bool, bar):
+        self.grid, self.summary, self.in_process, self.show, self.bar = grid, summary, in_process, show_progress, bar
+        self.lock = threading.Lock()
+
+    def claim(self, store: Store, run: RunSpec) -> bool:
+        """Take the run, unless it finished meanwhile or is in flight in another runner on this store."""
+        if store.claim(run.run_id):
+            return True
+        with self.lock:
+            self.summary.claimed_elsewhere.append(run.slug)
+            self.bar.update(1)
+        return False
+
+    def record(self, store: Store, run: RunSpec, result: dict | None, error: str | None, status: str) -> None:
+        """Store what the run gave and release its claim."""
+        config = run.model_dump(mode="json")
+        try:
+            if result is not None:
+                store.record_result(result, config, self.grid.name)
+            else:
+                store.record_failure(run.run_id, run.slug, config, self.grid.name, status, error)
+        finally:  # the claim goes, whatever happened
+            store.release(run.run_id)
+        with self.lock:
+            if result is not None:
+                self.summary.finished.append(run.slug)
+                m = result["test"]["metrics"]
+                self.bar.write(f"done  {run.slug}: " + ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4]))
+            elif status != "interrupted":
+                self.summary.failed.append((run.slug, error))
+                self.bar.write(f"FAIL  {run.slug}: {error}")
+            self.bar.update(1)
+
+    def execute(self, store: Store, run: RunSpec, env: dict | None = None) -> None:
+        if not self.claim(store, run):
+            return
+        try:
+            with Heartbeat(store.root, run.run_id):
+                outcome = run_one(run, store.run_dir(run.slug), self.in_process, self.show, env)
+        except KeyboardInterrupt:  # the run is marked, the grid stops; finished runs stay, a rerun resumes
+            self.record(store, run, None, "interrupted by the user (Ctrl-C); run the grid again to redo it",
+                        "interrupted")
+            raise
+        except BaseException:
+            store.release(run.run_id)
+            raise
+        self.record(store, run, *outcome)
+
+
+def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = True, echo=print, jobs: int = 1,
+             devices: list[str] | None = None, shard: tuple[int, int] | None = None, executor: str = "local",
+             address: str | None = None) -> GridSummary:
+    """``executor``: ``local`` (this machine: one run at a time, or ``jobs`` at once) or ``ray`` (one Ray task per
+    run on the cluster at ``address``, or a local Ray instance)."""
+    if jobs > 1 and in_process:
+        raise ValueError("jobs > 1 runs each run in its own process; drop in_process")
+    jobs = max(jobs, len(devices or []))
     store = Store(grid.output_dir)
     try:
         recovered = store.sync(grid.name)
         if recovered:
             echo(f"recovered {recovered} finished run(s) from run folders")
-        runs = expand(grid)
+        runs = shard_of(expand(grid), shard)
         summary = GridSummary(total=len(runs))
         todo = [r for r in runs if store.status(r.run_id) != "ok"]
         summary.skipped = len(runs) - len(todo)
@@ -101,36 +190,59 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
             echo(f"skipping {summary.skipped} finished run(s) of {len(runs)}")
         bar = tqdm(total=len(runs), initial=summary.skipped, desc=f"grid {grid.name}", unit="run",
                    disable=not show_progress, position=0)
-        for run in todo:
-            if not store.claim(run.run_id):  # finished meanwhile, or in flight in another runner on this store
-                summary.claimed_elsewhere.append(run.slug)
-                bar.update(1)
-                continue
-            bar.set_postfix_str(run.slug[:60])
-            run_dir = store.run_dir(run.slug)
-            config = run.model_dump(mode="json")
-            try:
-                with Heartbeat(store.root, run.run_id):
-                    result, error, status = run_one(run, run_dir, in_process, show_progress)
-            except KeyboardInterrupt:  # the run is marked, the grid stops; finished runs stay, a rerun resumes
-                store.record_failure(run.run_id, run.slug, config, grid.name, "interrupted",
-                                     "interrupted by the user (Ctrl-C); run the grid again to redo it")
-                bar.close()
-                raise
+        state = _Grid(grid, summary, in_process, show_progress and jobs == 1, bar)
+        try:
+            if executor == "ray":
+                from .executors.ray import execute
+
+                execute(state, store, todo, address)
+            elif jobs == 1:
+                for run in todo:
+                    bar.set_postfix_str(run.slug[:60])
+                    state.execute(store, run, worker_env(0, 1, devices))
             else:
-                if result is not None:
-                    store.record_result(result, config, grid.name)
-                    summary.finished.append(run.slug)
-                    m = result["test"]["metrics"]
-                    bar.write(f"done  {run.slug}: " + ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4]))
-                else:
-                    store.record_failure(run.run_id, run.slug, config, grid.name, status, error)
-                    summary.failed.append((run.slug, error))
-                    bar.write(f"FAIL  {run.slug}: {error}")
-            finally:  # the claim goes, whatever happened to the run
-                store.release(run.run_id)
-            bar.update(1)
-        bar.close()
+                _parallel(state, store.root, todo, jobs, devices)
+        finally:
+            bar.close()
         return summary
     finally:
         store.close()
+
+
+def _parallel(state: _Grid, root: Path, todo: list[RunSpec], jobs: int, devices: list[str] | None) -> None:
+    """``jobs`` threads, each taking the next run and running it in its own process; Ctrl-C stops them all."""
+    pending: queue.Queue = queue.Queue()
+    for run in todo:
+        pending.put(run)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def slot(i: int):
+        store = Store(root, check=False)
+        try:
+            while not stop.is_set():
+                try:
+                    run = pending.get_nowait()
+                except queue.Empty:
+                    return
+                state.execute(store, run, worker_env(i, jobs, devices))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+            stop.set()
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=slot, args=(i,), daemon=True) for i in range(jobs)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.5)
+    except KeyboardInterrupt:  # the runs' processes got the signal too; their slots record them as interrupted
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        raise
+    if errors:
+        raise errors[0]

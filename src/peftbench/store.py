@@ -223,3 +223,46 @@ class Store:
 
     def failures(self) -> list[tuple]:
         return self.db.execute("SELECT slug, status, error FROM runs WHERE status!='ok' ORDER BY slug").fetchall()
+
+def merge(sources: list, into) -> tuple[int, int]:
+    """Join results folders (e.g. the shards of a Slurm array) into ``into``: every finished run folder is
+    copied once (a run finished in two sources is kept from the first) and recorded in the target's store.
+    Returns (runs added, duplicates skipped)."""
+    import shutil
+
+    target = Store(into)
+    added = duplicates = 0
+    try:
+        for source in map(Path, sources):
+            if not (source / DB_NAME).exists() and not (source / "runs").is_dir():
+                raise StoreError(f"'{source}' is not a peftbench results folder (no {DB_NAME}, no runs/)")
+            for d in sorted((source / "runs").iterdir()) if (source / "runs").is_dir() else []:
+                folder = RunFolder(d)
+                if not folder.finished():
+                    continue
+                run_id = folder.read(folder.result)["run_id"]
+                if target.status(run_id) == "ok":
+                    duplicates += 1
+                    continue
+                dest = target.run_dir(d.name)
+                if dest.exists():
+                    shutil.rmtree(dest)
+                shutil.copytree(d, dest)
+                target.record_result(folder.read(folder.result), folder.read(folder.config), _grid_name(source, run_id))
+                added += 1
+    finally:
+        target.close()
+    return added, duplicates
+
+
+def _grid_name(root: Path, run_id: str) -> str:
+    """The grid a run was recorded under in its own store ("" where that store is absent or unreadable)."""
+    try:
+        db = sqlite3.connect(f"file:{root / DB_NAME}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT grid FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        finally:
+            db.close()
+        return row[0] or "" if row else ""
+    except sqlite3.Error:
+        return ""
