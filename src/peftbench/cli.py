@@ -81,6 +81,18 @@ def _scale_args(args) -> tuple[int, list[str] | None, tuple[int, int] | None]:
     return args.jobs, devices, shard
 
 
+def cmd_plan(args) -> int:
+    import json
+
+    from .plan import plan, table
+
+    grid = load_grid(args.grid, args.overrides)
+    _preflight(grid, args.grid)
+    result = plan(grid, steps=args.steps, echo=(lambda *a: None) if args.json else print)
+    print(json.dumps(result, indent=1) if args.json else table(result))
+    return 0
+
+
 def cmd_merge(args) -> int:
     from .store import merge
 
@@ -197,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--override", action="append", help="key=value override (repeatable)")
     v.add_argument("--brief", action="store_true", help="one line per grid")
     sub.add_parser("list", help="methods, tasks, data recipes, model sources and metrics known to this install")
+    pl = sub.add_parser("plan", help="predict each run's peak memory and time (and the grid's) from a few profiled steps")
+    pl.add_argument("grid", help="grid YAML file")
+    pl.add_argument("overrides", nargs="*", help="key=value overrides")
+    pl.add_argument("--steps", type=int, default=3, help="optimizer steps profiled per (model, method, task)")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
     mg = sub.add_parser("merge", help="join results folders (e.g. shards) into one, with no run twice")
     mg.add_argument("sources", nargs="+", help="results folders to join")
     mg.add_argument("--into", required=True, help="the results folder that receives them (created if needed)")
@@ -209,7 +226,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     handler = {"demo": cmd_run, "run": cmd_run, "report": cmd_report, "validate": cmd_validate, "list": cmd_list,
-               "repair": cmd_repair, "merge": cmd_merge}
+               "repair": cmd_repair, "merge": cmd_merge, "plan": cmd_plan}
     try:
         return handler[args.command](args)
     except (ConfigError, StoreError) as exc:  # one-line, user-facing errors

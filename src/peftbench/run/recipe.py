@@ -231,13 +231,7 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
     with s.train_clock.section():
         for i, batch in enumerate(loader):
             batch = to_device(batch, s.device)
-            with autocast(s.device, tr.precision):
-                outputs = task.forward(s.adapter, batch, s.prep)
-                loss = task.loss(outputs, batch, s.prep)
-                objective = s.adapter.objective(loss)
-            if every_step:
-                check_finite(objective)
-            (objective / tr.grad_accum).backward()
+            loss, objective = forward_backward(s, batch, every_step)
             bs = task.batch_size(batch)
             tokens = batch["attention_mask"].sum() if "attention_mask" in batch else 0
             sums += torch.stack([loss.detach().double() * bs, objective.detach().double() * bs,
@@ -245,14 +239,9 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
             seen += bs
             counters["samples"] += bs
             if (i + 1) % tr.grad_accum == 0 or i + 1 == len(loader):
-                if tr.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(trainable, tr.max_grad_norm)
-                s.optimizer.step()
                 counters["steps"] += 1
+                optimizer_step(s, trainable, counters["steps"])
                 POSITION.step = counters["steps"]
-                s.method.after_step(model, counters["steps"])
-                s.scheduler.step()
-                s.optimizer.zero_grad(set_to_none=True)
                 bar.update(1)
                 if counters["steps"] % tr.log_every == 0:  # the one host read between logging points
                     check_finite(objective)
@@ -263,6 +252,29 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
     loss_sum, objective_sum, tokens = sums.tolist()
     counters["tokens"] += int(tokens)
     return {"train_loss": loss_sum / max(seen, 1), "train_objective": objective_sum / max(seen, 1)}
+
+
+def forward_backward(s: Setup, batch: dict, check: bool = True):
+    """The task loss and the training objective of one batch (on the device), back-propagated (scaled for
+    gradient accumulation). ``check``: stop on a non-finite objective before its backward pass."""
+    with autocast(s.device, s.run.train.precision):
+        outputs = s.task.forward(s.adapter, batch, s.prep)
+        loss = s.task.loss(outputs, batch, s.prep)
+        objective = s.adapter.objective(loss)
+    if check:
+        check_finite(objective)
+    (objective / s.run.train.grad_accum).backward()
+    return loss, objective
+
+
+def optimizer_step(s: Setup, trainable: list, step: int) -> None:
+    """Clip, step the optimizer, let the method act (AdaLoRA's budget), step the schedule, clear the gradients."""
+    if s.run.train.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(trainable, s.run.train.max_grad_norm)
+    s.optimizer.step()
+    s.method.after_step(s.model, step)
+    s.scheduler.step()
+    s.optimizer.zero_grad(set_to_none=True)
 
 
 def check_finite(objective: torch.Tensor) -> None:
