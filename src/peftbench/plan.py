@@ -57,7 +57,6 @@ def profile(run: RunSpec, steps: int) -> dict:
     train_on(typical[:bs])  # warm-up: first-call allocations and kernel choices are not typical
     seconds, done = train_on(typical)
     train_on(longest)  # the peak: the longest rows, padded to their length
-    memory = s.meter.read()
     s.model.eval()
     evaluated, start = 0, time.perf_counter()
     with torch.inference_mode():
@@ -66,7 +65,14 @@ def profile(run: RunSpec, steps: int) -> dict:
                 break
             s.task.forward(s.adapter, to_device(batch, s.device), prep)
             evaluated += s.task.batch_size(batch)
-    eval_per_example = (time.perf_counter() - start) / max(evaluated, 1)
+        eval_per_example = (time.perf_counter() - start) / max(evaluated, 1)
+        val = prep.features["validation"]  # evaluation's peak: one batch of its longest rows (a larger batch)
+        val_rows = lengths(val)
+        eval_batch = tr.eval_batch_size or 2 * tr.batch_size
+        worst = sorted(range(len(val)), key=val_rows.__getitem__, reverse=True)[:eval_batch]
+        for batch in DataLoader(val.select(worst), batch_size=eval_batch, collate_fn=collate):
+            s.task.forward(s.adapter, to_device(batch, s.device), prep)
+    memory = s.meter.read()
     keep_mb = sum(p.numel() * p.element_size() for p in trainable) / 2**20  # BestKeeper's copy (CPU)
     sizes = {split: len(ds) for split, ds in prep.features.items()}
     step_seconds = seconds / max(done, 1)

@@ -1,6 +1,6 @@
 """Peak memory of NER feature preparation on a large CoNLL corpus (issue: 500k sentences under 3 GB).
 
-    python benchmarks/ner_prepare_memory.py --sentences 500000 [--tokenizer /path/to/checkpoint]
+    python bench/ner_prepare_memory.py --sentences 500000 [--tokenizer /path/to/checkpoint]
 
 Writes a synthetic PEYMA-style corpus (``token|TAG`` lines, Persian words, B_/I_ tags), then runs the
 token-classification task's load + prepare (the same code a run uses: Arrow on disk, batched tokenisation)
