@@ -123,3 +123,33 @@ def test_length_grouped_batches_cover_the_epoch_once_with_less_padding(toy, tmp_
         assert count == n
         padded[grouped] = sum(widths)
     assert padded[True] < 0.8 * padded[False]
+
+
+def test_memory_and_speed_options_train_and_are_recorded(toy, tmp_path):
+    """Gradient checkpointing and length grouping train on CPU and are recorded; an 8-bit optimizer without
+    bitsandbytes is one line before any run."""
+    import importlib.util
+
+    from peftbench.preflight import check
+
+    res = _one(toy, tmp_path / "gc", "lora", gradient_checkpointing=True, group_by_length=True)
+    options = res["provenance"]["options"]
+    assert options["gradient_checkpointing"] is True and options["group_by_length"] is True
+    assert res["training"]["optimizer_steps"] > 0 and res["test"]["loss"] == res["test"]["loss"]
+    if importlib.util.find_spec("bitsandbytes") is None:
+        grid = load_grid(data=toy_grid(toy, tmp_path / "o", models=["tiny:bert"], methods=["lora"], optimizer="adamw_8bit"))
+        assert any(p.startswith("train.optimizer: adamw_8bit needs bitsandbytes") for p in check(grid))
+
+
+def test_a_run_started_from_a_large_process_reports_its_own_peak_memory():
+    """getrusage's ru_maxrss survives fork + exec (a child reports its parent's size); the meter reads VmHWM."""
+    import subprocess
+    import sys
+
+    big = bytearray(600 * 2**20)
+    for i in range(0, len(big), 4096):
+        big[i] = 1
+    code = "from peftbench.measure import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert child < 500, child  # the child imports torch (a few hundred MB), never holds the parent's 600 MB more
+    del big

@@ -34,8 +34,17 @@ def count_parameters(model) -> dict:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident set size of this process so far. Linux: the address space's high-water mark (VmHWM), not
+    getrusage's ru_maxrss, which keeps the high-water mark of the process image before exec — a run started
+    from a large parent (a test runner, a big grid process) would report the parent's size (tested)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # (Linux KiB, macOS bytes)
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 

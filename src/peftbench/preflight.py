@@ -262,6 +262,9 @@ def check(grid: GridSpec, read_data: bool = True) -> list[str]:
         problems += found
         if read_data and not found:
             problems.append(_read_data(i, t))
+    if grid.train.optimizer == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
+        problems.append("train.optimizer: adamw_8bit needs bitsandbytes, which is not installed; pip install "
+                        "bitsandbytes (CUDA), or use adamw")
     text = grid.train.analysis.forgetting_text
     if text:
         problems.append(_exists("train.analysis.forgetting_text", text, "file"))

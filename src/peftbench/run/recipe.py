@@ -137,13 +137,9 @@ class Setup:
         return eval_loader(self.prep, self.run.train, self.run.max_length(), split)
 
 
-def setup(run: RunSpec, show: bool = True) -> Setup:
-    from transformers import get_scheduler, set_seed
-
-    torch.set_num_threads(run.train.threads or default_threads())  # recorded; never more than the cores
-    device = pick_device(run.train.device)
-    set_seed(run.seed)
-    meter = MemoryMeter(device)  # the baseline: before data and model are loaded
+def prepare_data(run: RunSpec):
+    """The run's data as features: load, hash, tokenise (or load the tokenised features from the cache).
+    Returns (task, Prepared, model config, model info, data report)."""
     task = registry.get("task", run.task.type)(run.task)
     raw = task.load()
     config, tokenizer, arch, model_info = inspect_model(run.model)
@@ -156,6 +152,18 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
         prep = task.prepare(raw, tokenizer, arch, run.max_length())
     data_report = {**raw.report, "content_sha256": hashes, "features_cache": use.summary() if use else None,
                    "truncated_at_max_length": truncated(prep.features, run.max_length())}
+    return task, prep, config, model_info, data_report
+
+
+def setup(run: RunSpec, show: bool = True) -> Setup:
+    from transformers import get_scheduler, set_seed
+
+    torch.set_num_threads(run.train.threads or default_threads())  # recorded; never more than the cores
+    device = pick_device(run.train.device)
+    set_seed(run.seed)
+    meter = MemoryMeter(device)  # the baseline: before data and model are loaded
+    task, prep, config, model_info, data_report = prepare_data(run)
+    tokenizer, arch = prep.tokenizer, prep.arch
     model = load_weights(run.model, config, tokenizer, arch, prep.head, model_info,
                          what=f"task '{run.task.name}' ({run.task.type})")
 
@@ -194,7 +202,10 @@ def speed_options(model, tr, device: torch.device) -> dict:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         if not getattr(base, "supports_gradient_checkpointing", False):
             raise RunFailed(f"train.gradient_checkpointing: {type(base).__name__} does not support it")
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers' newer name
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(base, "enable_input_require_grads"):  # frozen embeddings: checkpointed blocks still get grads
             base.enable_input_require_grads()
         done["gradient_checkpointing"] = True
