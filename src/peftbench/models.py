@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoTokenizer
 from . import registry
 from .config import ModelSpec
 from .families import Architecture, Head, detect, model_type
-from .errors import OneLine
+from .errors import OneLine, first_line
 
 
 class ModelLoadError(OneLine, RuntimeError):
@@ -89,7 +89,7 @@ def _gguf_expand(spec: ModelSpec) -> Path:
         tok = AutoTokenizer.from_pretrained(root, gguf_file=fname, revision=spec.revision)
         model = AutoModelForCausalLM.from_pretrained(root, gguf_file=fname, revision=spec.revision, dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load GGUF '{fname}' from '{root}': {str(exc).splitlines()[0]}") from None
+        raise ModelLoadError(f"cannot load GGUF '{fname}' from '{root}': {first_line(exc, 10_000)}") from None
     # a GGUF-loaded model refuses save_pretrained (it counts as quantized): copy its fp32 weights into a
     # plain model of the same config and save that
     cfg = model.config
@@ -139,7 +139,7 @@ def load_config_and_tokenizer(spec: ModelSpec):
         config = AutoConfig.from_pretrained(where, revision=spec.revision, **remote_code(spec))
         tok = AutoTokenizer.from_pretrained(where, revision=spec.revision, **remote_code(spec))
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 10_000)
         if info["source_kind"] == "hub":
             raise ModelLoadError(
                 f"cannot load model '{spec.source}' from the Hugging Face hub ({first[:200]}); if this machine is "
@@ -189,13 +189,13 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
                                                **remote_code(spec))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load weights of '{spec.source}' as {auto_class.__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]}") from None
+                                 f"{first_line(exc)}") from None
         except Exception as exc:  # safetensors' own error type, without the file's name
             if "safetensor" not in type(exc).__name__.lower():
                 raise
             files = sorted(p.name for p in Path(str(info["resolved"])).glob("*.safetensors")) or ["?"]
             raise ModelLoadError(f"cannot read the weights of '{spec.source}' ({', '.join(files)}: "
-                                 f"{str(exc).splitlines()[0][:120]}): the file is empty or truncated; download or "
+                                 f"{first_line(exc, 120)}): the file is empty or truncated; download or "
                                  "build the checkpoint again") from None
     info["model_class"] = type(model).__name__
     return model

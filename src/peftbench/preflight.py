@@ -125,21 +125,11 @@ def _data(i: int, task) -> list[str]:
         return out
     if not looks_local(d.source):
         return [_hub(f"{field}.source", d.source, "dataset")]
-    if looks_local(d.source):
-        problem = _exists(f"{field}.source", d.source, "data file or folder")
-        if problem:
-            return [problem]
-        root = Path(d.source).expanduser()
-        for split, name in d.splits.items():
-            p = Path(name).expanduser()
-            out.append(_exists(f"{field}.splits.{split}", str(p if p.is_absolute() else root / p), "file"))
-        for key in ("source_file", "target_file"):
-            name = d.options.get(key)
-            if name:
-                p = Path(name).expanduser()
-                out.append(_exists(f"{field}.options.{key}", str(p if p.is_absolute() or not root.is_dir() else root / p),
-                                   "file"))
-    return out
+    problem = _exists(f"{field}.source", d.source, "data file or folder")
+    if problem:
+        return [problem]
+    return [_exists(f"{field}.{key}", str(p), "file") for key, p in _split_files(task).items()
+            if key.startswith(("splits.", "options."))]
 
 
 SMALL_DATA_BYTES = 20 * 2**20  # local data up to this size is read in full by the check
@@ -179,7 +169,7 @@ def _split_files(task) -> dict[str, Path]:
     """Every local file a task reads, by the field naming it (as the loader resolves them)."""
     d = task.data
     root = Path(d.source).expanduser()
-    base = root if root.is_dir() else root.parent
+    base = root if root.is_dir() else Path(".")  # line-aligned files: relative to a folder source, else the cwd
     files = {} if root.is_dir() else {"source": root}
     for split, name in d.splits.items():
         p = Path(name).expanduser()

@@ -153,6 +153,10 @@ class _Grid:
                 self.bar.write(f"FAIL  {run.slug}: {error}")
             self.bar.update(1)
 
+    def interrupted(self, store: Store, run: RunSpec) -> None:
+        """Ctrl-C reached the run: it is marked, and a rerun of the grid redoes it."""
+        self.record(store, run, None, "interrupted by the user (Ctrl-C); run the grid again to redo it", "interrupted")
+
     def execute(self, store: Store, run: RunSpec, env: dict | None = None) -> None:
         if not self.claim(store, run):
             return
@@ -160,8 +164,7 @@ class _Grid:
             with Heartbeat(store.root, run.run_id):
                 outcome = run_one(run, store.run_dir(run.slug), self.in_process, self.show, env)
         except KeyboardInterrupt:  # the run is marked, the grid stops; finished runs stay, a rerun resumes
-            self.record(store, run, None, "interrupted by the user (Ctrl-C); run the grid again to redo it",
-                        "interrupted")
+            self.interrupted(store, run)
             raise
         except BaseException:
             store.release(run.run_id)

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS claims (
     run_id TEXT PRIMARY KEY, host TEXT, pid INTEGER, claimed REAL, heartbeat REAL
 );
 """
-# a claim from another host with no heartbeat for this long is taken to be dead (same host: the pid is checked)
+# a claim with no heartbeat for this long is taken to be dead (on the same host, a claim whose pid is gone is too)
 STALE_CLAIM_SECONDS = float(os.environ.get("PEFTBENCH_STALE_CLAIM_SECONDS", 600))
 DB_NAME = "peftbench.sqlite"
 # columns added after the first schema: (name, type); older databases get them on open
@@ -236,33 +236,33 @@ def merge(sources: list, into) -> tuple[int, int]:
         for source in map(Path, sources):
             if not (source / DB_NAME).exists() and not (source / "runs").is_dir():
                 raise StoreError(f"'{source}' is not a peftbench results folder (no {DB_NAME}, no runs/)")
+            grids = _grid_names(source)
             for d in sorted((source / "runs").iterdir()) if (source / "runs").is_dir() else []:
                 folder = RunFolder(d)
                 if not folder.finished():
                     continue
-                run_id = folder.read(folder.result)["run_id"]
-                if target.status(run_id) == "ok":
+                result = folder.read(folder.result)
+                if target.status(result["run_id"]) == "ok":
                     duplicates += 1
                     continue
                 dest = target.run_dir(d.name)
                 if dest.exists():
                     shutil.rmtree(dest)
                 shutil.copytree(d, dest)
-                target.record_result(folder.read(folder.result), folder.read(folder.config), _grid_name(source, run_id))
+                target.record_result(result, folder.read(folder.config), grids.get(result["run_id"], ""))
                 added += 1
     finally:
         target.close()
     return added, duplicates
 
 
-def _grid_name(root: Path, run_id: str) -> str:
-    """The grid a run was recorded under in its own store ("" where that store is absent or unreadable)."""
+def _grid_names(root: Path) -> dict[str, str]:
+    """run_id -> the grid it was recorded under in its own store (empty where that store is absent or unreadable)."""
     try:
         db = sqlite3.connect(f"file:{root / DB_NAME}?mode=ro", uri=True)
         try:
-            row = db.execute("SELECT grid FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            return {run_id: grid or "" for run_id, grid in db.execute("SELECT run_id, grid FROM runs")}
         finally:
             db.close()
-        return row[0] or "" if row else ""
     except sqlite3.Error:
-        return ""
+        return {}

@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from ..errors import first_line
+
 
 def language_model(where, config, info: dict, revision=None):
     """(LM-head model of the checkpoint, None) or (None, why not)."""
@@ -25,7 +27,7 @@ def language_model(where, config, info: dict, revision=None):
                 return cls.from_config(config), None
         model, loading = cls.from_pretrained(where, config=config, revision=revision, output_loading_info=True)
     except (OSError, ValueError) as exc:
-        return None, f"no {cls.__name__[9:]} head for this checkpoint: {str(exc).splitlines()[0][:120]}"
+        return None, f"no {cls.__name__[9:]} head for this checkpoint: {first_line(exc, 120)}"
     tied = getattr(config, "tie_word_embeddings", False)
     head_missing = [k for k in sorted(loading.get("missing_keys", [])) if ("lm_head" in k or "cls." in k or "predictions" in k)
                     and not (tied and (k == "lm_head.weight" or k.endswith("decoder.weight")))]  # tied: the embeddings

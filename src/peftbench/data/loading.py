@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import registry
 from ..config import DataSpec
-from ..errors import OneLine
+from ..errors import OneLine, first_line
 
 SPLIT_SEED = 1234  # data splits carved from train are the same for every run seed (paired comparisons)
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test", "eval")}
@@ -36,8 +36,7 @@ def reraise_data_error(exc: BaseException, what: str):
     cause = root_cause(exc)
     if isinstance(cause, DataError):
         raise cause from None
-    first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
-    raise DataError(f"{what}: {first}") from None
+    raise DataError(f"{what}: {first_line(cause)}") from None
 
 
 def shared_root() -> Path | None:
@@ -156,7 +155,7 @@ def _hub(spec: DataSpec):
     try:
         dd = load_dataset(spec.source, spec.subset)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"cannot load dataset '{spec.source}' from the Hugging Face hub ({first}); if this "
                         "machine is offline, point data.source at local CSV/TSV/JSON/JSONL files") from None
     if spec.splits:

@@ -7,6 +7,7 @@ system (the usual set-up for a shared results disk). Ray is an optional extra: `
 from __future__ import annotations
 
 from ..config import RunSpec
+from ..errors import first_line
 
 
 def resources(run: RunSpec, cluster: dict) -> dict:
@@ -54,16 +55,14 @@ def execute(state, store, todo: list[RunSpec], address: str | None = None) -> No
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:  # the task itself died (node lost, worker killed)
-                    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                    outcome = (None, f"Ray task failed: {first}", "failed")
+                    outcome = (None, f"Ray task failed: {first_line(exc, 300)}", "failed")
                 state.record(store, run, *outcome)
             for run in in_flight.values():
                 store.heartbeat(run.run_id)
     except KeyboardInterrupt:
         for ref, run in in_flight.items():
             ray.cancel(ref, force=True)
-            state.record(store, run, None, "interrupted by the user (Ctrl-C); run the grid again to redo it",
-                         "interrupted")
+            state.interrupted(store, run)
         raise
     finally:
         if started_here:

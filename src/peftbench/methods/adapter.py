@@ -30,12 +30,17 @@ def _reads_decoder(model) -> bool:
         "decoder_input_ids" in inspect.signature(model.forward).parameters
 
 
+def base_model(model):
+    """The transformers model under a peft wrapper (the model itself where a method added none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _takes_positions(model) -> bool:
     """A model without an encoder-decoder split whose forward takes ``position_ids`` (only decoders are padded on
     the left, which is what triggers the correction)."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     if getattr(base.config, "is_encoder_decoder", False):
         return False
     return "position_ids" in inspect.signature(base.forward).parameters

@@ -14,6 +14,7 @@ from pydantic import ConfigDict
 
 from .base import lrs
 from .peft_method import PeftMethod, PeftOptions, target_modules
+from ..errors import first_line
 
 
 class AnyPeftOptions(PeftOptions):
@@ -46,6 +47,6 @@ class AnyPeft(PeftMethod):
         try:
             cfg = cls(**opts)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{cls.__name__}: {str(exc).splitlines()[0][:200]}") from None
+            raise ValueError(f"{cls.__name__}: {first_line(exc)}") from None
         ctx.notes["peft_type"] = kind
         return cfg

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from ..options import Options
 from .base import Method, MethodContext
+from ..errors import first_line
 
 
 class PeftOptions(Options):
@@ -50,7 +51,7 @@ def wrap(model, peft_config, ctx: MethodContext):
     except (ValueError, TypeError) as exc:  # peft: unsupported layer type or no matching module
         hint = "" if getattr(peft_config, "is_prompt_learning", False) else " (set target_modules in the method options)"
         raise ValueError(f"cannot apply {type(peft_config).__name__} to {ctx.model_type}: "
-                         f"{str(exc).splitlines()[0][:200]}{hint}") from None
+                         f"{first_line(exc)}{hint}") from None
     cfg = model.peft_config["default"]
     targets = getattr(cfg, "target_modules", None)  # prompt-based methods have none
     ctx.notes["target_modules"] = sorted(targets) if isinstance(targets, (set, list)) else targets
@@ -80,7 +81,7 @@ class PeftMethod(Method):
         try:
             return getattr(peft, self.config_cls)(**kw)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.name}: {str(exc).splitlines()[0][:200]}") from None
+            raise ValueError(f"{self.name}: {first_line(exc)}") from None
 
     def apply(self, model, options, ctx):
         return wrap(model, self.build_config(options, ctx, model), ctx)

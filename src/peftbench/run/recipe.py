@@ -26,7 +26,7 @@ from ..data.loading import content_hash
 from ..analysis import run_analyses, snapshot
 from ..families import head_modules
 from ..measure import MemoryMeter, Stopwatch, contention, count_parameters, default_threads, provenance
-from ..methods.adapter import ModelAdapter
+from ..methods.adapter import ModelAdapter, base_model
 from ..methods.base import MethodContext
 from ..models import inspect_model, load_weights
 from .batching import eval_loader, lengths, train_loader
@@ -199,7 +199,7 @@ def speed_options(model, tr, device: torch.device) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tr.tf32
         done["tf32"] = tr.tf32
     if tr.gradient_checkpointing:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        base = base_model(model)
         if not getattr(base, "supports_gradient_checkpointing", False):
             raise RunFailed(f"train.gradient_checkpointing: {type(base).__name__} does not support it")
         if hasattr(base, "activation_checkpointing_enable"):  # transformers' newer name

@@ -10,6 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from ..errors import first_line
 from .folder import RunFolder
 
 
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
         return 130
     except Exception as exc:  # the grid records the message; the traceback stays in the run folder
         recipe = sys.modules.get("peftbench.run.recipe")  # absent if the failure was importing it
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        first = first_line(exc, 300, empty="")
         hint, where = (recipe.out_of_memory_hint(exc), recipe.POSITION) if recipe else ("", None)
         msg = f"{type(exc).__name__}: {first}{hint}" + (f" [{where}]" if where else "")
         folder.write_error(msg, traceback.format_exc(), position=vars(where).copy() if where else None)
