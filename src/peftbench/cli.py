@@ -125,14 +125,15 @@ def cmd_validate(args) -> int:
             print(f"peftbench: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        problems = check(grid)
+        problems = [] if args.schema else check(grid)
         for p in problems:
             print(f"peftbench: error: {path}: {p}", file=sys.stderr)
         if problems:
             failed += 1
             continue
         runs = expand(grid)
-        print(f"{path}: valid; {len(runs)} run(s):")
+        print(f"{path}: valid{' (schema and options; files, packages and hub not checked)' if args.schema else ''}; "
+              f"{len(runs)} run(s):")
         if not args.brief:
             for r in runs:
                 lr = f"{r.lr():g}" if r.lr() else "method default"
@@ -159,6 +160,13 @@ DESCRIPTIONS = {
 
 
 def cmd_list(args) -> int:
+    if args.what == "presets":
+        from . import presets
+
+        for name in presets.names():
+            print(f"presets/{name}.yaml  {presets.describe(name)}")
+        print("run one with: peftbench run presets/NAME.yaml (validate it first: peftbench validate presets/NAME.yaml)")
+        return 0
     print("model sources: a hub id (org/name), a local checkpoint folder, a .gguf file, "
           "package:<python-package>/<folder>, tiny:<family>")
     for kind, desc in DESCRIPTIONS.items():
@@ -208,7 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("grids", nargs="+", help="grid YAML files, then key=value overrides applied to each")
     v.add_argument("-o", "--override", action="append", help="key=value override (repeatable)")
     v.add_argument("--brief", action="store_true", help="one line per grid")
-    sub.add_parser("list", help="methods, tasks, data recipes, model sources and metrics known to this install")
+    v.add_argument("--schema", action="store_true", help="check the schema and options only, not what the runs need "
+                   "on this machine (files, packages, hub): for a grid meant for another machine, e.g. a preset")
+    li = sub.add_parser("list", help="methods, tasks, data recipes, model sources and metrics known to this install; "
+                        "'list presets': the studies' ready-made grids")
+    li.add_argument("what", nargs="?", choices=("presets",), help="presets: the shipped study grids and their twins")
     pl = sub.add_parser("plan", help="predict each run's peak memory and time (and the grid's) from a few profiled steps")
     pl.add_argument("grid", help="grid YAML file")
     pl.add_argument("overrides", nargs="*", help="key=value overrides")

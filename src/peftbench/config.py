@@ -10,7 +10,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -177,6 +177,8 @@ class TaskSpec(_Spec):
     data: DataSpec
     lr: Optional[float] = Field(None, gt=0)  # 0 is an error, not "the default"
     epochs: Optional[int] = Field(None, ge=1)
+    patience: Optional[int] = Field(None, ge=0)  # this task's early-stopping patience (default: train.patience)
+    models: Optional[list[str]] = None  # names of the grid's models this task runs on (default: every model)
     max_length: Optional[int] = Field(None, ge=8)
     metric: Optional[str] = None  # validation metric for early stopping / model selection
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
@@ -224,6 +226,18 @@ class AnalysisSpec(_Spec):
     forgetting_samples: int = Field(200, ge=1)  # texts used (the first N)
 
 
+class LauncherSpec(_Spec):
+    """One run on several processes (GPUs, or CPU processes with gloo) through ``accelerate launch`` (DDP).
+    ``train.batch_size`` stays the global batch: each of ``num_processes`` processes takes its share of every
+    batch, so a run means the same optimisation whatever it runs on."""
+
+    num_processes: int = Field(2, ge=1)
+    config_file: Optional[str] = None  # an accelerate config file (``accelerate config``), passed unchanged
+    main_process_port: Optional[int] = Field(None, ge=1, le=65535)  # None: a free port on this host
+    args: list[str] = Field(default_factory=list)  # more ``accelerate launch`` arguments, passed unchanged
+    find_unused_parameters: bool = False  # DDP: for models whose trainable parameters may get no gradient
+
+
 class TrainSpec(_Spec):
     """Shared training settings; defaults follow the Persian study (AdamW, batch 32, seed 42)."""
 
@@ -253,6 +267,18 @@ class TrainSpec(_Spec):
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
     compile: bool = False  # torch.compile the model (where it works; the first steps are slower)
     optimizer: str = "adamw"  # adamw | adamw_8bit; adamw_8bit: bitsandbytes' 8-bit AdamW (CUDA)
+    launcher: Optional[LauncherSpec] = None  # one run on several processes / GPUs (accelerate launch, DDP)
+    # weighted cross-entropy for classification, token classification and multiple choice: "balanced"
+    # (scikit-learn's n_samples / (n_classes * count), from the training split) or {label: weight}
+    class_weights: Optional[Union[Literal["balanced"], dict[str, Annotated[float, Field(gt=0)]]]] = None
+
+    @model_validator(mode="after")
+    def _global_batch(self):
+        n = self.launcher.num_processes if self.launcher else 1
+        if self.batch_size % n:
+            raise ValueError(f"@batch_size|{self.batch_size} is not a multiple of launcher.num_processes ({n}): "
+                             "each process takes an equal share of every batch; use a multiple")
+        return self
 
     @field_validator("scheduler")
     @classmethod
@@ -290,6 +316,25 @@ class GridSpec(_Spec):
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [42], min_length=1)
     train: TrainSpec = Field(default_factory=TrainSpec)
     output_dir: str = "results"
+
+    @model_validator(mode="after")
+    def _task_models(self):
+        names = [m.name for m in self.models]
+        for i, t in enumerate(self.tasks):
+            unknown = [n for n in t.models or () if n not in names]
+            if unknown:
+                raise ValueError(f"@tasks[{i}].models|{unknown} are not models of this grid; allowed: {', '.join(names)}")
+        return self
+
+    @model_validator(mode="after")
+    def _weighted(self):
+        if self.train.class_weights is not None:
+            for i, t in enumerate(self.tasks):
+                if not getattr(registry.get("task", t.type), "weighted", False):
+                    weighted = [n for n in registry.names("task") if getattr(registry.get("task", n), "weighted", False)]
+                    raise ValueError(f"@train.class_weights|weights the loss of {', '.join(weighted)} tasks; "
+                                     f"tasks[{i}] ('{t.name}') is {t.type}")
+        return self
 
     @model_validator(mode="after")
     def _unique(self):
@@ -333,6 +378,10 @@ class RunSpec(_Spec):
     def epochs(self) -> int:
         return self.task.epochs or self.train.epochs
 
+    def patience(self) -> Optional[int]:
+        """Epochs without a better validation score before stopping (the task's, else train's; 0/None: never)."""
+        return self.task.patience if self.task.patience is not None else self.train.patience
+
     def max_length(self) -> int:
         return self.task.max_length or self.train.max_length
 
@@ -343,7 +392,10 @@ def safe_name(s: str) -> str:
 
 
 TRAIN_NEUTRAL = ("cache_features", "log_every")  # how a run is carried out, not what it computes
-TRAIN_ADDED = ("padding", "group_by_length", "tf32", "gradient_checkpointing", "compile", "optimizer")
+TASK_ADDED = ("patience",)  # task fields added after results were first stored (dropped while None)
+TASK_NEUTRAL = ("models",)  # which grid runs exist, not what a run computes
+TRAIN_ADDED = ("padding", "group_by_length", "tf32", "gradient_checkpointing", "compile", "optimizer", "launcher",
+               "class_weights")
 
 
 def identity(config: dict) -> dict:
@@ -353,7 +405,11 @@ def identity(config: dict) -> dict:
     fields = TrainSpec.model_fields
     kept = {k: v for k, v in train.items()
             if k not in TRAIN_NEUTRAL and not (k in TRAIN_ADDED and v == fields[k].default)}
-    return {**config, "train": kept}
+    out = {**config, "train": kept}
+    if isinstance(config.get("task"), dict):
+        out["task"] = {k: v for k, v in config["task"].items()
+                       if k not in TASK_NEUTRAL and not (k in TASK_ADDED and v is None)}
+    return out
 
 
 def config_hash(obj: Any) -> str:
@@ -450,7 +506,9 @@ def load_grid(path: str | Path | None = None, overrides: list[str] | None = None
     origin = str(path) if path else "<config>"
     if data is None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            from .presets import resolve
+
+            text = resolve(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{origin}: cannot read the grid file ({exc.strerror}); check the path")
         try:
@@ -503,7 +561,8 @@ def expand(grid: GridSpec) -> list[RunSpec]:
     """The grid's runs in a stable order (model, task, method, seed); a method with ``sweep.lr`` gives one
     run per learning rate."""
     return [RunSpec(model=m, method=v, task=t, train=grid.train, seed=s)
-            for m in grid.models for t in grid.tasks for me in grid.methods for v in _variants(me) for s in grid.seeds]
+            for m in grid.models for t in grid.tasks if t.models is None or m.name in t.models
+            for me in grid.methods for v in _variants(me) for s in grid.seeds]
 
 
 def _variants(method: MethodSpec) -> list[MethodSpec]:

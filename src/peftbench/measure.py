@@ -84,6 +84,19 @@ class MemoryMeter:
         return out
 
 
+PEAKS = ("peak_rss_mb", "peak_rss_delta_mb", "cuda_peak_allocated_mb", "cuda_peak_reserved_mb", "peak_memory_mb")
+
+
+def merge_ranks(readings: list[dict]) -> dict:
+    """One run on several processes (``train.launcher``): every rank's reading under ``per_rank`` and, as the
+    run's figures, the largest of each peak (what one device must hold)."""
+    out = {**readings[0], "per_rank": readings, "peak_memory_scope": f"max over {len(readings)} processes"}
+    for key in PEAKS:
+        if key in out:
+            out[key] = max(r[key] for r in readings)
+    return out
+
+
 # a CPU run whose process used less than this share of its threads' time was slowed by other load
 CONTENDED_SHARE = 0.7
 

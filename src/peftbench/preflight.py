@@ -255,6 +255,16 @@ def check(grid: GridSpec, read_data: bool = True) -> list[str]:
     if grid.train.optimizer == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("train.optimizer: adamw_8bit needs bitsandbytes, which is not installed; pip install "
                         "bitsandbytes (CUDA), or use adamw")
+    launcher = grid.train.launcher
+    if launcher and launcher.config_file:
+        from .run.distributed import sharded_config
+
+        problems.append(_exists("train.launcher.config_file", launcher.config_file, "accelerate config file"))
+        kind = sharded_config(launcher.config_file)
+        if kind:
+            problems.append(f"train.launcher.config_file: distributed_type {kind} shards the model, which peftbench's "
+                            "loop does not support (it keeps and saves each process's own weights); use an accelerate "
+                            "config with distributed_type MULTI_GPU (DDP)")
     text = grid.train.analysis.forgetting_text
     if text:
         problems.append(_exists("train.analysis.forgetting_text", text, "file"))

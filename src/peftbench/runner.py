@@ -79,10 +79,17 @@ def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress
     if in_process:
         from .run.worker import main as worker_main
 
+        if run.train.launcher and run.train.launcher.num_processes > 1:
+            raise ValueError("train.launcher starts several processes; drop in_process")
+
         code = worker_main([str(folder.path)])
     else:
+        from .run.distributed import launch_command
+
         full_env = dict(os.environ, PEFTBENCH_PROGRESS="1" if show_progress else "0", **(env or {}))
-        proc = subprocess.run([sys.executable, "-m", "peftbench.run.worker", str(folder.path)], env=full_env,
+        command, launch_env = launch_command(run, folder.path, full_env)  # the worker, or accelerate launch (N)
+        full_env.update(launch_env)
+        proc = subprocess.run(command, env=full_env,
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         code = proc.returncode
     if folder.result.exists():

@@ -47,8 +47,11 @@ def _takes_positions(model) -> bool:
 
 
 class ModelAdapter:
-    def __init__(self, model, method):
+    def __init__(self, model, method, call=None):
+        """``call``: what the forward pass goes through, where it is not ``model`` itself (DDP's wrapper: it
+        all-reduces the gradients); everything else is read from ``model``."""
         self.model = model
+        self.call = call if call is not None else model
         self.method = method
         self.prompt = is_prompt_learning(model)
         self.positions = not self.prompt and _takes_positions(model)
@@ -66,7 +69,7 @@ class ModelAdapter:
         if self.positions and mask is not None and mask.dim() == 2 and "position_ids" not in inputs \
                 and bool((mask[:, 0] == 0).any()):  # left-padded rows: each row's positions start at 0
             inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.model(**inputs)
+        out = self.call(**inputs)
         width = width or (inputs["input_ids"].shape[1] if "input_ids" in inputs else None)
         if self.prompt and width:
             for key in TOKEN_OUTPUTS:

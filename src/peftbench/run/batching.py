@@ -51,19 +51,50 @@ def collator_for(prep, train, max_length: int) -> object:
     return FixedPadding(prep.collator, max_length, tok.pad_token_id or 0, "right" if token_level else tok.padding_side)
 
 
-def train_loader(prep, train, max_length: int, indices, generator, row_lengths=None) -> DataLoader:
+class RankBatches:
+    """One rank's part of the global batches: the sampler's order is cut into batches of ``batch_size`` (what
+    one process would train on), and rank ``r`` of ``world`` takes rows r, r+world, ... of each — so the
+    ranks' batches together are exactly the single-process batches. A last batch that does not divide is
+    topped up with its own first rows, so every rank takes as many steps as the others."""
+
+    def __init__(self, sampler, batch_size: int, rank: int, world: int):
+        self.sampler, self.batch_size, self.rank, self.world = sampler, batch_size, rank, world
+
+    def __iter__(self):
+        order = list(self.sampler)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            batch += [batch[i % len(batch)] for i in range(-len(batch) % self.world)]
+            yield batch[self.rank::self.world]
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+
+def train_loader(prep, train, max_length: int, indices, generator, row_lengths=None, rank: int = 0,
+                 world: int = 1) -> DataLoader:
+    """Shuffled training batches of ``indices`` (length-grouped where asked); with several processes, this
+    rank's share of each (``RankBatches``)."""
+    from torch.utils.data import RandomSampler
+
     data = prep.features["train"].select(indices)
     if train.group_by_length:
         from transformers.trainer_pt_utils import LengthGroupedSampler
 
         sampler = LengthGroupedSampler(train.batch_size, lengths=[row_lengths[i] for i in indices], generator=generator)
-        return DataLoader(data, batch_size=train.batch_size, sampler=sampler,
-                          collate_fn=collator_for(prep, train, max_length))
-    return DataLoader(data, batch_size=train.batch_size, shuffle=True, collate_fn=collator_for(prep, train, max_length),
-                      generator=generator)
+    else:
+        sampler = RandomSampler(data, generator=generator)  # what DataLoader(shuffle=True) uses
+    collate = collator_for(prep, train, max_length)
+    if world > 1:
+        return DataLoader(data, batch_sampler=RankBatches(sampler, train.batch_size, rank, world), collate_fn=collate)
+    return DataLoader(data, batch_size=train.batch_size, sampler=sampler, collate_fn=collate)
 
 
-def eval_loader(prep, train, max_length: int, split: str) -> DataLoader:
-    """Evaluation batches: ``train.eval_batch_size`` (default: twice the training batch; no gradients are kept)."""
-    return DataLoader(prep.features[split], batch_size=train.eval_batch_size or 2 * train.batch_size,
+def eval_loader(prep, train, max_length: int, split: str, rows: range | None = None) -> DataLoader:
+    """Evaluation batches: ``train.eval_batch_size`` (default: twice the training batch; no gradients are kept);
+    ``rows``: this rank's share of the split."""
+    data = prep.features[split]
+    if rows is not None and len(rows) != len(data):
+        data = data.select(rows)
+    return DataLoader(data, batch_size=train.eval_batch_size or 2 * train.batch_size,
                       collate_fn=collator_for(prep, train, max_length))

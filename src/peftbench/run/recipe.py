@@ -8,6 +8,7 @@ measurement.  ``execute`` strings them together and writes ``result.json``, ``cu
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -25,11 +26,13 @@ from ..data.cache import cache_root, features_cache, features_key
 from ..data.loading import content_hash
 from ..analysis import run_analyses, snapshot
 from ..families import head_modules
-from ..measure import MemoryMeter, Stopwatch, contention, count_parameters, default_threads, provenance
+from ..measure import MemoryMeter, Stopwatch, contention, count_parameters, default_threads, merge_ranks, provenance
 from ..methods.adapter import ModelAdapter, base_model
 from ..methods.base import MethodContext
+from ..tasks.base import class_weights
 from ..models import inspect_model, load_weights
 from .batching import eval_loader, lengths, train_loader
+from .distributed import Ranks
 from .folder import RunFolder
 
 
@@ -130,11 +133,15 @@ class Setup:
 
     row_lengths: list | None = None  # train rows' lengths (train.group_by_length)
     options: dict = field(default_factory=dict)  # speed / memory options in effect (recorded in provenance)
+    ranks: Ranks | None = None  # the run's processes (one unless train.launcher started several)
+    trainer: ModelAdapter | None = None  # training calls: through the DDP wrapper where there is one
+    class_weights: dict | None = None  # label -> weight in the loss (train.class_weights)
 
-    def loader(self, split: str, indices=None, generator=None) -> DataLoader:
+    def loader(self, split: str, indices=None, generator=None, rows=None) -> DataLoader:
         if split == "train":
-            return train_loader(self.prep, self.run.train, self.run.max_length(), indices, generator, self.row_lengths)
-        return eval_loader(self.prep, self.run.train, self.run.max_length(), split)
+            return train_loader(self.prep, self.run.train, self.run.max_length(), indices, generator, self.row_lengths,
+                                self.ranks.rank, self.ranks.world)
+        return eval_loader(self.prep, self.run.train, self.run.max_length(), split, rows)
 
 
 def prepare_data(run: RunSpec):
@@ -159,10 +166,15 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     from transformers import get_scheduler, set_seed
 
     torch.set_num_threads(run.train.threads or default_threads())  # recorded; never more than the cores
-    device = pick_device(run.train.device)
+    ranks = Ranks(pick_device(run.train.device), run.train)
+    device = ranks.device  # one run on several processes: each rank its own device (or the CPU)
     set_seed(run.seed)
     meter = MemoryMeter(device)  # the baseline: before data and model are loaded
-    task, prep, config, model_info, data_report = prepare_data(run)
+    with ranks.first():  # rank 0 fills the features cache, the others read it
+        task, prep, config, model_info, data_report = prepare_data(run)
+    weights = class_weights(prep, run.train.class_weights, run.task.name)
+    if weights:  # the tasks' loss reads them from the Prepared
+        prep = dataclasses.replace(prep, extra={**prep.extra, "class_weights": torch.tensor(list(weights.values()))})
     tokenizer, arch = prep.tokenizer, prep.arch
     model = load_weights(run.model, config, tokenizer, arch, prep.head, model_info,
                          what=f"task '{run.task.name}' ({run.task.type})")
@@ -185,10 +197,14 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tr, lr, device)
     scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
+    wrapped, optimizer = ranks.prepare(model, optimizer)
+    if ranks.describe():
+        options["launcher"] = ranks.describe()
     return Setup(run, device, task, prep, model, method, ModelAdapter(model, method), optimizer, scheduler, lr,
-                 per_epoch, steps_per_epoch, ctx, model_info, data_report, parameters, meter, show,
+                 per_epoch, steps_per_epoch, ctx, model_info, data_report, parameters, meter, show and ranks.main,
                  metric_info=task.metric_info(prep), initial_snapshot=initial, options=options,
-                 row_lengths=lengths(prep.features["train"]) if tr.group_by_length else None)
+                 row_lengths=lengths(prep.features["train"]) if tr.group_by_length else None,
+                 ranks=ranks, trainer=ModelAdapter(model, method, call=wrapped), class_weights=weights)
 
 
 def speed_options(model, tr, device: torch.device) -> dict:
@@ -235,21 +251,21 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
     loader = s.loader("train", idx, torch.Generator().manual_seed(s.run.seed * 1000 + epoch))
     trainable = [p for p in model.parameters() if p.requires_grad]
     # sums stay on the device: the host reads them at logging points only (on a GPU, every read waits for it)
-    sums = torch.zeros(3, device=s.device, dtype=torch.float64)  # loss x rows, objective x rows, tokens
-    seen = 0
+    sums = torch.zeros(4, device=s.device, dtype=torch.float64)  # loss x rows, objective x rows, tokens, rows
     every_step = s.device.type != "cuda"  # CPU: reading a value costs nothing, so a NaN stops the run at once
     POSITION.phase, POSITION.epoch = "training", epoch
     with s.train_clock.section():
         for i, batch in enumerate(loader):
             batch = to_device(batch, s.device)
-            loss, objective = forward_backward(s, batch, every_step)
+            step_ends = (i + 1) % tr.grad_accum == 0 or i + 1 == len(loader)
+            with s.ranks.no_sync(s.trainer.call, sync=step_ends):
+                loss, objective = forward_backward(s, batch, every_step)
             bs = task.batch_size(batch)
             tokens = batch["attention_mask"].sum() if "attention_mask" in batch else 0
             sums += torch.stack([loss.detach().double() * bs, objective.detach().double() * bs,
-                                 torch.as_tensor(tokens, device=s.device, dtype=torch.float64)])
-            seen += bs
-            counters["samples"] += bs
-            if (i + 1) % tr.grad_accum == 0 or i + 1 == len(loader):
+                                 torch.as_tensor(tokens, device=s.device, dtype=torch.float64),
+                                 torch.tensor(float(bs), device=s.device, dtype=torch.float64)])
+            if step_ends:
                 counters["steps"] += 1
                 optimizer_step(s, trainable, counters["steps"])
                 POSITION.step = counters["steps"]
@@ -259,9 +275,11 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
                     bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
         if s.device.type == "cuda":
             torch.cuda.synchronize(s.device)
-    check_finite(sums[1] / max(seen, 1))
-    loss_sum, objective_sum, tokens = sums.tolist()
+    sums = s.ranks.sum(sums)  # over the run's processes (each trained on its share of every batch)
+    loss_sum, objective_sum, tokens, seen = sums.tolist()
+    check_finite(torch.tensor(objective_sum / max(seen, 1)))
     counters["tokens"] += int(tokens)
+    counters["samples"] += int(seen)
     return {"train_loss": loss_sum / max(seen, 1), "train_objective": objective_sum / max(seen, 1)}
 
 
@@ -269,19 +287,19 @@ def forward_backward(s: Setup, batch: dict, check: bool = True):
     """The task loss and the training objective of one batch (on the device), back-propagated (scaled for
     gradient accumulation). ``check``: stop on a non-finite objective before its backward pass."""
     with autocast(s.device, s.run.train.precision):
-        outputs = s.task.forward(s.adapter, batch, s.prep)
+        outputs = s.task.forward(s.trainer, batch, s.prep)
         loss = s.task.loss(outputs, batch, s.prep)
-        objective = s.adapter.objective(loss)
+        objective = s.trainer.objective(loss)
     if check:
         check_finite(objective)
-    (objective / s.run.train.grad_accum).backward()
+    s.ranks.backward(objective / s.run.train.grad_accum)
     return loss, objective
 
 
 def optimizer_step(s: Setup, trainable: list, step: int) -> None:
     """Clip, step the optimizer, let the method act (AdaLoRA's budget), step the schedule, clear the gradients."""
     if s.run.train.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(trainable, s.run.train.max_grad_norm)
+        s.ranks.clip(trainable, s.run.train.max_grad_norm)
     s.optimizer.step()
     s.method.after_step(s.model, step)
     s.scheduler.step()
@@ -294,14 +312,16 @@ def check_finite(objective: torch.Tensor) -> None:
 
 
 def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
-    """Loss, metrics (overall and per evaluation group, e.g. language) and per-example predictions."""
+    """Loss, metrics (overall and per evaluation group, e.g. language) and per-example predictions. With several
+    processes each scores its share of the split and every one gets all predictions (the same metrics)."""
     task, prep = s.task, s.prep
     s.model.eval()
     preds, refs, loss_sum, n = [], [], 0.0, 0
     POSITION.phase = f"evaluating {split}"
     start = time.perf_counter()
+    rows = s.ranks.share(len(prep.features[split])) if s.ranks.world > 1 else None
     with torch.inference_mode(), s.eval_clock.section():
-        for batch in tqdm(s.loader(split), desc=split, leave=False, disable=not s.show):
+        for batch in tqdm(s.loader(split, rows=rows), desc=split, leave=False, disable=not s.show):
             batch = to_device(batch, s.device)
             with autocast(s.device, s.run.train.precision):
                 outputs = task.forward(s.adapter, batch, prep)
@@ -310,6 +330,10 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
             loss_sum += float(task.loss(outputs, batch, prep)) * bs
             n += bs
             refs += task.references(batch)
+        if rows is not None:  # the ranks' shares, in rank order, are the split in order
+            parts = s.ranks.gather((preds, refs, loss_sum, n))
+            preds, refs = [p for part in parts for p in part[0]], [r for part in parts for r in part[1]]
+            loss_sum, n = sum(part[2] for part in parts), sum(part[3] for part in parts)
     preds, refs, info = task.finalize(prep, split, preds, refs, calibration)
     s.metric_info.update(info)
     seconds = time.perf_counter() - start
@@ -368,7 +392,8 @@ def export_merged(s: Setup, folder: Path) -> dict:
     return {"max_abs_logit_diff": float((before - after).abs().max()), "batch_size": len(before), "folder": "merged"}
 
 
-def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
+def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | None:
+    """The run into ``run_dir``; its result (None on the ranks other than 0 of a run on several processes)."""
     folder = RunFolder(run_dir)
     folder.path.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -379,7 +404,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
     counters = {"steps": 0, "samples": 0, "tokens": 0}
     curves, best, bad_epochs, stopped_early = [], BestKeeper(), 0, False
     bar = tqdm(total=s.steps_per_epoch * epochs, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
-               disable=not show_progress, leave=False)
+               disable=not s.show, leave=False)
     try:
         if tr.eval_before_training:  # where the curves start: the untrained model (or adapter at its init)
             curves.append(_curve_point(s, 0, 0, {"train_loss": None, "train_objective": None},
@@ -392,7 +417,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-                if tr.patience and bad_epochs >= tr.patience and epoch < epochs and \
+                if run.patience() and bad_epochs >= run.patience() and epoch < epochs and \
                         s.method.may_stop(s.model, counters["steps"]):
                     stopped_early = True
                     break
@@ -407,6 +432,12 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict:
         calibration = None
     test = evaluate(s, "test", calibration)
     memory = s.meter.read()
+    if s.ranks.world > 1:  # one run on several processes: rank 0 gathers the others' readings and writes the run
+        memory = merge_ranks(s.ranks.gather(memory))
+        cpu = s.ranks.gather((s.train_clock.cpu, s.eval_clock.cpu))
+        if not s.ranks.main:
+            return None
+        s.train_clock.cpu, s.eval_clock.cpu = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
     POSITION.phase = "saving"
     s.method.save(s.model, folder.weights)
     analysis = run_analyses(s)  # after the memory reading: its own models do not count
@@ -436,13 +467,15 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
                    "train_samples_per_second": per_second(counters["samples"], train.wall),
                    "train_tokens_per_second": per_second(counters["tokens"], train.wall),
                    "eval_samples_per_second": per_second(s.eval_samples, ev.wall),
-                   **contention(train, torch.get_num_threads(), s.device)},
+                   "processes": s.ranks.world,  # the CPU time below is theirs together, the threads all of theirs
+                   **contention(train, torch.get_num_threads() * s.ranks.world, s.device)},
         "training": {"lr": s.lr, "lr_source": run.lr_source(), "epochs_planned": run.epochs(),
                      "epochs_run": sum(c["epoch"] > 0 for c in curves), "best_epoch": best.epoch,
                      "stopped_early": stopped_early, "optimizer_steps": counters["steps"],
                      "steps_planned": s.steps_per_epoch * run.epochs(), "samples_per_epoch": s.samples_per_epoch,
                      "samples_seen": counters["samples"], "tokens_seen": counters["tokens"],
-                     "validation_metric": s.task.metric, "best_validation": best.score},
+                     "validation_metric": s.task.metric, "best_validation": best.score,
+                     "class_weights": s.class_weights},
         "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"],
                  **({"metrics_by_group": test["metrics_by_group"]} if "metrics_by_group" in test else {})},
         "calibration": calibration, "metric_info": s.metric_info, "curves": curves, "method_notes": s.ctx.notes,

@@ -32,23 +32,28 @@ def main(argv=None) -> int:
 
     quiet_libraries()
     run = RunSpec.model_validate_json(folder.config.read_text(encoding="utf-8"))
+    rank = int(os.environ.get("RANK", "0"))  # train.launcher: accelerate launch starts several workers
     try:
         from .recipe import execute
 
         result = execute(run, folder.path, show_progress=os.environ.get("PEFTBENCH_PROGRESS", "1") == "1")
     except KeyboardInterrupt:  # Ctrl-C reaches the run's process too: one line, not a traceback
-        folder.write_error("KeyboardInterrupt: interrupted by the user", "")
-        print(f"run {run.slug} interrupted", file=sys.stderr)
+        if rank == 0:
+            folder.write_error("KeyboardInterrupt: interrupted by the user", "")
+            print(f"run {run.slug} interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the grid records the message; the traceback stays in the run folder
         recipe = sys.modules.get("peftbench.run.recipe")  # absent if the failure was importing it
         first = first_line(exc, 300, empty="")
         hint, where = (recipe.out_of_memory_hint(exc), recipe.POSITION) if recipe else ("", None)
-        msg = f"{type(exc).__name__}: {first}{hint}" + (f" [{where}]" if where else "")
-        folder.write_error(msg, traceback.format_exc(), position=vars(where).copy() if where else None)
+        msg = (f"[process {rank}] " if rank else "") + f"{type(exc).__name__}: {first}{hint}" + \
+            (f" [{where}]" if where else "")
+        if rank == 0 or not folder.error.exists():  # several processes: rank 0's reason, else the first one
+            folder.write_error(msg, traceback.format_exc(), position=vars(where).copy() if where else None)
         print(f"run {run.slug} failed: {msg[:500]}", file=sys.stderr)
         return 1
-    folder.write_result(result)
+    if result is not None:  # None: a rank other than 0 of a run on several processes (rank 0 writes)
+        folder.write_result(result)
     return 0
 
 

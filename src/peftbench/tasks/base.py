@@ -65,6 +65,7 @@ class Task:
     pes_weights: ClassVar[dict[str, float]] = {}
     generative: ClassVar[bool] = False  # evaluation generates text (slower; timed apart)
     calibrated: ClassVar[bool] = False  # calibrate() fits settings on validation before the test pass
+    weighted: ClassVar[bool] = False  # its loss takes per-class weights (train.class_weights, prep.extra)
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec
@@ -198,12 +199,40 @@ def softmax_list(logits) -> list[list[float]]:
     return [[round(float(x), 5) for x in p] for p in torch.softmax(logits.float(), dim=-1)]
 
 
-def cross_entropy(logits, targets):
-    """Mean cross-entropy in float32 over targets that are not -100 (flattened over tokens where needed)."""
+def cross_entropy(logits, targets, weights=None):
+    """Mean cross-entropy in float32 over targets that are not -100 (flattened over tokens where needed);
+    ``weights``: one per class (``train.class_weights``), the mean then weighted by the targets' weights."""
     import torch
 
+    if weights is not None:
+        weights = weights.to(device=logits.device, dtype=torch.float32)
     return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=-100)
+                                             weight=weights, ignore_index=-100)
+
+
+def class_weights(prep: Prepared, setting, task_name: str) -> dict[str, float] | None:
+    """Per label, the weight of its class in the loss: ``"balanced"`` is scikit-learn's
+    ``compute_class_weight('balanced')`` over the training split's targets (a class absent from train gets 1.0:
+    it is never a target), a mapping gives each named label its weight (unnamed labels 1.0)."""
+    if setting is None:
+        return None
+    labels = [str(x) for x in prep.labels]
+    if isinstance(setting, dict):
+        unknown = sorted(set(setting) - set(labels))
+        if unknown:
+            raise ValueError(f"train.class_weights: {unknown} are not labels of task '{task_name}'; its labels: "
+                             f"{', '.join(labels)}")
+        return {name: float(setting.get(name, 1.0)) for name in labels}
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    targets = []
+    for batch in prep.features["train"].select_columns(["labels"]).iter(batch_size=10_000):
+        for row in batch["labels"]:
+            targets.extend(x for x in (row if isinstance(row, list) else [row]) if x != -100)
+    present = np.unique(targets)
+    balanced = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=np.asarray(targets))))
+    return {name: float(balanced.get(i, 1.0)) for i, name in enumerate(labels)}
 
 
 def right_padding_collator(tokenizer):

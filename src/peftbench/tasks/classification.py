@@ -59,6 +59,7 @@ def map_labels(task_name: str, dd, spec) -> tuple[object, list[str], dict]:
 
 class Classification(Task):
     name = "classification"
+    weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     head_kind = HeadKind.SEQUENCE
     default_metric = "macro_f1"
     metric_names = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc")
@@ -105,7 +106,7 @@ class Classification(Task):
                         self.head(raw.labels), raw.labels, tokenizer, arch)
 
     def loss(self, outputs, batch, prep):
-        return cross_entropy(outputs.logits, batch["labels"])
+        return cross_entropy(outputs.logits, batch["labels"], prep.extra.get("class_weights"))
 
     def decode(self, outputs, batch, prep, adapter) -> list:
         return [with_group({"pred": max(range(len(p)), key=p.__getitem__), "probs": p}, batch, i)

@@ -60,6 +60,7 @@ class MultipleChoiceOptions(Options):
 
 class MultipleChoice(Task):
     name = "multiple_choice"
+    weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = MultipleChoiceOptions
     head_kind = HeadKind.SEQUENCE
     default_metric = "accuracy"
@@ -142,7 +143,7 @@ class MultipleChoice(Task):
         return MultipleChoiceModelOutput(logits=scores)
 
     def loss(self, outputs, batch, prep):
-        return cross_entropy(outputs.logits, batch["labels"])
+        return cross_entropy(outputs.logits, batch["labels"], prep.extra.get("class_weights"))
 
     def batch_size(self, batch):
         return len(batch["labels"])

@@ -98,6 +98,7 @@ class TokenClassificationOptions(Options):
 
 class TokenClassification(Task):
     name = "token_classification"
+    weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = TokenClassificationOptions
     head_kind = HeadKind.TOKEN
     default_metric = "entity_f1"
@@ -182,7 +183,7 @@ class TokenClassification(Task):
                         extra={"scheme": self.scheme(raw.labels)})
 
     def loss(self, outputs, batch, prep):
-        return cross_entropy(outputs.logits, batch["labels"])
+        return cross_entropy(outputs.logits, batch["labels"], prep.extra.get("class_weights"))
 
     def decode(self, outputs, batch, prep, adapter):
         pred_ids = outputs.logits.argmax(-1).tolist()

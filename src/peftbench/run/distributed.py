@@ -1,0 +1,150 @@
+"""One run on several processes: ``train.launcher`` starts the run's worker through ``accelerate launch``
+(torchrun underneath; NCCL on GPUs, gloo on CPU) and the recipe asks this module everything that differs.
+
+* ``launch_command``: the worker's command line (plain ``python -m peftbench.run.worker`` for one process).
+* ``Ranks``: this process's place among the run's processes. With one process every method is a no-op, so
+  the single-process path is the plain loop. With several, accelerate's ``Accelerator`` wraps the model in
+  DDP (``prepare``), back-propagates (``backward``), clips, skips gradient sync on accumulation steps
+  (``no_sync``) and gathers; each rank trains on its share of every global batch (``run/batching.py``) and
+  evaluates a contiguous share of each split, and every rank scores the gathered predictions, so early
+  stopping decides the same everywhere. Only rank 0 writes the run's files.
+
+FSDP and DeepSpeed configs are refused with one line: the loop keeps the best epoch's weights and saves
+adapters from each process's own parameters, which under sharding hold a shard, not the model.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from pathlib import Path
+
+ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+LAUNCHED = "PEFTBENCH_LAUNCHED"  # set for workers started by launch_command (a WORLD_SIZE alone is someone else's)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(run, run_dir: Path, env: dict) -> tuple[list[str], dict]:
+    """The command that executes ``run`` into ``run_dir`` and what it adds to the run's environment ``env``: the
+    worker itself, or ``accelerate launch`` starting ``num_processes`` workers, each with its share of the
+    cores the run was given."""
+    worker = ["-m", "peftbench.run.worker", str(run_dir)]
+    launcher = run.train.launcher
+    if launcher is None or (launcher.num_processes == 1 and not launcher.config_file and not launcher.args):
+        return [sys.executable, *worker], {}
+    from ..measure import default_threads
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--quiet",
+           "--num_processes", str(launcher.num_processes),
+           "--main_process_port", str(launcher.main_process_port or free_port()),
+           "--mixed_precision", ACCELERATE_PRECISION[run.train.precision], "--dynamo_backend", "no"]
+    if launcher.config_file:
+        cmd += ["--config_file", str(Path(launcher.config_file).expanduser())]
+    elif not any(a.startswith("--num_machines") for a in launcher.args):
+        cmd += ["--num_machines", "1"]
+    if not launcher.config_file and launcher.num_processes > 1:
+        cmd += ["--multi_gpu"]  # accelerate's name for its torchrun launcher; on CPU the workers join with gloo
+    given = env.get("PEFTBENCH_THREADS", "")
+    cores = int(given) if given.isdigit() and int(given) > 0 else default_threads()
+    threads = run.train.threads or max(1, cores // launcher.num_processes)
+    return [*cmd, *launcher.args, *worker], {"PEFTBENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+                                             LAUNCHED: "1"}
+
+
+def sharded_config(config_file: str | None) -> str | None:
+    """The distributed type of an accelerate config file where it shards the model (FSDP, DeepSpeed,
+    Megatron-LM), which this loop refuses; None otherwise (no file, DDP, one process)."""
+    if not config_file:
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config_file).expanduser().read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None  # preflight reports a missing file; accelerate reports a broken one
+    kind = str(data.get("distributed_type", "")).upper() if isinstance(data, dict) else ""
+    return kind if kind in ("FSDP", "DEEPSPEED", "MEGATRON_LM") else None
+
+
+class Ranks:
+    """This process's place among the run's processes (one, unless started by ``accelerate launch``)."""
+
+    def __init__(self, device, train):
+        self.world = int(os.environ.get("WORLD_SIZE", "1")) if os.environ.get(LAUNCHED) == "1" else 1
+        self.rank, self.accelerator, self.device = 0, None, device
+        if self.world > 1:
+            from accelerate import Accelerator
+            from accelerate.utils import DistributedDataParallelKwargs, DistributedType
+
+            find = bool(train.launcher and train.launcher.find_unused_parameters)
+            self.accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=ACCELERATE_PRECISION[train.precision],
+                                           kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find)])
+            kind = self.accelerator.distributed_type
+            if kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+                raise RuntimeError(f"train.launcher: accelerate chose {kind.value}; peftbench runs one run on several "
+                                   "processes with DDP only (an accelerate config with distributed_type MULTI_GPU)")
+            self.rank, self.device = self.accelerator.process_index, self.accelerator.device
+            self.kind = kind.value
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def describe(self) -> dict | None:
+        """For the run's provenance."""
+        if self.world == 1:
+            return None
+        return {"processes": self.world, "distributed_type": self.kind, "backend": self.accelerator.state.backend}
+
+    def first(self):
+        """Rank 0 first, then the others (data preparation: rank 0 fills the features cache, the rest read it)."""
+        return self.accelerator.main_process_first() if self.accelerator else contextlib.nullcontext()
+
+    def prepare(self, model, optimizer):
+        """(the model to train through, the optimizer): DDP-wrapped where there are several processes."""
+        if not self.accelerator:
+            return model, optimizer
+        return self.accelerator.prepare(model, optimizer)
+
+    def backward(self, loss) -> None:
+        if self.accelerator:
+            self.accelerator.backward(loss)
+        else:
+            loss.backward()
+
+    def clip(self, params, max_norm: float) -> None:
+        import torch
+
+        if self.accelerator:
+            self.accelerator.clip_grad_norm_(params, max_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def no_sync(self, model, sync: bool):
+        """Gradient accumulation: no all-reduce on the micro-batches that do not end an optimizer step."""
+        if self.accelerator and not sync:
+            return self.accelerator.no_sync(model)
+        return contextlib.nullcontext()
+
+    def share(self, n: int) -> range:
+        """This rank's contiguous share of ``n`` evaluation rows (the shares, in rank order, are 0..n-1)."""
+        per = -(-n // self.world)
+        return range(min(n, self.rank * per), min(n, (self.rank + 1) * per))
+
+    def gather(self, obj) -> list:
+        """``obj`` from every rank, in rank order (this rank's alone where there is one)."""
+        if not self.accelerator:
+            return [obj]
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
+
+    def sum(self, tensor):
+        """Element-wise sum over ranks."""
+        return self.accelerator.reduce(tensor, reduction="sum") if self.accelerator else tensor

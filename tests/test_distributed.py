@@ -1,0 +1,116 @@
+"""One run on several processes (train.launcher -> accelerate launch, DDP; here 2 CPU processes with gloo)."""
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import store_rows, toy_grid
+from peftbench.config import ConfigError, expand, load_grid
+from peftbench.preflight import check
+from peftbench.run.batching import RankBatches
+from peftbench.run.distributed import launch_command
+from peftbench.runner import run_grid
+from peftbench.store import Store
+
+
+@pytest.mark.parametrize("n,batch,world", [(100, 32, 2), (37, 8, 4), (5, 4, 3), (64, 16, 2), (1, 4, 2)])
+def test_the_ranks_batches_together_are_the_single_process_batches(n, batch, world):
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(n)).tolist()
+    single = [order[i:i + batch] for i in range(0, n, batch)]
+    ranks = [list(RankBatches(order, batch, r, world)) for r in range(world)]
+    assert all(len(b) == len(single) for b in ranks)  # every rank takes as many steps
+    for k, expected in enumerate(single):
+        parts = [ranks[r][k] for r in range(world)]
+        assert len({len(p) for p in parts}) == 1  # equal shares: DDP's mean of means is the batch mean
+        joined = [x for p in parts for x in p]
+        assert set(joined) == set(expected) and len(joined) == -(-len(expected) // world) * world
+
+
+def test_launcher_config_is_checked(tmp_path, toy):
+    data = toy_grid(toy, tmp_path / "r", models=["tiny:llama"], methods=["lora"], batch_size=30)
+    data["train"]["launcher"] = {"num_processes": 4}
+    with pytest.raises(ConfigError, match=r"train.batch_size: 30 is not a multiple of launcher.num_processes \(4\)"):
+        load_grid(data=data)
+    data["train"]["launcher"] = {"num_procs": 2}
+    with pytest.raises(ConfigError, match="train.launcher.num_procs: unknown field"):
+        load_grid(data=data)
+    fsdp = tmp_path / "fsdp.yaml"
+    fsdp.write_text("distributed_type: FSDP\nnum_processes: 2\n")
+    data["train"] = {"batch_size": 16, "launcher": {"num_processes": 2, "config_file": str(fsdp)}}
+    problems = check(load_grid(data=data), read_data=False)
+    assert any("distributed_type FSDP shards the model" in p for p in problems), problems
+    data["train"]["launcher"]["config_file"] = str(tmp_path / "missing.yaml")
+    assert any(p.startswith("train.launcher.config_file: accelerate config file") and "does not exist" in p
+               for p in check(load_grid(data=data), read_data=False))
+
+
+def test_launch_command(tmp_path, toy):
+    data = toy_grid(toy, tmp_path / "r", models=["tiny:llama"], methods=["lora"])
+    run = expand(load_grid(data=data))[0]
+    assert launch_command(run, tmp_path, {}) == ([sys.executable, "-m", "peftbench.run.worker", str(tmp_path)], {})
+    data["train"]["launcher"] = {"num_processes": 2, "main_process_port": 29555, "args": ["--gpu_ids", "0,1"]}
+    run = expand(load_grid(data=data))[0]
+    cmd, env = launch_command(run, tmp_path, {"PEFTBENCH_THREADS": "8"})
+    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[cmd.index("--main_process_port") + 1] == "29555"
+    assert "--multi_gpu" in cmd and cmd[-5:] == ["--gpu_ids", "0,1", "-m", "peftbench.run.worker", str(tmp_path)]
+    assert env["PEFTBENCH_THREADS"] == env["OMP_NUM_THREADS"] == "4"  # each process its share of the run's cores
+    cfg = tmp_path / "ddp.yaml"
+    data["train"]["launcher"] = {"num_processes": 2, "config_file": str(cfg)}
+    cmd, _ = launch_command(expand(load_grid(data=data))[0], tmp_path, {})
+    assert cmd[cmd.index("--config_file") + 1] == str(cfg) and "--multi_gpu" not in cmd  # the file decides
+
+
+def _result(out):
+    (folder,) = (out / "runs").iterdir()
+    return json.loads((folder / "result.json").read_text())
+
+
+def test_two_cpu_processes_give_the_single_process_run(tmp_path, toy):
+    """DDP over 2 gloo processes, gradient accumulation included: the same losses and metrics as one process
+    (tiny Llama and LoRA without dropout, so the only difference is float rounding), one result in the store,
+    memory per rank and its maximum, throughput over both processes."""
+    results = {}
+    for n in (1, 2):
+        data = toy_grid(toy, tmp_path / f"out{n}", models=["tiny:llama"], methods=[{"name": "lora", "lora_dropout": 0.0}],
+                        epochs=2, threads=1, batch_size=16, grad_accum=2)
+        if n > 1:
+            data["train"]["launcher"] = {"num_processes": n}
+        summary = run_grid(load_grid(data=data), show_progress=False)
+        assert summary.failed == [] and len(summary.finished) == 1
+        rows, curves = store_rows(tmp_path / f"out{n}")
+        assert len(rows) == 1 and rows[0][1] == "ok" and list(curves.values()) == [2]
+        assert len(list((tmp_path / f"out{n}" / "runs").iterdir())) == 1
+        results[n] = _result(tmp_path / f"out{n}")
+    one, two = results[1], results[2]
+    assert two["training"]["optimizer_steps"] == one["training"]["optimizer_steps"]
+    assert two["training"]["samples_seen"] == one["training"]["samples_seen"]  # summed over the ranks
+    assert two["training"]["tokens_seen"] == one["training"]["tokens_seen"]
+    for a, b in zip(one["curves"], two["curves"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], abs=1e-5)
+    for k, v in one["test"]["metrics"].items():
+        assert two["test"]["metrics"][k] == pytest.approx(v, abs=1e-9), k
+    assert two["test"]["samples"] == one["test"]["samples"]
+    preds = [json.loads(line) for line in (next((tmp_path / "out2" / "runs").iterdir()) / "predictions.jsonl").open()]
+    assert [p["index"] for p in preds] == list(range(one["test"]["samples"]))  # gathered in order, none twice
+    mem = two["memory"]
+    assert len(mem["per_rank"]) == 2 and mem["peak_memory_mb"] == max(r["peak_memory_mb"] for r in mem["per_rank"])
+    assert two["timing"]["processes"] == 2 and two["timing"]["threads"] == 2 and one["timing"]["processes"] == 1
+    assert two["provenance"]["options"]["launcher"] == {"processes": 2, "distributed_type": "MULTI_CPU",
+                                                        "backend": "gloo"}
+    assert one["run_id"] != two["run_id"]  # a launcher is part of what the run is (its own cell in the report)
+    assert Store(tmp_path / "out2").status(two["run_id"]) == "ok"
+
+
+def test_a_failing_run_on_two_processes_is_recorded_once(tmp_path, toy):
+    data = toy_grid(toy, tmp_path / "out", models=["tiny:llama"], methods=["lora"], epochs=1, threads=1, lr=1e9)
+    data["train"]["launcher"] = {"num_processes": 2}
+    summary = run_grid(load_grid(data=data), show_progress=False)
+    assert summary.finished == [] and len(summary.failed) == 1
+    message = summary.failed[0][1]
+    assert "non-finite training loss" in message and "\n" not in message, message
+    rows, _ = store_rows(tmp_path / "out")
+    assert len(rows) == 1 and rows[0][1] == "failed"
