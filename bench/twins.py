@@ -1,0 +1,94 @@
+"""Run the four studies' offline twins and publish their reports in docs/results/<twin>/.
+
+    python bench/twins.py                      # all four, in order; a grid resumes where it stopped
+    python bench/twins.py persian-2025 --jobs 2 --store ~/peftbench-twins
+
+Each twin is `peftbench run presets/<twin>-offline.yaml` into its own results folder (outside the repository:
+run folders hold trained weights), then `peftbench report`; the report's Markdown, HTML, CSV / LaTeX tables and
+figures are copied into docs/results/<twin>/ with a README naming the command, the commit, the versions and the
+machine. Needs ../shared/datasets and the offline models (../shared/tools/offline-models).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TWINS = ["persian-2025", "slovene-peft", "hulu-puli", "multilingual-news"]
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    return {p: metadata.version(p) for p in ("torch", "transformers", "peft", "accelerate", "datasets")}
+
+
+def machine() -> str:
+    import os
+
+    import psutil
+
+    return (f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores, "
+            f"{psutil.virtual_memory().total / 2**30:.1f} GB RAM, no GPU; Python {platform.python_version()}")
+
+
+def counts(store: Path) -> dict:
+    db = sqlite3.connect(store / "peftbench.sqlite")
+    rows = dict(db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+    db.close()
+    return rows
+
+
+def publish(twin: str, store: Path, command: str, seconds: float) -> Path:
+    out = ROOT / "docs" / "results" / twin
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in ("report.md", "report.html"):
+        shutil.copy2(store / name, out / name)
+    if (store / "report").is_dir():
+        shutil.copytree(store / "report", out / "report")
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    status = counts(store)
+    (out / "README.md").write_text(
+        f"# {twin}: offline twin\n\n"
+        f"```bash\n{command}\n```\n\n"
+        f"- grid: [`presets/{twin}-offline.yaml`](../../../src/peftbench/presets/{twin}-offline.yaml)\n"
+        f"- runs: {json.dumps(status)}; wall time of this sitting {seconds / 60:.0f} min\n"
+        f"- peftbench commit {commit}; {', '.join(f'{k} {v}' for k, v in versions().items())}\n"
+        f"- machine: {machine()}\n\n"
+        "The report: [report.md](report.md) (tables), [report.html](report.html) (sortable, with figures), "
+        "`report/` (every table as CSV and LaTeX, every figure as PNG and SVG). Runs marked contended shared "
+        "the cores with other work: their timings are kept out of the clean averages.\n", encoding="utf-8")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("twins", nargs="*", default=TWINS, choices=TWINS)
+    ap.add_argument("--store", default="~/peftbench-twins", help="where the results folders go (default ~/peftbench-twins)")
+    ap.add_argument("--jobs", type=int, default=2, help="runs at once (default 2: one core each)")
+    args = ap.parse_args(argv)
+    for twin in args.twins:
+        store = Path(args.store).expanduser() / twin
+        command = (f"peftbench run presets/{twin}-offline.yaml output_dir={store} --jobs {args.jobs} --quiet")
+        start = time.time()
+        code = subprocess.call([sys.executable, "-m", "peftbench.cli", "run", f"presets/{twin}-offline.yaml",
+                                f"output_dir={store}", "--jobs", str(args.jobs), "--quiet"], cwd=ROOT)
+        if code not in (0, 1):
+            print(f"{twin}: peftbench run exited {code}; what finished is kept, run again to resume", file=sys.stderr)
+            return code
+        print(f"{twin}: published in {publish(twin, store, command, time.time() - start)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
