@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("twins", nargs="*", default=TWINS, choices=TWINS)
     ap.add_argument("--store", default="~/peftbench-twins", help="where the results folders go (default ~/peftbench-twins)")
-    ap.add_argument("--jobs", type=int, default=2, help="runs at once (default 2: one core each)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: each run gets every core, and its timings stay clean)")
     args = ap.parse_args(argv)
     for twin in args.twins:
         store = Path(args.store).expanduser() / twin

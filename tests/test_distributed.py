@@ -114,3 +114,13 @@ def test_a_failing_run_on_two_processes_is_recorded_once(tmp_path, toy):
     assert "non-finite training loss" in message and "\n" not in message, message
     rows, _ = store_rows(tmp_path / "out")
     assert len(rows) == 1 and rows[0][1] == "failed"
+
+
+def test_a_ray_task_asks_for_every_process_of_its_run(tmp_path, toy):
+    from peftbench.executors.ray import resources
+
+    data = toy_grid(toy, tmp_path / "r", models=["tiny:llama"], methods=["lora"])
+    assert resources(expand(load_grid(data=data))[0], {"GPU": 4}) == {"num_cpus": 1, "num_gpus": 1}
+    data["train"].update(launcher={"num_processes": 2}, threads=3)
+    assert resources(expand(load_grid(data=data))[0], {"GPU": 4}) == {"num_cpus": 6, "num_gpus": 2}
+    assert resources(expand(load_grid(data=data))[0], {}) == {"num_cpus": 6, "num_gpus": 0}

@@ -12,10 +12,11 @@ from ..errors import first_line
 
 def resources(run: RunSpec, cluster: dict) -> dict:
     """What one run asks Ray for: its threads as CPUs (default 1), a GPU where it wants CUDA and the cluster has
-    one."""
+    one; a run on several processes (``train.launcher``) asks for that many of each."""
+    n = run.train.launcher.num_processes if run.train.launcher else 1
     gpus = 1 if run.train.device.startswith("cuda") or (run.train.device == "auto" and cluster.get("GPU", 0) >= 1) \
         else 0
-    return {"num_cpus": run.train.threads or 1, "num_gpus": gpus}
+    return {"num_cpus": (run.train.threads or 1) * n, "num_gpus": gpus * n}
 
 
 def _run_remote(run_json: str, run_dir: str, threads: int):  # executed in a Ray worker
