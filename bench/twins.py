@@ -79,10 +79,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     for twin in args.twins:
         store = Path(args.store).expanduser() / twin
-        command = (f"peftbench run presets/{twin}-offline.yaml output_dir={store} --jobs {args.jobs} --quiet")
+        run_args = ["run", f"presets/{twin}-offline.yaml", f"output_dir={store}", "--jobs", str(args.jobs), "--quiet"]
         start = time.time()
-        code = subprocess.call([sys.executable, "-m", "peftbench.cli", "run", f"presets/{twin}-offline.yaml",
-                                f"output_dir={store}", "--jobs", str(args.jobs), "--quiet"], cwd=ROOT)
+        code = subprocess.call([sys.executable, "-m", "peftbench.cli", *run_args], cwd=ROOT)
+        command = " ".join(["peftbench", *run_args])
         if code not in (0, 1):
             print(f"{twin}: peftbench run exited {code}; what finished is kept, run again to resume", file=sys.stderr)
             return code

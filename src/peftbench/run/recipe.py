@@ -198,8 +198,9 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     wrapped, optimizer = ranks.prepare(model, optimizer)
-    if ranks.describe():
-        options["launcher"] = ranks.describe()
+    launched = ranks.describe()
+    if launched:
+        options["launcher"] = launched
     return Setup(run, device, task, prep, model, method, ModelAdapter(model, method), optimizer, scheduler, lr,
                  per_epoch, steps_per_epoch, ctx, model_info, data_report, parameters, meter, show and ranks.main,
                  metric_info=task.metric_info(prep), initial_snapshot=initial, options=options,
