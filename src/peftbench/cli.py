@@ -8,6 +8,7 @@ from importlib import resources
 
 from . import __version__, registry
 from .config import ConfigError, expand, load_grid
+from .sweeps import count_follow_ups, staged
 from .store import StoreError
 
 DEMO_GRID = "demo.yaml"
@@ -40,9 +41,10 @@ def cmd_run(args) -> int:
 
     grid = _grid_from(args)
     _preflight(grid, getattr(args, "grid", None) or "demo")
-    runs = expand(grid)
+    runs, later = expand(grid), count_follow_ups(grid)
     print(f"grid '{grid.name}': {len(grid.models)} model(s) x {len(grid.methods)} method(s) x {len(grid.tasks)} task(s) "
-          f"x {len(grid.seeds)} seed(s) = {len(runs)} run(s) -> {grid.output_dir}")
+          f"x {len(grid.seeds)} seed(s) = {len(runs) + later} run(s)"
+          + (f" ({later} of them after their staged sweep has chosen a rate)" if later else "") + f" -> {grid.output_dir}")
     jobs, devices, shard = _scale_args(args)
     try:
         summary = run_grid(grid, in_process=args.in_process, show_progress=not args.quiet, jobs=jobs, devices=devices,
@@ -131,13 +133,16 @@ def cmd_validate(args) -> int:
         if problems:
             failed += 1
             continue
-        runs = expand(grid)
+        runs, later = expand(grid), list(staged(grid))
         print(f"{path}: valid{' (schema and options; files, packages and hub not checked)' if args.schema else ''}; "
-              f"{len(runs)} run(s):")
+              f"{len(runs) + sum(len(g[-1]) for g in later)} run(s):")
         if not args.brief:
             for r in runs:
                 lr = f"{r.lr():g}" if r.lr() else "method default"
                 print(f"  {r.slug}  lr={lr} epochs={r.epochs()} max_length={r.max_length()}")
+            for model, task, method, first, seeds in later:
+                print(f"  {model.name} / {method.label} / {task.name}: seeds {', '.join(map(str, seeds))} at the "
+                      f"learning rate chosen on seed(s) {', '.join(map(str, first))}")
     return 2 if failed else 0
 
 

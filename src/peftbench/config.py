@@ -61,9 +61,11 @@ class ModelSpec(_Spec):
 
 class SweepSpec(_Spec):
     """A small learning-rate sweep for one method: every value is run (and stored); the report keeps the
-    value with the best mean validation score over seeds and shows only its test scores."""
+    value with the best mean validation score over seeds and shows only its test scores. ``seeds: k`` compares
+    the values on the grid's first k seeds only and runs the other seeds at the chosen value (``sweeps.py``)."""
 
     lr: list[float] = Field(min_length=1)
+    seeds: Optional[int] = Field(None, ge=1)  # None: every value on every seed
 
     @field_validator("lr")
     @classmethod
@@ -409,6 +411,9 @@ def identity(config: dict) -> dict:
     if isinstance(config.get("task"), dict):
         out["task"] = {k: v for k, v in config["task"].items()
                        if k not in TASK_NEUTRAL and not (k in TASK_ADDED and v is None)}
+    sweep = (config.get("method") or {}).get("sweep") if isinstance(config.get("method"), dict) else None
+    if isinstance(sweep, dict) and "seeds" in sweep:  # how a sweep is staged does not change any of its runs
+        out["method"] = {**config["method"], "sweep": {k: v for k, v in sweep.items() if k != "seeds"}}
     return out
 
 
@@ -557,15 +562,22 @@ def _normalise_shorthand(data: dict) -> dict:
     return data
 
 
+def combos(grid: GridSpec) -> list[tuple[ModelSpec, TaskSpec, MethodSpec]]:
+    """(model, task, method) in the grid's stable order (a task's ``models`` restricts it)."""
+    return [(m, t, me) for m in grid.models for t in grid.tasks if t.models is None or m.name in t.models
+            for me in grid.methods]
+
+
 def expand(grid: GridSpec) -> list[RunSpec]:
     """The grid's runs in a stable order (model, task, method, seed); a method with ``sweep.lr`` gives one
-    run per learning rate."""
+    run per learning rate. A staged sweep (``sweep.seeds: k``) gives its first k seeds here; the others follow
+    once the rate is chosen (``sweeps.follow_ups``)."""
     return [RunSpec(model=m, method=v, task=t, train=grid.train, seed=s)
-            for m in grid.models for t in grid.tasks if t.models is None or m.name in t.models
-            for me in grid.methods for v in _variants(me) for s in grid.seeds]
+            for m, t, me in combos(grid) for v in variants(me)
+            for s in (grid.seeds[:me.sweep.seeds] if me.sweep and me.sweep.seeds else grid.seeds)]
 
 
-def _variants(method: MethodSpec) -> list[MethodSpec]:
+def variants(method: MethodSpec) -> list[MethodSpec]:
     if not method.sweep:
         return [method]
     return [method.model_copy(update={"lr": lr}) for lr in method.sweep.lr]

@@ -16,6 +16,7 @@ import sys
 import time
 
 from .config import GridSpec, RunSpec, expand
+from .sweeps import staged
 
 
 def profile(run: RunSpec, steps: int) -> dict:
@@ -120,8 +121,10 @@ def plan(grid: GridSpec, steps: int = 3, echo=print) -> dict:
     combos: dict[tuple, list[RunSpec]] = {}
     for r in runs:
         combos.setdefault((r.model.name, r.method.name, r.method.label, r.task.name), []).append(r)
+    later = {(m.name, me.name, me.label, t.name): len(seeds) for m, t, me, _, seeds in staged(grid)}  # staged sweeps
     rows = []
     for key, members in combos.items():
+        members = members + members[:1] * later.get(key, 0)  # their later seeds cost what the compared ones do
         echo(f"profiling {key[0]} / {key[2]} / {key[3]} ({steps} steps)")
         proc = subprocess.run([sys.executable, "-m", "peftbench.plan", members[0].model_dump_json(), str(steps)],
                               capture_output=True, text=True, env=dict(os.environ, PEFTBENCH_PROGRESS="0"))
@@ -139,7 +142,7 @@ def plan(grid: GridSpec, steps: int = 3, echo=print) -> dict:
             row["advice"] = advice(row)
         rows.append(row)
     total = sum(r.get("grid_seconds", 0) for r in rows)
-    return {"grid": grid.name, "runs": len(runs), "rows": rows, "total_seconds": total,
+    return {"grid": grid.name, "runs": len(runs) + sum(later.values()), "rows": rows, "total_seconds": total,
             "note": "times are upper bounds where early stopping ends runs early; memory is the process's peak RSS "
                     "on CPU and peak allocated memory on CUDA"}
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .config import GridSpec, RunSpec, expand
 from .run.folder import RunFolder
 from .store import Store
+from .sweeps import count_follow_ups, follow_ups
 
 
 @dataclass
@@ -30,6 +31,7 @@ class GridSummary:
     finished: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     claimed_elsewhere: list[str] = field(default_factory=list)  # runs another runner on this store took
+    waiting: list[str] = field(default_factory=list)  # staged sweeps whose later seeds wait for their comparison
 
 
 class Heartbeat:
@@ -193,25 +195,35 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
         if recovered:
             echo(f"recovered {recovered} finished run(s) from run folders")
         runs = shard_of(expand(grid), shard)
-        summary = GridSummary(total=len(runs))
-        todo = [r for r in runs if store.status(r.run_id) != "ok"]
-        summary.skipped = len(runs) - len(todo)
-        if summary.skipped:
-            echo(f"skipping {summary.skipped} finished run(s) of {len(runs)}")
-        bar = tqdm(total=len(runs), initial=summary.skipped, desc=f"grid {grid.name}", unit="run",
-                   disable=not show_progress, position=0)
+        summary = GridSummary(total=len(runs) + count_follow_ups(grid, shard))
+        bar = tqdm(total=summary.total, desc=f"grid {grid.name}", unit="run", disable=not show_progress, position=0)
         state = _Grid(grid, summary, in_process, show_progress and jobs == 1, bar)
-        try:
-            if executor == "ray":
-                from .executors.ray import execute
 
-                execute(state, store, todo, address)
+        def execute(runs: list[RunSpec]) -> None:
+            todo = [r for r in runs if store.status(r.run_id) != "ok"]
+            if len(todo) < len(runs):
+                summary.skipped += len(runs) - len(todo)
+                bar.update(len(runs) - len(todo))
+                echo(f"skipping {len(runs) - len(todo)} finished run(s) of {len(runs)}")
+            if executor == "ray":
+                from .executors.ray import execute as ray_execute
+
+                ray_execute(state, store, todo, address)
             elif jobs == 1:
                 for run in todo:
                     bar.set_postfix_str(run.slug[:60])
                     state.execute(store, run, worker_env(0, 1, devices))
             else:
                 _parallel(state, store.root, todo, jobs, devices)
+
+        try:
+            execute(runs)
+            later, summary.waiting = follow_ups(grid, store.result, shard)  # staged sweeps: the chosen rate's seeds
+            if later:
+                echo(f"staged sweeps: {len(later)} run(s) at the chosen learning rates")
+                execute(later)
+            for line in summary.waiting:
+                echo(f"waiting: {line}")
         finally:
             bar.close()
         return summary

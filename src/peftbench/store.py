@@ -163,6 +163,11 @@ class Store:
         row = self.db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return row[0] if row else None
 
+    def result(self, run_id: str) -> dict | None:
+        """A finished run's result, or None."""
+        row = self.db.execute("SELECT result FROM runs WHERE run_id=? AND status='ok'", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def record_result(self, result: dict, config: dict, grid: str) -> None:
         p, m, t = result["parameters"], result["memory"], result["timing"]
         rid = result["run_id"]

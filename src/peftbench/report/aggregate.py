@@ -3,16 +3,17 @@
 A *cell* is the set of runs whose resolved configs are identical except for the seed: only those are
 averaged as seeds.  Runs of one model x task x method label whose configs differ in anything else (a re-run
 with ``train.epochs=2`` into the same folder) become separate rows, each labelled with what differs.
-Learning-rate sweeps keep the value with the best mean validation score (the others are listed).
+Learning-rate sweeps keep the value with the best mean validation score over the seeds every value ran (the
+others are listed; ``sweeps.choose``, the rule a staged sweep's runner uses too).
 """
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .. import registry
 from ..store import cell_key
+from ..sweeps import choose
 
 
 @dataclass
@@ -34,7 +35,8 @@ class Cell:
 
 def select_sweeps(results: list[dict]) -> tuple[list[dict], list[list[str]]]:
     """Learning-rate sweeps: per (model, task, method) with ``sweep``, keep the runs of the learning rate whose
-    mean best validation score over seeds is highest; the others stay in the store and are listed."""
+    mean best validation score (over the seeds every rate ran) is highest; the others stay in the store and are
+    listed."""
     kept, rows = [], []
     swept: dict = defaultdict(lambda: defaultdict(list))
     for r in results:
@@ -43,8 +45,7 @@ def select_sweeps(results: list[dict]) -> tuple[list[dict], list[list[str]]]:
         else:
             kept.append(r)
     for (model, task, method), by_lr in sorted(swept.items()):
-        score = {lr: statistics.fmean(x["training"]["best_validation"] for x in runs) for lr, runs in by_lr.items()}
-        best = max(score, key=score.get)
+        best, score = choose(by_lr)
         kept += by_lr[best]
         metric = by_lr[best][0]["training"]["validation_metric"]
         for lr in sorted(by_lr):

@@ -351,7 +351,9 @@ def render(results_dir: str | Path, echo=print, baseline: str = "full", resample
         rep.figure(f"pes__{safe_name(task)}", f"PES {task}", plots.pes_bars(task, bars))
     if sweep_rows:
         rep.heading("Learning-rate sweeps")
-        rep.text("Only the chosen learning rate's test scores appear above; every run is in the store.")
+        rep.text("Only the chosen learning rate's test scores appear above; every run is in the store. The rates are "
+                 "compared by the mean best validation score over the seeds every rate ran (a staged sweep, "
+                 "`sweep.seeds`, runs its later seeds at the chosen rate only).")
         rep.table(Table("sweeps", "Sweeps", ["Model", "Task", "Method", "Learning rate", "Mean best validation",
                                              "Runs", ""], sweep_rows))
     if failures:

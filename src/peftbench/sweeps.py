@@ -1,0 +1,66 @@
+"""Learning-rate sweeps: the rate a sweep chose, and the runs a staged sweep adds once it has chosen.
+
+``sweep: {lr: [...]}`` runs every rate on every seed of the grid. ``sweep: {lr: [...], seeds: k}`` compares the
+rates on the grid's first ``k`` seeds only; once every one of those runs has finished, the other seeds run at
+the chosen rate alone -- the usual protocol (tune on one seed, then repeat), ``L*k + (S-k)`` runs instead of
+``L*S``. Every run keeps the id it has in the full sweep, so switching between the two reuses finished runs.
+
+The rate is chosen by the mean best validation score over the seeds that every rate has run (the report uses
+the same rule: later seeds of the chosen rate do not tip the comparison); a tie goes to the rate listed first.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Callable, Iterable
+
+from .config import GridSpec, RunSpec, combos, variants
+
+
+def choose(by_lr: dict[float, list[dict]]) -> tuple[float, dict[float, float]]:
+    """(the chosen rate, each rate's score) from finished results grouped by learning rate."""
+    common = set.intersection(*({r["seed"] for r in runs} for runs in by_lr.values()))
+    score = {lr: statistics.fmean(r["training"]["best_validation"] for r in runs if not common or r["seed"] in common)
+             for lr, runs in by_lr.items()}
+    return max(score, key=score.get), score
+
+
+def staged(grid: GridSpec) -> Iterable[tuple]:
+    """(model, task, method, the seeds that compare the rates, the seeds that follow) of each staged sweep."""
+    for model, task, method in combos(grid):
+        k = method.sweep.seeds if method.sweep else None
+        if k and k < len(grid.seeds):
+            yield model, task, method, grid.seeds[:k], grid.seeds[k:]
+
+
+def follow_ups(grid: GridSpec, result_of: Callable[[str], dict | None],
+               shard: tuple[int, int] | None = None) -> tuple[list[RunSpec], list[str]]:
+    """The staged sweeps' later runs whose rate is chosen (``result_of``: a run id's finished result, or None),
+    and one line for each sweep still waiting for its comparison runs. ``shard=(i, n)``: the later runs are
+    numbered in the grid's stable order whether chosen or not, and shard i keeps numbers i, i+n, ..."""
+    runs, waiting, number = [], [], 0
+    for model, task, method, first, later in staged(grid):
+        if shard:
+            later = [s for j, s in enumerate(later, number) if j % shard[1] == shard[0]]
+            number += len(grid.seeds) - len(first)
+            if not later:
+                continue
+        compared = [RunSpec(model=model, method=v, task=task, train=grid.train, seed=s)
+                    for v in variants(method) for s in first]
+        done = [result_of(r.run_id) for r in compared]
+        if any(d is None for d in done):
+            waiting.append(f"{model.name} / {method.label} / {task.name}: {sum(d is None for d in done)} of "
+                           f"{len(done)} comparison run(s) not finished; seeds {later} wait for the chosen rate")
+            continue
+        by_lr: dict[float, list[dict]] = {}
+        for r, d in zip(compared, done):
+            by_lr.setdefault(r.method.lr, []).append(d)
+        best, _ = choose(by_lr)
+        chosen = next(v for v in variants(method) if v.lr == best)
+        runs += [RunSpec(model=model, method=chosen, task=task, train=grid.train, seed=s) for s in later]
+    return runs, waiting
+
+
+def count_follow_ups(grid: GridSpec, shard: tuple[int, int] | None = None) -> int:
+    """How many runs the staged sweeps add after choosing (for counts before any run)."""
+    n = sum(len(later) for *_, later in staged(grid))
+    return len(range(shard[0], n, shard[1])) if shard else n

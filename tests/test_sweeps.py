@@ -1,0 +1,124 @@
+"""Staged learning-rate sweeps (``sweep.seeds: k``): compare the rates on the first k seeds, run the other seeds
+at the chosen rate only; the choice rule shared by the runner and the report."""
+import json
+
+import pytest
+
+from conftest import toy_grid
+from peftbench.config import expand, load_grid
+from peftbench.report import render, select_sweeps
+from peftbench.runner import run_grid
+from peftbench.store import Store
+from peftbench.sweeps import choose, count_follow_ups, follow_ups
+
+
+def _grid(staged_seeds=1, seeds=(1, 2, 3), methods=None):
+    sweep = {"lr": [1e-4, 1e-3, 1e-2]}
+    if staged_seeds:
+        sweep["seeds"] = staged_seeds
+    return load_grid(data={"models": ["tiny:bert", "tiny:gpt2"],
+                           "methods": methods or [{"name": "lora", "sweep": sweep}, "full"],
+                           "tasks": [{"name": "t", "data": {"source": "x.jsonl"}}], "seeds": list(seeds)})
+
+
+def _fake(run, val: float) -> dict:
+    return {"seed": run.seed, "training": {"lr": run.method.lr, "best_validation": val}}
+
+
+def test_choose_compares_rates_on_the_seeds_every_rate_ran():
+    a = [{"seed": 1, "training": {"best_validation": 0.80}}]
+    b = [{"seed": 1, "training": {"best_validation": 0.70}}, {"seed": 2, "training": {"best_validation": 0.99}},
+         {"seed": 3, "training": {"best_validation": 0.99}}]
+    best, score = choose({1e-3: a, 1e-2: b})
+    assert best == 1e-3 and score == {1e-3: 0.80, 1e-2: 0.70}  # b's later seeds do not tip the comparison
+    assert choose({1e-3: a, 1e-2: [dict(a[0])]})[0] == 1e-3  # a tie: the rate listed first
+    # no seed in common (a hand-made store): every run counts
+    assert choose({1e-3: a, 1e-2: b[1:]})[0] == 1e-2
+
+
+def test_staged_sweep_expands_to_the_first_seeds_with_the_full_sweeps_run_ids():
+    staged, full = _grid(1), _grid(None)
+    first = expand(staged)
+    # per model: lora 3 rates x seed 1, full x 3 seeds
+    assert len(first) == 2 * (3 * 1 + 3) and count_follow_ups(staged) == 2 * 2
+    assert len(expand(full)) == 2 * (3 * 3 + 3) and count_follow_ups(full) == 0
+    assert {r.seed for r in first if r.method.name == "lora"} == {1}
+    # how the sweep is staged does not change any run: ids (and cells) equal the full sweep's
+    assert {r.run_id for r in first} <= {r.run_id for r in expand(full)}
+    assert count_follow_ups(_grid(3)) == 0 and len(expand(_grid(3))) == len(expand(full))  # k >= seeds: no stage
+
+
+def test_follow_ups_wait_for_the_comparison_then_run_the_chosen_rate():
+    grid = _grid(1)
+    runs, waiting = follow_ups(grid, lambda run_id: None)
+    assert runs == [] and len(waiting) == 2 and "3 of 3 comparison run(s) not finished" in waiting[0]
+
+    val = {1e-4: 0.5, 1e-3: 0.9, 1e-2: 0.7}
+    done = {r.run_id: _fake(r, val[r.method.lr]) for r in expand(grid) if r.method.name == "lora"}
+    runs, waiting = follow_ups(grid, done.get)
+    assert waiting == [] and len(runs) == 4
+    assert {(r.model.name, r.seed, r.method.lr) for r in runs} == {(m, s, 1e-3) for m in ("bert", "gpt2") for s in (2, 3)}
+    full_ids = {r.run_id for r in expand(_grid(None))}
+    assert {r.run_id for r in runs} <= full_ids  # the chosen rate's later seeds are the full sweep's runs
+
+    # shards: the later runs are numbered whether chosen or not, so the shards stay disjoint and complete
+    for n in (2, 3, 5):
+        parts = [follow_ups(grid, done.get, (i, n))[0] for i in range(n)]
+        ids = [r.run_id for p in parts for r in p]
+        assert sorted(ids) == sorted(r.run_id for r in runs)
+        assert sum(count_follow_ups(grid, (i, n)) for i in range(n)) == 4
+
+
+def test_a_staged_sweep_runs_end_to_end_and_the_report_keeps_the_chosen_rate(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    data = toy_grid(toy, out, models=["tiny:bert"], methods=[
+        {"name": "lora", "sweep": {"lr": [1e-5, 5e-2], "seeds": 1}}], epochs=2)
+    data["seeds"] = [1, 2, 3]
+    grid = load_grid(data=data)
+    lines = []
+    summary = run_grid(grid, in_process=True, show_progress=False, echo=lines.append)
+    assert summary.total == 4 and len(summary.finished) == 4 and not summary.failed and not summary.waiting
+    assert any("staged sweeps: 2 run(s) at the chosen learning rates" in x for x in lines)
+
+    store = Store(out)
+    results = store.results(with_config=True)
+    store.close()
+    by_seed = {}
+    for r in results:
+        by_seed.setdefault(r["seed"], []).append(r["training"]["lr"])
+    assert sorted(by_seed[1]) == [1e-5, 5e-2]
+    first = {r["training"]["lr"]: r["training"]["best_validation"] for r in results if r["seed"] == 1}
+    chosen = max(first, key=first.get)
+    assert by_seed[2] == [chosen] and by_seed[3] == [chosen]
+
+    kept, rows = select_sweeps(results)
+    assert sorted(r["seed"] for r in kept) == [1, 2, 3] and {r["training"]["lr"] for r in kept} == {chosen}
+    assert [row[5] for row in rows] == (["1", "3"] if chosen == 5e-2 else ["3", "1"])  # runs per rate
+    render(out)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "Learning-rate sweeps" in report and "seeds every rate ran" in report
+    assert "1, 2, 3" in report  # one cell over the three seeds
+
+    again = run_grid(grid, in_process=True, show_progress=False, echo=lines.append)
+    assert again.skipped == 4 and not again.finished  # a rerun trains nothing
+    # the full sweep over the same store reuses the four finished runs and trains the two missing ones
+    data["methods"][0]["sweep"].pop("seeds")
+    whole = run_grid(load_grid(data=data), in_process=True, show_progress=False, echo=lines.append)
+    assert whole.total == 6 and whole.skipped == 4 and len(whole.finished) == 2
+
+
+def test_validate_and_run_count_the_later_seeds(toy, tmp_path, capsys):
+    from peftbench.cli import main
+
+    data = toy_grid(toy, tmp_path / "out", models=["tiny:bert"],
+                    methods=[{"name": "lora", "sweep": {"lr": [1e-4, 1e-3], "seeds": 1}}])
+    data["seeds"] = [1, 2, 3]
+    path = tmp_path / "grid.yaml"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 run(s)" in out and "seeds 2, 3 at the learning rate chosen on seed(s) 1" in out
+    bad = dict(data, methods=[{"name": "lora", "sweep": {"lr": [1e-4], "seeds": 0}}])
+    path.write_text(json.dumps(bad), encoding="utf-8")
+    assert main(["validate", str(path)]) == 2
+    assert "methods[0].sweep.seeds" in capsys.readouterr().err
