@@ -39,7 +39,8 @@ def test_launcher_config_is_checked(tmp_path, toy):
     fsdp.write_text("distributed_type: FSDP\nnum_processes: 2\n")
     data["train"] = {"batch_size": 16, "launcher": {"num_processes": 2, "config_file": str(fsdp)}}
     problems = check(load_grid(data=data), read_data=False)
-    assert any("distributed_type FSDP shards the model" in p for p in problems), problems
+    assert any("distributed_type FSDP is not supported" in p and "train.launcher.fsdp: true" in p
+               for p in problems), problems
     data["train"]["launcher"]["config_file"] = str(tmp_path / "missing.yaml")
     assert any(p.startswith("train.launcher.config_file: accelerate config file") and "does not exist" in p
                for p in check(load_grid(data=data), read_data=False))
@@ -103,6 +104,59 @@ def test_two_cpu_processes_give_the_single_process_run(tmp_path, toy):
                                                         "backend": "gloo"}
     assert one["run_id"] != two["run_id"]  # a launcher is part of what the run is (its own cell in the report)
     assert Store(tmp_path / "out2").status(two["run_id"]) == "ok"
+
+
+def _weights(out) -> dict:
+    from safetensors.torch import load_file
+
+    (folder,) = (out / "runs").iterdir()
+    files = sorted((folder / "weights").rglob("*.safetensors"))
+    assert files, f"no weights saved in {folder / 'weights'}"
+    return {f"{f.name}:{k}": v for f in files for k, v in load_file(str(f)).items()}
+
+
+@pytest.mark.parametrize("method", ["full", {"name": "lora", "lora_dropout": 0.0}])
+def test_fsdp_on_two_cpu_processes_gives_the_single_process_run(tmp_path, toy, method):
+    """FSDP2 over 2 gloo processes (parameters, gradients and optimizer state sharded; gradient accumulation
+    included): the same losses, metrics and saved weights as one process, one result in the store."""
+    results, weights = {}, {}
+    for n in (1, 2):
+        data = toy_grid(toy, tmp_path / f"out{n}", models=["tiny:llama"], methods=[method], epochs=2, threads=1,
+                        batch_size=16, grad_accum=2, lr=1e-3)
+        if n > 1:
+            data["train"]["launcher"] = {"num_processes": n, "fsdp": True}
+        summary = run_grid(load_grid(data=data), show_progress=False)
+        assert summary.failed == [] and len(summary.finished) == 1, summary.failed
+        results[n], weights[n] = _result(tmp_path / f"out{n}"), _weights(tmp_path / f"out{n}")
+    one, two = results[1], results[2]
+    assert two["provenance"]["options"]["launcher"]["sharding"].startswith("fsdp2")
+    assert two["training"]["optimizer_steps"] == one["training"]["optimizer_steps"]
+    for a, b in zip(one["curves"], two["curves"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], abs=1e-5)
+    for k, v in one["test"]["metrics"].items():
+        assert two["test"]["metrics"][k] == pytest.approx(v, abs=1e-9), k
+    assert two["test"]["samples"] == one["test"]["samples"]  # every rank scored the whole split, once counted
+    assert two["parameters"] == one["parameters"]  # counted before sharding
+    assert weights[1].keys() == weights[2].keys()  # rank 0 saved the full weights, not its shard
+    for k, w in weights[1].items():
+        assert weights[2][k].shape == w.shape and torch.allclose(weights[2][k], w, atol=1e-5), k
+    assert len(two["memory"]["per_rank"]) == 2
+
+
+def test_fsdp_refuses_what_needs_whole_weights(tmp_path, toy):
+    data = toy_grid(toy, tmp_path / "r", models=["tiny:llama"], methods=["lora"], export_merged=True)
+    data["train"]["launcher"] = {"num_processes": 2, "fsdp": True}
+    with pytest.raises(ConfigError, match=r"train.export_merged: not with launcher.fsdp"):
+        load_grid(data=data)
+    data["train"].pop("export_merged")
+    run = expand(load_grid(data=data))[0]
+    data["train"]["launcher"] = {"num_processes": 2}
+    assert run.run_id != expand(load_grid(data=data))[0].run_id  # sharding is part of what the run is
+    data["train"]["launcher"] = {"num_processes": 2, "fsdp": False}  # the default keeps the ids stored before
+    assert expand(load_grid(data=data))[0].run_id == expand(load_grid(data={**data, "train": {
+        **data["train"], "launcher": {"num_processes": 2}}}))[0].run_id
 
 
 def test_a_failing_run_on_two_processes_is_recorded_once(tmp_path, toy):

@@ -229,7 +229,8 @@ class AnalysisSpec(_Spec):
 
 
 class LauncherSpec(_Spec):
-    """One run on several processes (GPUs, or CPU processes with gloo) through ``accelerate launch`` (DDP).
+    """One run on several processes (GPUs, or CPU processes with gloo) through ``accelerate launch``: DDP, or
+    with ``fsdp`` the model sharded over the processes (FSDP2; ``run/distributed.py``).
     ``train.batch_size`` stays the global batch: each of ``num_processes`` processes takes its share of every
     batch, so a run means the same optimisation whatever it runs on."""
 
@@ -238,6 +239,7 @@ class LauncherSpec(_Spec):
     main_process_port: Optional[int] = Field(None, ge=1, le=65535)  # None: a free port on this host
     args: list[str] = Field(default_factory=list)  # more ``accelerate launch`` arguments, passed unchanged
     find_unused_parameters: bool = False  # DDP: for models whose trainable parameters may get no gradient
+    fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of replicating them (DDP)
 
 
 class TrainSpec(_Spec):
@@ -280,6 +282,13 @@ class TrainSpec(_Spec):
         if self.batch_size % n:
             raise ValueError(f"@batch_size|{self.batch_size} is not a multiple of launcher.num_processes ({n}): "
                              "each process takes an equal share of every batch; use a multiple")
+        if self.launcher and self.launcher.fsdp:
+            for name in ("export_merged", "compile"):
+                if getattr(self, name):
+                    raise ValueError(f"@{name}|not with launcher.fsdp (sharded parameters); run it without FSDP")
+            if self.analysis.intruders or self.analysis.forgetting_text:
+                raise ValueError("@analysis|not with launcher.fsdp (the analyses read whole weight matrices); run "
+                                 "it without FSDP")
         return self
 
     @field_validator("scheduler")
@@ -407,6 +416,8 @@ def identity(config: dict) -> dict:
     fields = TrainSpec.model_fields
     kept = {k: v for k, v in train.items()
             if k not in TRAIN_NEUTRAL and not (k in TRAIN_ADDED and v == fields[k].default)}
+    if isinstance(kept.get("launcher"), dict) and not kept["launcher"].get("fsdp", True):  # added later: kept
+        kept["launcher"] = {k: v for k, v in kept["launcher"].items() if k != "fsdp"}       # while off
     out = {**config, "train": kept}
     if isinstance(config.get("task"), dict):
         out["task"] = {k: v for k, v in config["task"].items()

@@ -56,7 +56,7 @@ class AdaLoRA(LoRA):
         cfg = model.peft_config["default"]
         return step >= cfg.total_step - cfg.tfinal
 
-    def save(self, model, folder):
+    def save(self, model, folder, state=None):
         """The adapter as evaluated: peft would cut the layers to the final ``rank_pattern``, which differs from
         the restored best epoch's and changes the rank scaling on reload; saved at ``init_r`` with the pruned
         singular values at zero, it reloads into exactly the evaluated model. The rank pattern is saved beside."""
@@ -65,11 +65,11 @@ class AdaLoRA(LoRA):
         cfg = model.peft_config["default"]
         pattern, cfg.rank_pattern = cfg.rank_pattern, None
         try:
-            super().save(model, folder)
+            super().save(model, folder, state)
         finally:
             cfg.rank_pattern = pattern
-        ranks = {name.rsplit(".lora_E", 1)[0]: int((p.detach() != 0).sum()) for name, p in model.named_parameters()
-                 if "lora_E" in name}
+        params = model.named_parameters() if state is None else state.items()
+        ranks = {name.rsplit(".lora_E", 1)[0]: int((p.detach() != 0).sum()) for name, p in params if "lora_E" in name}
         (folder / "rank_budget.json").write_text(json.dumps({"total": sum(ranks.values()), "per_layer": ranks}, indent=1))
 
     def regulariser(self, model):

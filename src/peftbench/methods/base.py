@@ -61,13 +61,14 @@ class Method:
         """The model with the method folded into its weights (methods without an adapter: itself)."""
         return model
 
-    def save(self, model, folder) -> None:
-        """Save what this method trained (adapter + head, or all trainable weights)."""
+    def save(self, model, folder, state: dict | None = None) -> None:
+        """Save what this method trained (adapter + head, or all trainable weights). ``state``: the full weights
+        by parameter name where the model's own are shards (FSDP)."""
         from safetensors.torch import save_file
 
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
-                  str(folder / "trainable.safetensors"))
+        save_file({n: (p if state is None else state[n]).detach().cpu().contiguous()
+                   for n, p in model.named_parameters() if p.requires_grad}, str(folder / "trainable.safetensors"))
 
 
 def lrs(encoder: float, encoder_decoder: float | None = None, decoder: float | None = None) -> dict[Family, float]:

@@ -91,10 +91,10 @@ class PeftMethod(Method):
 
         return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
-    def save(self, model, folder):
+    def save(self, model, folder, state=None):
         from peft import PeftModel
 
         if isinstance(model, PeftModel):
-            model.save_pretrained(str(folder))
+            model.save_pretrained(str(folder), **({"state_dict": state} if state is not None else {}))
         else:
-            super().save(model, folder)
+            super().save(model, folder, state)

@@ -9,8 +9,13 @@
   evaluates a contiguous share of each split, and every rank scores the gathered predictions, so early
   stopping decides the same everywhere. Only rank 0 writes the run's files.
 
-FSDP and DeepSpeed configs are refused with one line: the loop keeps the best epoch's weights and saves
-adapters from each process's own parameters, which under sharding hold a shard, not the model.
+With ``launcher.fsdp`` the model is sharded instead of replicated (PyTorch FSDP2: ``fully_shard`` on each
+transformer block, then on the whole model, after the method is applied and before the optimizer is built):
+parameters, gradients and optimizer state are split over the processes, gradients reduce-scattered. Forward
+passes are then collective, so every rank evaluates whole splits (no shares to gather), the best epoch's
+weights are kept as each rank's own shards, and the full weights are gathered for rank 0 to save.
+Accelerate's own FSDP and DeepSpeed configs are refused with one line (accelerate enables FSDP on GPUs only,
+and the loop's keeping and saving of weights is written for replicated or FSDP2-sharded parameters).
 """
 from __future__ import annotations
 
@@ -77,12 +82,13 @@ class Ranks:
 
     def __init__(self, device, train):
         self.world = int(os.environ.get("WORLD_SIZE", "1")) if os.environ.get(LAUNCHED) == "1" else 1
-        self.rank, self.accelerator, self.device = 0, None, device
+        self.rank, self.accelerator, self.device, self.fsdp = 0, None, device, False
         if self.world > 1:
             from accelerate import Accelerator
             from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
             find = bool(train.launcher and train.launcher.find_unused_parameters)
+            self.fsdp = bool(train.launcher and train.launcher.fsdp)
             self.accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=ACCELERATE_PRECISION[train.precision],
                                            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find)])
             kind = self.accelerator.distributed_type
@@ -100,20 +106,36 @@ class Ranks:
         """For the run's provenance."""
         if self.world == 1:
             return None
-        return {"processes": self.world, "distributed_type": self.kind, "backend": self.accelerator.state.backend}
+        return {"processes": self.world, "distributed_type": self.kind, "backend": self.accelerator.state.backend,
+                **({"sharding": "fsdp2 (fully_shard per transformer block)"} if self.fsdp else {})}
 
     def first(self):
         """Rank 0 first, then the others (data preparation: rank 0 fills the features cache, the rest read it)."""
         return self.accelerator.main_process_first() if self.accelerator else contextlib.nullcontext()
 
+    def shard(self, model, base):
+        """FSDP: shard ``model`` in place over the processes (each transformer block of ``base``, the model the
+        method wrapped, then the whole); build the optimizer afterwards, over the sharded parameters."""
+        if not self.fsdp:
+            return model
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(self.device.type, (self.world,))
+        names = set(getattr(base, "_no_split_modules", None) or [])
+        for block in [m for m in model.modules() if type(m).__name__ in names]:
+            fully_shard(block, mesh=mesh)
+        return fully_shard(model, mesh=mesh)
+
     def prepare(self, model, optimizer):
-        """(the model to train through, the optimizer): DDP-wrapped where there are several processes."""
-        if not self.accelerator:
+        """(the model to train through, the optimizer): DDP-wrapped where there are several processes (FSDP:
+        already sharded by ``shard``)."""
+        if not self.accelerator or self.fsdp:
             return model, optimizer
         return self.accelerator.prepare(model, optimizer)
 
     def backward(self, loss) -> None:
-        if self.accelerator:
+        if self.accelerator and not self.fsdp:
             self.accelerator.backward(loss)
         else:
             loss.backward()
@@ -121,16 +143,50 @@ class Ranks:
     def clip(self, params, max_norm: float) -> None:
         import torch
 
-        if self.accelerator:
+        if self.accelerator and not self.fsdp:
             self.accelerator.clip_grad_norm_(params, max_norm)
-        else:
+        else:  # (FSDP: the parameters are DTensors, and the norm is taken over every rank's shards)
             torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    @contextlib.contextmanager
+    def _fsdp_no_sync(self, model):
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
 
     def no_sync(self, model, sync: bool):
         """Gradient accumulation: no all-reduce on the micro-batches that do not end an optimizer step."""
         if self.accelerator and not sync:
-            return self.accelerator.no_sync(model)
+            return self._fsdp_no_sync(model) if self.fsdp else self.accelerator.no_sync(model)
         return contextlib.nullcontext()
+
+    @property
+    def shares_splits(self) -> bool:
+        """Whether each rank evaluates its own share of a split (DDP), rather than the whole split (one process;
+        FSDP, whose forward passes need every rank)."""
+        return self.world > 1 and not self.fsdp
+
+    def reshard(self, model) -> None:
+        """FSDP: every module back to its shard. FSDP2 keeps the root's parameters gathered after a forward pass
+        (for the backward pass that usually follows); after evaluation that would leave training on the copy
+        gathered under inference mode, and the best-epoch copy reading whole tensors instead of shards."""
+        if self.fsdp:
+            from torch.distributed.fsdp import FSDPModule
+
+            for m in model.modules():
+                if isinstance(m, FSDPModule):
+                    m.reshard()
+
+    def full_state(self, model) -> dict | None:
+        """FSDP: the full weights, gathered from every rank's shards (a collective: every rank calls it; rank 0
+        gets them on the CPU, the others an empty dict). Elsewhere None: the model's parameters are whole."""
+        if not self.fsdp:
+            return None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
     def share(self, n: int) -> range:
         """This rank's contiguous share of ``n`` evaluation rows (the shares, in rank order, are 0..n-1)."""

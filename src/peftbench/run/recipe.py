@@ -193,6 +193,7 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     parameters = count_parameters(model)
     model.to(device)
     options = speed_options(model, tr, device)
+    model = ranks.shard(model, base_model(model))  # FSDP: sharded before the optimizer sees its parameters
     lr = run.lr() or type(method).lr_for(arch.family)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], tr, lr, device)
     scheduler = get_scheduler(tr.scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * total_steps),
@@ -320,7 +321,7 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
     preds, refs, loss_sum, n = [], [], 0.0, 0
     POSITION.phase = f"evaluating {split}"
     start = time.perf_counter()
-    rows = s.ranks.share(len(prep.features[split])) if s.ranks.world > 1 else None
+    rows = s.ranks.share(len(prep.features[split])) if s.ranks.shares_splits else None
     with torch.inference_mode(), s.eval_clock.section():
         for batch in tqdm(s.loader(split, rows=rows), desc=split, leave=False, disable=not s.show):
             batch = to_device(batch, s.device)
@@ -335,6 +336,7 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
             parts = s.ranks.gather((preds, refs, loss_sum, n))
             preds, refs = [p for part in parts for p in part[0]], [r for part in parts for r in part[1]]
             loss_sum, n = sum(part[2] for part in parts), sum(part[3] for part in parts)
+    s.ranks.reshard(s.model)
     preds, refs, info = task.finalize(prep, split, preds, refs, calibration)
     s.metric_info.update(info)
     seconds = time.perf_counter() - start
@@ -436,11 +438,12 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | N
     if s.ranks.world > 1:  # one run on several processes: rank 0 gathers the others' readings and writes the run
         memory = merge_ranks(s.ranks.gather(memory))
         cpu = s.ranks.gather((s.train_clock.cpu, s.eval_clock.cpu))
-        if not s.ranks.main:
-            return None
         s.train_clock.cpu, s.eval_clock.cpu = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
     POSITION.phase = "saving"
-    s.method.save(s.model, folder.weights)
+    state = s.ranks.full_state(s.model)  # FSDP: every rank takes part in gathering the full weights
+    if not s.ranks.main:
+        return None
+    s.method.save(s.model, folder.weights, state)
     analysis = run_analyses(s)  # after the memory reading: its own models do not count
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None
     folder.write_predictions(test["predictions"], test["references"])
