@@ -63,6 +63,18 @@ def test_launch_command(tmp_path, toy):
     assert cmd[cmd.index("--config_file") + 1] == str(cfg) and "--multi_gpu" not in cmd  # the file decides
 
 
+def assert_same_training(one: dict, two: dict) -> None:
+    """A run on several processes did what the single-process run did: the same optimizer steps, per-epoch
+    train and validation losses, test loss (to float rounding) and test metrics."""
+    assert two["training"]["optimizer_steps"] == one["training"]["optimizer_steps"]
+    for a, b in zip(one["curves"], two["curves"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], abs=1e-5)
+    for k, v in one["test"]["metrics"].items():
+        assert two["test"]["metrics"][k] == pytest.approx(v, abs=1e-9), k
+
+
 def _result(out):
     (folder,) = (out / "runs").iterdir()
     return json.loads((folder / "result.json").read_text())
@@ -85,15 +97,9 @@ def test_two_cpu_processes_give_the_single_process_run(tmp_path, toy):
         assert len(list((tmp_path / f"out{n}" / "runs").iterdir())) == 1
         results[n] = _result(tmp_path / f"out{n}")
     one, two = results[1], results[2]
-    assert two["training"]["optimizer_steps"] == one["training"]["optimizer_steps"]
+    assert_same_training(one, two)
     assert two["training"]["samples_seen"] == one["training"]["samples_seen"]  # summed over the ranks
     assert two["training"]["tokens_seen"] == one["training"]["tokens_seen"]
-    for a, b in zip(one["curves"], two["curves"]):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
-    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], abs=1e-5)
-    for k, v in one["test"]["metrics"].items():
-        assert two["test"]["metrics"][k] == pytest.approx(v, abs=1e-9), k
     assert two["test"]["samples"] == one["test"]["samples"]
     preds = [json.loads(line) for line in (next((tmp_path / "out2" / "runs").iterdir()) / "predictions.jsonl").open()]
     assert [p["index"] for p in preds] == list(range(one["test"]["samples"]))  # gathered in order, none twice
@@ -130,13 +136,7 @@ def test_fsdp_on_two_cpu_processes_gives_the_single_process_run(tmp_path, toy, m
         results[n], weights[n] = _result(tmp_path / f"out{n}"), _weights(tmp_path / f"out{n}")
     one, two = results[1], results[2]
     assert two["provenance"]["options"]["launcher"]["sharding"].startswith("fsdp2")
-    assert two["training"]["optimizer_steps"] == one["training"]["optimizer_steps"]
-    for a, b in zip(one["curves"], two["curves"]):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
-    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], abs=1e-5)
-    for k, v in one["test"]["metrics"].items():
-        assert two["test"]["metrics"][k] == pytest.approx(v, abs=1e-9), k
+    assert_same_training(one, two)
     assert two["test"]["samples"] == one["test"]["samples"]  # every rank scored the whole split, once counted
     assert two["parameters"] == one["parameters"]  # counted before sharding
     assert weights[1].keys() == weights[2].keys()  # rank 0 saved the full weights, not its shard
