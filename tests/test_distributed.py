@@ -35,12 +35,17 @@ def test_launcher_config_is_checked(tmp_path, toy):
     data["train"]["launcher"] = {"num_procs": 2}
     with pytest.raises(ConfigError, match="train.launcher.num_procs: unknown field"):
         load_grid(data=data)
+    deepspeed = tmp_path / "deepspeed.yaml"
+    deepspeed.write_text("distributed_type: DEEPSPEED\nnum_processes: 2\n")
+    data["train"] = {"batch_size": 16, "launcher": {"num_processes": 2, "config_file": str(deepspeed)}}
+    problems = check(load_grid(data=data), read_data=False)
+    assert any("distributed_type DEEPSPEED is not supported" in p and "train.launcher.fsdp: true" in p
+               for p in problems), problems
     fsdp = tmp_path / "fsdp.yaml"
     fsdp.write_text("distributed_type: FSDP\nnum_processes: 2\n")
-    data["train"] = {"batch_size": 16, "launcher": {"num_processes": 2, "config_file": str(fsdp)}}
-    problems = check(load_grid(data=data), read_data=False)
-    assert any("distributed_type FSDP is not supported" in p and "train.launcher.fsdp: true" in p
-               for p in problems), problems
+    data["train"]["launcher"]["config_file"] = str(fsdp)
+    assert check(load_grid(data=data), read_data=False) == []  # an FSDP config file: peftbench's FSDP2
+    assert load_grid(data=data).train.launcher.shards()
     data["train"]["launcher"]["config_file"] = str(tmp_path / "missing.yaml")
     assert any(p.startswith("train.launcher.config_file: accelerate config file") and "does not exist" in p
                for p in check(load_grid(data=data), read_data=False))
@@ -121,16 +126,24 @@ def _weights(out) -> dict:
     return {f"{f.name}:{k}": v for f in files for k, v in load_file(str(f)).items()}
 
 
-@pytest.mark.parametrize("method", ["full", {"name": "lora", "lora_dropout": 0.0}])
-def test_fsdp_on_two_cpu_processes_gives_the_single_process_run(tmp_path, toy, method):
+@pytest.mark.parametrize("method,how", [("full", "field"), ({"name": "lora", "lora_dropout": 0.0}, "field"),
+                                        ({"name": "lora", "lora_dropout": 0.0}, "accelerate config file")])
+def test_fsdp_on_two_cpu_processes_gives_the_single_process_run(tmp_path, toy, method, how):
     """FSDP2 over 2 gloo processes (parameters, gradients and optimizer state sharded; gradient accumulation
-    included): the same losses, metrics and saved weights as one process, one result in the store."""
+    included), asked for by ``launcher.fsdp`` or by an accelerate config file of distributed_type FSDP: the same
+    losses, metrics and saved weights as one process, one result in the store."""
     results, weights = {}, {}
     for n in (1, 2):
         data = toy_grid(toy, tmp_path / f"out{n}", models=["tiny:llama"], methods=[method], epochs=2, threads=1,
                         batch_size=16, grad_accum=2, lr=1e-3)
-        if n > 1:
+        if n > 1 and how == "field":
             data["train"]["launcher"] = {"num_processes": n, "fsdp": True}
+        elif n > 1:
+            cfg = tmp_path / "fsdp.yaml"
+            cfg.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nuse_cpu: true\n"
+                           f"num_processes: {n}\nnum_machines: 1\nmachine_rank: 0\nmixed_precision: 'no'\n"
+                           "fsdp_config:\n  fsdp_version: 2\n")
+            data["train"]["launcher"] = {"num_processes": n, "config_file": str(cfg)}
         summary = run_grid(load_grid(data=data), show_progress=False)
         assert summary.failed == [] and len(summary.finished) == 1, summary.failed
         results[n], weights[n] = _result(tmp_path / f"out{n}"), _weights(tmp_path / f"out{n}")

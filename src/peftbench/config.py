@@ -241,6 +241,12 @@ class LauncherSpec(_Spec):
     find_unused_parameters: bool = False  # DDP: for models whose trainable parameters may get no gradient
     fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of replicating them (DDP)
 
+    def shards(self) -> bool:
+        """Whether the model is sharded: ``fsdp``, or an accelerate config file of distributed_type FSDP."""
+        from .run.distributed import sharded_config
+
+        return self.fsdp or sharded_config(self.config_file) == "FSDP"
+
 
 class TrainSpec(_Spec):
     """Shared training settings; defaults follow the Persian study (AdamW, batch 32, seed 42)."""
@@ -282,7 +288,7 @@ class TrainSpec(_Spec):
         if self.batch_size % n:
             raise ValueError(f"@batch_size|{self.batch_size} is not a multiple of launcher.num_processes ({n}): "
                              "each process takes an equal share of every batch; use a multiple")
-        if self.launcher and self.launcher.fsdp:
+        if self.launcher and self.launcher.shards():
             for name in ("export_merged", "compile"):
                 if getattr(self, name):
                     raise ValueError(f"@{name}|not with launcher.fsdp (sharded parameters); run it without FSDP")

@@ -261,10 +261,10 @@ def check(grid: GridSpec, read_data: bool = True) -> list[str]:
 
         problems.append(_exists("train.launcher.config_file", launcher.config_file, "accelerate config file"))
         kind = sharded_config(launcher.config_file)
-        if kind:
+        if kind and kind != "FSDP":
             problems.append(f"train.launcher.config_file: distributed_type {kind} is not supported (peftbench keeps and "
-                            "saves replicated or FSDP2-sharded weights); to shard the model set train.launcher.fsdp: "
-                            "true, with an accelerate config of distributed_type MULTI_GPU or none")
+                            "saves replicated or FSDP2-sharded weights); to shard the model use an accelerate config of "
+                            "distributed_type FSDP, or train.launcher.fsdp: true")
     text = grid.train.analysis.forgetting_text
     if text:
         problems.append(_exists("train.analysis.forgetting_text", text, "file"))

@@ -14,8 +14,9 @@ transformer block, then on the whole model, after the method is applied and befo
 parameters, gradients and optimizer state are split over the processes, gradients reduce-scattered. Forward
 passes are then collective, so every rank evaluates whole splits (no shares to gather), the best epoch's
 weights are kept as each rank's own shards, and the full weights are gathered for rank 0 to save.
-Accelerate's own FSDP and DeepSpeed configs are refused with one line (accelerate enables FSDP on GPUs only,
-and the loop's keeping and saving of weights is written for replicated or FSDP2-sharded parameters).
+An accelerate config file of distributed_type FSDP means the same (peftbench shards with FSDP2 itself, on
+GPUs and CPU processes alike; the file's other launch settings still apply). DeepSpeed and Megatron-LM config
+files are refused with one line: the loop keeps and saves replicated or FSDP2-sharded weights.
 """
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ def launch_command(run, run_dir: Path, env: dict) -> tuple[list[str], dict]:
 
 
 def sharded_config(config_file: str | None) -> str | None:
-    """The distributed type of an accelerate config file where it shards the model (FSDP, DeepSpeed,
-    Megatron-LM), which this loop refuses; None otherwise (no file, DDP, one process)."""
+    """The distributed type of an accelerate config file where it shards the model (FSDP: peftbench's own FSDP2;
+    DeepSpeed, Megatron-LM: refused); None otherwise (no file, DDP, one process)."""
     if not config_file:
         return None
     import yaml
@@ -88,7 +89,9 @@ class Ranks:
             from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
             find = bool(train.launcher and train.launcher.find_unused_parameters)
-            self.fsdp = bool(train.launcher and train.launcher.fsdp)
+            self.fsdp = bool(train.launcher and train.launcher.shards())
+            if self.fsdp:  # peftbench shards the model itself (FSDP2); accelerate's own FSDP (from an FSDP config
+                os.environ["ACCELERATE_USE_FSDP"] = "false"  # file) would re-type the run and wrap it again
             self.accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=ACCELERATE_PRECISION[train.precision],
                                            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find)])
             kind = self.accelerator.distributed_type
