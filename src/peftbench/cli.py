@@ -133,14 +133,14 @@ def cmd_validate(args) -> int:
         if problems:
             failed += 1
             continue
-        runs, later = expand(grid), list(staged(grid))
+        runs = expand(grid)
         print(f"{path}: valid{' (schema and options; files, packages and hub not checked)' if args.schema else ''}; "
-              f"{len(runs) + sum(len(g[-1]) for g in later)} run(s):")
+              f"{len(runs) + count_follow_ups(grid)} run(s):")
         if not args.brief:
             for r in runs:
                 lr = f"{r.lr():g}" if r.lr() else "method default"
                 print(f"  {r.slug}  lr={lr} epochs={r.epochs()} max_length={r.max_length()}")
-            for model, task, method, first, seeds in later:
+            for model, task, method, first, seeds in staged(grid):
                 print(f"  {model.name} / {method.label} / {task.name}: seeds {', '.join(map(str, seeds))} at the "
                       f"learning rate chosen on seed(s) {', '.join(map(str, first))}")
     return 2 if failed else 0

@@ -40,8 +40,8 @@ def follow_ups(grid: GridSpec, result_of: Callable[[str], dict | None],
     runs, waiting, number = [], [], 0
     for model, task, method, first, later in staged(grid):
         if shard:
-            later = [s for j, s in enumerate(later, number) if j % shard[1] == shard[0]]
-            number += len(grid.seeds) - len(first)
+            mine = [s for j, s in enumerate(later, number) if j % shard[1] == shard[0]]
+            number, later = number + len(later), mine
             if not later:
                 continue
         compared = [RunSpec(model=model, method=v, task=task, train=grid.train, seed=s)
