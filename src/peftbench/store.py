@@ -105,16 +105,24 @@ class Store:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(self.root / DB_NAME, timeout=60)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA)
-            if check:
-                problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
-                if problems != ["ok"]:
-                    raise sqlite3.DatabaseError("; ".join(problems)[:200])
-        except sqlite3.DatabaseError as exc:
-            raise damaged(self.root, exc) from None
+        for attempt in range(50):  # a locked store is busy, not damaged: two runners creating it at once
+            try:
+                self.db = sqlite3.connect(self.root / DB_NAME, timeout=60)
+                self.db.execute("PRAGMA journal_mode=WAL")  # (answers 'locked' at once, without the busy wait)
+                self.db.executescript(SCHEMA)
+                if check:
+                    problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
+                    if problems != ["ok"]:
+                        raise sqlite3.DatabaseError("; ".join(problems)[:200])
+                break
+            except sqlite3.OperationalError as exc:
+                if ("locked" in str(exc) or "busy" in str(exc)) and attempt < 49:
+                    self.db.close()
+                    time.sleep(0.1)
+                    continue
+                raise damaged(self.root, exc) from None
+            except sqlite3.DatabaseError as exc:
+                raise damaged(self.root, exc) from None
         have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
         with self.db:
             for name, kind in ADDED_COLUMNS:
