@@ -4,7 +4,7 @@ import torch
 
 
 from conftest import FAMILIES, METHODS, seq_head, toy_grid
-from peftbench.config import ModelSpec, expand, load_grid
+from peftbench.config import ModelSpec, expand, identity, load_grid
 from peftbench.methods.adalora import rank_budget
 from peftbench.models import load_model
 from peftbench.run.recipe import execute
@@ -392,3 +392,20 @@ def test_adalora_is_not_stopped_before_its_rank_budget_reaches_the_target(toy, t
     full = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["full"], lr=1e-9, epochs=8,
                                           patience=1)))[0]
     assert execute(full, tmp_path / "full", show_progress=False)["training"]["epochs_run"] == 2  # others stop as before
+
+
+def test_min_epochs_holds_off_early_stopping_and_keeps_old_run_ids(toy, tmp_path):
+    """train.min_epochs: with a flat validation metric (lr 1e-9) and patience 1 a run stops after epoch 2; with
+    min_epochs 4 it runs to epoch 4 (and stops there, the patience already spent); at its default (0) the field
+    leaves run ids as they were before it existed."""
+    def run(**train):
+        spec = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["full"], lr=1e-9,
+                                               epochs=6, patience=1, **train)))[0]
+        return spec, execute(spec, tmp_path / f"run{len(train)}", show_progress=False)["training"]
+
+    plain, training = run()
+    assert training["stopped_early"] and training["epochs_run"] == 2
+    held, training = run(min_epochs=4)
+    assert training["stopped_early"] and training["epochs_run"] == 4
+    assert held.run_id != plain.run_id and held.train.min_epochs == 4
+    assert "min_epochs" not in identity(plain.model_dump(mode="json"))["train"]

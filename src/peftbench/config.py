@@ -262,6 +262,7 @@ class TrainSpec(_Spec):
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: Optional[float] = 1.0
     patience: Optional[int] = Field(1, ge=0)  # None or 0 disables early stopping
+    min_epochs: int = Field(0, ge=0)  # no early stop before this epoch (lets runs leave a majority-class plateau)
     epoch_fraction: float = Field(1.0, gt=0, le=1)  # "feed a random 50% of train each epoch"
     precision: str = "fp32"
     eval_before_training: bool = False  # validation pass before the first step: curves start at epoch 0
@@ -412,7 +413,7 @@ TRAIN_NEUTRAL = ("cache_features", "log_every")  # how a run is carried out, not
 TASK_ADDED = ("patience",)  # task fields added after results were first stored (dropped while None)
 TASK_NEUTRAL = ("models",)  # which grid runs exist, not what a run computes
 TRAIN_ADDED = ("padding", "group_by_length", "tf32", "gradient_checkpointing", "compile", "optimizer", "launcher",
-               "class_weights")
+               "class_weights", "min_epochs")
 
 
 def identity(config: dict) -> dict:

@@ -420,7 +420,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | N
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-                if run.patience() and bad_epochs >= run.patience() and epoch < epochs and \
+                if run.patience() and bad_epochs >= run.patience() and tr.min_epochs <= epoch < epochs and \
                         s.method.may_stop(s.model, counters["steps"]):
                     stopped_early = True
                     break
