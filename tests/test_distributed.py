@@ -183,6 +183,45 @@ def test_a_failing_run_on_two_processes_is_recorded_once(tmp_path, toy):
     assert len(rows) == 1 and rows[0][1] == "failed"
 
 
+def _write_error_often(path, rank, start, n):
+    from peftbench.run.folder import RunFolder
+
+    start.wait()
+    for i in range(n):  # messages of different lengths: interleaved writes would leave a torn file
+        RunFolder(path).write_error(f"[process {rank}] " + "x" * (i % 7 + rank * 50), "tb " * i,
+                                    keep_existing=rank != 0)
+
+
+def test_ranks_writing_one_error_file_at_once_leave_rank_0s_whole_message(tmp_path):
+    """The CI failure this guards: both ranks of a failed run wrote error.json through one temporary name."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_write_error_often, args=(tmp_path, r, start, 300)) for r in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    error = json.loads((tmp_path / "error.json").read_text(encoding="utf-8"))
+    assert error["error"].startswith("[process 0] ")  # rank 0 replaces; the others only write where none is
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["error.json"]  # no temporary file left behind
+
+
+def test_the_first_error_written_is_kept_for_ranks_other_than_0(tmp_path):
+    from peftbench.run.folder import RunFolder
+
+    folder = RunFolder(tmp_path)
+    folder.write_error("[process 2] first", "", keep_existing=True)
+    folder.write_error("[process 1] second", "", keep_existing=True)
+    assert folder.read(folder.error)["error"] == "[process 2] first"
+    folder.write_error("rank 0's reason", "")
+    assert folder.read(folder.error)["error"] == "rank 0's reason"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["error.json"]
+
+
 def test_a_ray_task_asks_for_every_process_of_its_run(tmp_path, toy):
     from peftbench.executors.ray import resources
 

@@ -3,7 +3,7 @@
 The process SIGKILLs itself at the N-th time it reaches the fault's point (counted over the whole grid), the way
 the kernel's OOM killer or a pre-empted node would stop it: no ``finally``, no ``atexit``, no flushing.
 
-  result.json   after ``result.json.tmp`` is written, before it is renamed into place (the run's last write)
+  result.json   after ``result.json.PID.tmp`` is written, before it is renamed into place (the run's last write)
   predictions   half-way through writing ``predictions.jsonl``
   commit        inside the store's transaction that records a finished run, before it commits
 """

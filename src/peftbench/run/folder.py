@@ -8,11 +8,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def write_json(path: Path, obj) -> None:
-    """Write atomically: a reader sees the old file or the whole new one, never half."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
+def write_json(path: Path, obj, keep_existing: bool = False) -> bool:
+    """Write atomically: a reader sees the old file or the whole new one, never half.
+
+    The temporary file is this process's own, so processes writing the same file at once (the ranks of a run
+    on several processes) never interleave in it. ``keep_existing``: leave a file already there (the first
+    writer wins). Returns whether this call wrote the file.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    if not keep_existing:
+        os.replace(tmp, path)
+        return True
+    try:
+        os.link(tmp, path)  # atomic and fails where the file exists, unlike a test-then-replace
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -44,8 +58,10 @@ class RunFolder:
         write_json(self.curves, result["curves"])
         write_json(self.result, result)
 
-    def write_error(self, message: str, traceback: str, position: dict | None = None) -> None:
-        write_json(self.error, {"error": message[:700], "position": position, "traceback": traceback})
+    def write_error(self, message: str, traceback: str, position: dict | None = None,
+                    keep_existing: bool = False) -> None:
+        write_json(self.error, {"error": message[:700], "position": position, "traceback": traceback},
+                   keep_existing=keep_existing)
 
     def predictions_of(self, split: str) -> Path:
         return self.predictions if split == "test" else self.validation_predictions

@@ -48,8 +48,9 @@ def main(argv=None) -> int:
         hint, where = (recipe.out_of_memory_hint(exc), recipe.POSITION) if recipe else ("", None)
         msg = (f"[process {rank}] " if rank else "") + f"{type(exc).__name__}: {first}{hint}" + \
             (f" [{where}]" if where else "")
-        if rank == 0 or not folder.error.exists():  # several processes: rank 0's reason, else the first one
-            folder.write_error(msg, traceback.format_exc(), position=vars(where).copy() if where else None)
+        # several processes: rank 0's reason, else the first one to fail (the others keep what is there)
+        folder.write_error(msg, traceback.format_exc(), position=vars(where).copy() if where else None,
+                           keep_existing=rank != 0)
         print(f"run {run.slug} failed: {msg[:500]}", file=sys.stderr)
         return 1
     if result is not None:  # None: a rank other than 0 of a run on several processes (rank 0 writes)
