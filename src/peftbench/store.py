@@ -100,14 +100,17 @@ def damaged(root: Path, exc: BaseException) -> StoreError:
 
 
 class Store:
+    LOCK_WAIT_SECONDS = 60  # how long opening waits for another process's lock before it gives up
+
     def __init__(self, root: str | Path, check: bool = True):
         """``check``: verify every page first (``PRAGMA quick_check``), so damage is found before a grid writes."""
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(50):  # a locked store is busy, not damaged: two runners creating it at once
+        deadline = time.monotonic() + self.LOCK_WAIT_SECONDS
+        while True:  # a locked store is busy, not damaged: two runners creating it at once
+            self.db = sqlite3.connect(self.root / DB_NAME, timeout=self.LOCK_WAIT_SECONDS)
             try:
-                self.db = sqlite3.connect(self.root / DB_NAME, timeout=60)
                 self.db.execute("PRAGMA journal_mode=WAL")  # (answers 'locked' at once, without the busy wait)
                 self.db.executescript(SCHEMA)
                 if check:
@@ -116,12 +119,15 @@ class Store:
                         raise sqlite3.DatabaseError("; ".join(problems)[:200])
                 break
             except sqlite3.OperationalError as exc:
-                if ("locked" in str(exc) or "busy" in str(exc)) and attempt < 49:
-                    self.db.close()
-                    time.sleep(0.1)
-                    continue
-                raise damaged(self.root, exc) from None
+                self.db.close()
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise damaged(self.root, exc) from None
+                if time.monotonic() > deadline:  # busy, not damaged: say so, repair would not help
+                    raise StoreError(f"results store '{self.root / DB_NAME}' stayed locked for {self.LOCK_WAIT_SECONDS:g} s ({exc}); "
+                                     "another process holds it: wait for it or stop it") from None
+                time.sleep(0.1)  # a fixed 50 tries (5 s) was too short on a machine busy writing to disk
             except sqlite3.DatabaseError as exc:
+                self.db.close()
                 raise damaged(self.root, exc) from None
         have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
         with self.db:

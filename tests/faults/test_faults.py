@@ -245,6 +245,33 @@ def test_a_claim_of_a_dead_runner_is_taken_over(tmp_path):
 
 
 
+@pytest.mark.parametrize("released_after", [0.5, None])
+def test_a_store_locked_by_another_process_is_waited_for_then_named_busy_not_damaged(tmp_path, monkeypatch,
+                                                                                      released_after):
+    """Opening waits out a lock (two runners creating one store on a machine busy writing to disk held it for
+    more than the 5 s a fixed 50 retries gave); a lock that outlasts the wait is reported as busy, not as damage
+    with advice to repair."""
+    import threading
+
+    from peftbench.store import Store, StoreError
+
+    holder = sqlite3.connect(tmp_path / "peftbench.sqlite", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # a rollback-journal database mid-write: nobody else can even read it
+    holder.execute("CREATE TABLE other(x)")
+    monkeypatch.setattr(Store, "LOCK_WAIT_SECONDS", 1.5)
+    if released_after:
+        threading.Timer(released_after, lambda: holder.execute("COMMIT")).start()
+        store = Store(tmp_path)
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal" and store.results() == []
+        store.close()
+    else:
+        with pytest.raises(StoreError, match=r"stayed locked for 1.5 s .*another process holds it") as err:
+            Store(tmp_path)
+        assert "repair" not in str(err.value) and "\n" not in str(err.value)
+        holder.execute("ROLLBACK")
+    holder.close()
+
+
 @pytest.mark.parametrize("damage", ["not a database", "a page overwritten", "truncated"])
 def test_a_damaged_store_gets_one_line_and_repair_rebuilds_it_from_the_run_folders(toy, tmp_path, capsys, damage):
     out = tmp_path / "results"
