@@ -248,8 +248,8 @@ def test_a_claim_of_a_dead_runner_is_taken_over(tmp_path):
 @pytest.mark.parametrize("released_after", [0.5, None])
 def test_a_store_locked_by_another_process_is_waited_for_then_named_busy_not_damaged(tmp_path, monkeypatch,
                                                                                       released_after):
-    """Opening waits out a lock (two runners creating one store on a machine busy writing to disk held it for
-    more than the 5 s a fixed 50 retries gave); a lock that outlasts the wait is reported as busy, not as damage
+    """Opening waits out a lock (two runners creating one store at once; a fixed 50 retries gave up after 5 s,
+    short on a machine busy writing to disk); a lock that outlasts the wait is reported as busy, not as damage
     with advice to repair."""
     import threading
 
