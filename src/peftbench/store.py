@@ -123,8 +123,9 @@ class Store:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise damaged(self.root, exc) from None
                 if time.monotonic() > deadline:  # busy, not damaged: say so, repair would not help
-                    raise StoreError(f"results store '{self.root / DB_NAME}' stayed locked for {self.LOCK_WAIT_SECONDS:g} s ({exc}); "
-                                     "another process holds it: wait for it or stop it") from None
+                    raise StoreError(f"results store '{self.root / DB_NAME}' stayed locked for "
+                                     f"{self.LOCK_WAIT_SECONDS:g} s ({exc}); another process holds it: wait for "
+                                     "it or stop it") from None
                 time.sleep(0.1)  # a fixed 50 tries (5 s) was too short on a machine busy writing to disk
             except sqlite3.DatabaseError as exc:
                 self.db.close()

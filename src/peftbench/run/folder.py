@@ -8,23 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def write_json(path: Path, obj, keep_existing: bool = False) -> bool:
+def write_json(path: Path, obj, keep_existing: bool = False) -> None:
     """Write atomically: a reader sees the old file or the whole new one, never half.
 
     The temporary file is this process's own, so processes writing the same file at once (the ranks of a run
     on several processes) never interleave in it. ``keep_existing``: leave a file already there (the first
-    writer wins). Returns whether this call wrote the file.
+    writer wins).
     """
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=str, ensure_ascii=False), encoding="utf-8")
     if not keep_existing:
         os.replace(tmp, path)
-        return True
+        return
     try:
         os.link(tmp, path)  # atomic and fails where the file exists, unlike a test-then-replace
-        return True
     except FileExistsError:
-        return False
+        pass
     finally:
         tmp.unlink(missing_ok=True)
 
