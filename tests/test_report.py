@@ -33,6 +33,18 @@ def test_three_seeds_give_intervals_paired_verdicts_and_exports(three_seeds):
     row = next(line for line in text.splitlines() if line.startswith("| lora | 1, 2, 3 |"))
     assert " ± " in row and "[" in row  # mean ± std [95% CI]
     assert "lora vs full: " in text and "95% CI [" in text and "macro_f1 (x100)" in text
+    assert "over seeds and examples; p = " in text and ", holm " in text and "within ±2.00" in text
+    assert "3 paired seed(s) x 40 examples" in text and "### Test macro_f1 per seed" in text
+    line = next(x for x in text.splitlines() if x.startswith("| lora | "))  # the comparison table's row
+    assert "1: " in text.split("Δ per seed")[1] and "2: " in text.split("Δ per seed")[1]
+    assert "Paired comparisons with full: 1 in this report, holm correction" in text
+    verdicts = [x for x in text.splitlines() if x.startswith("lora vs full: ")]
+    assert len(verdicts) == 1 and verdicts[0].split(" -> ")[1].split(" ")[0] in ("better", "worse", "equivalent",
+                                                                                 "inconclusive")
+    assert "no clear difference" not in text and "-> comparable" not in text
+    assert "## Ranking across tasks" in text and "Not drawn: it needs at least two model × task blocks" in text
+    assert "| Flag |" in text and "V < e GB" in text  # CPU memory of a tiny model: PES dominated by ln V
+    assert line
     assert "PES (published)" in text and "undefined" in text  # tiny models: P < 1M
     assert "### Data: " in text and "| rows used | 324 | 36 | 40 |" in text and "| reached max length | 0 | 0 | 0 |" in text
     assert "| carved from train (validation) |  | 10% |  |" in text
@@ -47,9 +59,57 @@ def test_three_seeds_give_intervals_paired_verdicts_and_exports(three_seeds):
     from peftbench.cli import main
 
     assert main(["report", str(out), "--baseline", "lora", "--resamples", "50"]) == 0
-    assert "full vs lora: " in md.read_text() and "50 resamples" in md.read_text()  # any chosen baseline
+    from peftbench.report.compare import resamples_for
+
+    # any chosen baseline; resamples raised so that 2 / (B + 1) is a tenth of Holm's smallest threshold
+    assert "full vs lora: " in md.read_text() and f"{resamples_for(50, 1, 0.05)} resamples" in md.read_text()
     html = page.read_text()
     assert "class='sortable'" in html and "id='filter'" in html and html.count("data:image/png;base64,") >= 3
+
+
+def test_report_settings_come_from_the_grid_and_the_command_line(three_seeds, tmp_path, capsys):
+    """The grid's report: section is saved beside the store; `peftbench report` flags override it; bad values get
+    one line naming the flag."""
+    import shutil
+
+    from peftbench.cli import main
+    from peftbench.config import ReportSpec
+
+    out = tmp_path / "copy"
+    shutil.copytree(three_seeds[0], out)
+    md, _ = render(out, echo=lambda *a: None, settings=ReportSpec(equivalence_margin=0.5, correction="bonferroni",
+                                                                  resamples=100))
+    text = md.read_text()
+    assert "bonferroni correction" in text and "within ±50.00" in text and "equivalent" in text.split("| Verdict |")[1]
+    assert main(["report", str(out), "--correction", "none"]) == 0  # the saved margin stays, the correction changes
+    text = md.read_text()
+    assert "none correction" in text and "within ±50.00" in text and ", bonferroni" not in text
+    capsys.readouterr()
+    assert main(["report", str(out), "--correction", "hochberg"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--correction: Input should be 'holm', 'bonferroni' or 'none'" in err[0]
+    with pytest.raises(Exception, match="report.baseline: 'dora' is not a method of this grid; allowed: full, lora"):
+        load_grid(data={**three_seeds[1], "report": {"baseline": "dora"}})
+
+
+def test_ranking_across_blocks_draws_a_critical_difference_diagram(tmp_path):
+    from peftbench.report.aggregate import Cell
+    from peftbench.report.render import Report, ranking_section
+
+    def cell(model, task, method, scores):
+        runs = [{"seed": i, "test": {"metrics": {"accuracy": s}}, "training": {"validation_metric": "accuracy"}}
+                for i, s in enumerate(scores)]
+        return Cell(model, task, method, method, runs)
+
+    table = {"t1": (0.9, 0.8, 0.5), "t2": (0.7, 0.72, 0.4), "t3": (0.85, 0.8, 0.6), "t4": (0.6, 0.5, 0.55)}
+    groups = {("m", t): [cell("m", t, name, [v, v]) for name, v in zip(("full", "lora", "ia3"), vals)]
+              for t, vals in table.items()}
+    rep = Report(tmp_path)
+    ranking_section(rep, groups, 0.05)
+    text = "\n".join(rep.md)
+    assert "| full | 1.25 | 1 | 2 | 1 | 1 |" in text  # ranks 1, 2, 1, 1
+    assert "| ia3 | 2.75 |" in text and "Friedman χ² = " in text and "Nemenyi critical difference" in text
+    assert (tmp_path / "ranking_cd.png").stat().st_size > 1000 and (tmp_path / "ranking.csv").exists()
 
 
 def test_runs_with_different_configs_are_not_averaged_as_seeds(three_seeds, tmp_path):

@@ -54,7 +54,7 @@ def cmd_run(args) -> int:
               "command again to resume)", file=sys.stderr)
         if not args.no_report:
             try:
-                render(grid.output_dir, echo=lambda msg: print(msg, file=sys.stderr))
+                render(grid.output_dir, echo=lambda msg: print(msg, file=sys.stderr), settings=grid.report)
             except (FileNotFoundError, KeyboardInterrupt):
                 pass
         return 130
@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
           + (f", {len(summary.claimed_elsewhere)} run by another runner on this store" if summary.claimed_elsewhere
              else ""))
     if not args.no_report:
-        render(grid.output_dir)
+        render(grid.output_dir, settings=grid.report)
     return 1 if summary.failed else 0
 
 
@@ -106,10 +106,16 @@ def cmd_merge(args) -> int:
 def cmd_report(args) -> int:
     from .report import render
 
+    from pydantic import ValidationError
+
     try:
-        render(args.results, baseline=args.baseline, resamples=args.resamples)
+        render(args.results, baseline=args.baseline, resamples=args.resamples, correction=args.correction,
+               equivalence_margin=args.equivalence_margin, alpha=args.alpha)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise ConfigError(f"--{str(e['loc'][-1]).replace('_', '-')}: {e['msg']} (got {e.get('input')!r})") from None
     return 0
 
 
@@ -215,8 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_opts(r)
     rep = sub.add_parser("report", help="render report.md / report.html from a results folder")
     rep.add_argument("results", help="results folder (holds peftbench.sqlite)")
-    rep.add_argument("--baseline", default="full", help="method the others are compared with, paired (default: full)")
-    rep.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per comparison (default 1000)")
+    rep.add_argument("--baseline", help="method the others are compared with, paired (default: the grid's "
+                                        "report.baseline, else full)")
+    rep.add_argument("--resamples", type=int, help="bootstrap resamples per comparison (default 1000)")
+    rep.add_argument("--correction", help="multiple-comparison correction: holm (default), bonferroni, none")
+    rep.add_argument("--equivalence-margin", type=float, help="TOST margin on the metric's 0-1 scale (default 0.02)")
+    rep.add_argument("--alpha", type=float, help="family-wise level of the verdicts (default 0.05)")
     v = sub.add_parser("validate", help="validate grid files (schema, options, files, models) and list their runs")
     v.add_argument("grids", nargs="+", help="grid YAML files, then key=value overrides applied to each")
     v.add_argument("-o", "--override", action="append", help="key=value override (repeatable)")

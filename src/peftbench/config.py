@@ -326,6 +326,17 @@ class TrainSpec(_Spec):
         return v
 
 
+class ReportSpec(_Spec):
+    """How the report compares methods (nothing here changes a run or its id). ``equivalence_margin`` is on the
+    metric's 0-1 scale (0.02: two points of accuracy, F1 or, for metrics reported in percent, 2.0 points)."""
+
+    baseline: str = "full"  # the method label every other method is compared with, paired
+    equivalence_margin: float = Field(0.02, gt=0, lt=1)  # TOST: "comparable" means within ±margin, shown
+    correction: Literal["holm", "bonferroni", "none"] = "holm"  # over every comparison the report makes
+    alpha: float = Field(0.05, gt=0, le=0.2)  # family-wise level of the verdicts
+    resamples: int = Field(1000, ge=20, le=100000)  # bootstrap resamples per comparison
+
+
 class GridSpec(_Spec):
     name: str = "grid"
     models: list[ModelSpec] = Field(min_length=1)
@@ -334,6 +345,7 @@ class GridSpec(_Spec):
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [42], min_length=1)
     train: TrainSpec = Field(default_factory=TrainSpec)
     output_dir: str = "results"
+    report: ReportSpec = Field(default_factory=ReportSpec)
 
     @model_validator(mode="after")
     def _task_models(self):
@@ -352,6 +364,15 @@ class GridSpec(_Spec):
                     weighted = [n for n in registry.names("task") if getattr(registry.get("task", n), "weighted", False)]
                     raise ValueError(f"@train.class_weights|weights the loss of {', '.join(weighted)} tasks; "
                                      f"tasks[{i}] ('{t.name}') is {t.type}")
+        return self
+
+    @model_validator(mode="after")
+    def _baseline(self):
+        if "baseline" in self.report.model_fields_set:
+            known = [m.label for m in self.methods] + [m.name for m in self.methods]
+            if self.report.baseline not in known:
+                raise ValueError(f"@report.baseline|'{self.report.baseline}' is not a method of this grid; allowed: "
+                                 f"{', '.join(dict.fromkeys(known))}")
         return self
 
     @model_validator(mode="after")

@@ -1,15 +1,21 @@
 """Paired comparisons of each method against a baseline (full fine-tuning by default) on the same test
-examples: the paired bootstrap over examples, pooled over seeds, with the verdict in words."""
+examples: the seed-aware (two-stage) bootstrap, corrected for the number of comparisons, with an equivalence
+test against a stated margin, and the verdict in words."""
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .. import registry
+from ..errors import first_line
 from ..config import TaskSpec
 from ..run.folder import RunFolder
 from .aggregate import Cell
 from .pes import PERCENT_METRICS
-from .statistics import CONFUSION_METRICS, PairedResult, confusion_metric, paired_bootstrap
+from .statistics import (CONFIDENCE, CONFUSION_METRICS, Comparison, adjust, confusion_metric, hierarchical_bootstrap,
+                         paired_bootstrap)
 
 
 class _Scores:
@@ -56,31 +62,102 @@ class _StoredPrep:
         self.extra = {"scheme": (run.get("data") or {}).get("scheme", "IOB2")}
 
 
-def compare(cells: list[Cell], baseline: str = "full", resamples: int = 1000) -> list[tuple[Cell, PairedResult]]:
-    """Each cell against the baseline cell (by method name) of the same model and task, where both have stored
-    per-example test predictions over the same test data (same content hash)."""
-    base = next((c for c in cells if c.method_name == baseline), None)
+def resamples_for(requested: int, comparisons: int, alpha: float, cap: int = 20000) -> int:
+    """Resamples enough that the smallest p-value a bootstrap can give (2 / (B + 1)) is a tenth of the
+    smallest threshold Holm or Bonferroni apply (alpha / m): with 30 comparisons 1,000 resamples could never
+    reject anything. At least ``requested``, at most ``cap`` (slow metrics are held to their time budget)."""
+    return max(requested, min(cap, math.ceil(20 * max(comparisons, 1) / alpha)))
+
+
+def compare(cells: list[Cell], baseline: str = "full", resamples: int = 1000, margin: float | None = 0.02,
+            ) -> tuple[list[tuple[Cell, Comparison]], list[tuple[Cell, str]]]:
+    """Each cell against the baseline cell (by method label) of the same model and task, where both have
+    stored per-example test predictions over the same test data (same content hash): the seed-aware
+    (two-stage) bootstrap, with the examples-only interval beside it. ``margin`` is on the 0-1 scale (scaled
+    to metrics reported in percent). Returns the comparisons and the cells that could not be compared, with
+    why (the report lists them)."""
+    base = next((c for c in cells if c.method_name == baseline or c.label == baseline), None)
     if base is None or "config" not in base.first:
-        return []
-    scores = _Scores(base.first)
-    base_runs = scores.runs(base)
+        return [], []
+    out, skipped = [], []
+    try:
+        scores = _Scores(base.first)
+        base_runs = scores.runs(base)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        return [], [(c, f"the baseline's predictions could not be read ({first_line(exc, 100)})")
+                    for c in cells if c is not base]
+    scale = 100.0 if scores.metric in PERCENT_METRICS else 1.0
     data = base.first["provenance"].get("data_sha256", {}).get("test")
-    out = []
     for cell in cells:
-        if cell is base or "config" not in cell.first:
+        if cell is base:
+            continue
+        if "config" not in cell.first:
+            skipped.append((cell, "no stored config"))
             continue
         if data and cell.first["provenance"].get("data_sha256", {}).get("test") != data:
-            continue  # not the same test examples: no paired comparison
-        try:
-            result = paired_bootstrap(scores, scores.runs(cell), base_runs, scores.metric, resamples=resamples)
-        except (ValueError, FileNotFoundError):
+            skipped.append((cell, "tested on other test data (content hash differs)"))
             continue
-        out.append((cell, result))
+        try:
+            runs = scores.runs(cell)
+            result = hierarchical_bootstrap(scores, runs, base_runs, scores.metric, resamples=resamples,
+                                            margin=None if margin is None else margin * scale,
+                                            method_seeds=cell.seeds, baseline_seeds=base.seeds)
+            pooled = paired_bootstrap(scores, runs, base_runs, scores.metric, resamples=min(result.resamples, 1000))
+        except (ValueError, FileNotFoundError, KeyError) as exc:
+            skipped.append((cell, first_line(exc, 120)))
+            continue
+        out.append((cell, replace(result, pooled=(pooled.low, pooled.high))))
+    return out, skipped
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A comparison with its corrected p-values and the verdict they give."""
+
+    cell: Cell
+    result: Comparison
+    p_adjusted: float
+    p_equivalence_adjusted: float | None
+    verdict: str  # better | worse | equivalent | inconclusive
+
+
+def decide(found: list[tuple[Cell, Comparison]], correction: str = "holm", alpha: float = 0.05) -> list[Decided]:
+    """The verdicts of a family of comparisons (every comparison in a report): "better" / "worse" where the
+    corrected two-sided p-value is below ``alpha``; else "equivalent" where the corrected TOST p-value is
+    (the difference is shown to lie within ±margin); else "inconclusive" -- never "comparable" for a mere
+    failure to find a difference."""
+    p_adj = adjust([r.p for _, r in found], correction)
+    with_margin = [i for i, (_, r) in enumerate(found) if r.p_equivalence is not None]
+    eq_adj = dict(zip(with_margin, adjust([found[i][1].p_equivalence for i in with_margin], correction)))
+    out = []
+    for i, (cell, r) in enumerate(found):
+        pe = eq_adj.get(i)
+        word = (("better" if r.difference > 0 else "worse") if p_adj[i] < alpha
+                else "equivalent" if pe is not None and pe < alpha else "inconclusive")
+        out.append(Decided(cell, r, p_adj[i], pe, word))
     return out
 
 
-def verdict(cell: Cell, base_label: str, result: PairedResult) -> str:
-    """e.g. "lora vs full: -1.20 macro_f1 (x100), 95% CI [-2.00, -0.40] (worse; ...)"."""
-    scale = 1.0 if result.metric in PERCENT_METRICS else 100.0
-    text = result.verdict(cell.label, base_label, scale=scale)
-    return text if scale == 1.0 else text.replace(f" {result.metric},", f" {result.metric} (x100),", 1)
+def scale_of(metric: str) -> float:
+    """Differences are shown in points: x100 for metrics on a 0-1 scale, as they are for percent metrics."""
+    return 1.0 if metric in PERCENT_METRICS else 100.0
+
+
+def verdict(d: Decided, base_label: str, correction: str = "holm") -> str:
+    """e.g. "lora vs full: -1.20 macro_f1 (x100), 95% CI [-4.00, +1.60] over seeds and examples; p = 0.31,
+    holm 0.93; within ±2.00: p = 0.41, holm 0.82 -> inconclusive (3 paired seeds x 40 examples, 1000
+    resamples; examples only: [-2.10, -0.30])"."""
+    r = d.result
+    k = scale_of(r.metric)
+    unit = f"{r.metric}" + (" (x100)" if k != 1 else "")
+    name = "" if correction == "none" else f", {correction} {d.p_adjusted:.3g}"
+    eq = ("" if r.p_equivalence is None else
+          f"; within ±{r.margin * k:.2f}: p = {r.p_equivalence:.3g}"
+          + ("" if correction == "none" else f", {correction} {d.p_equivalence_adjusted:.3g}"))
+    seeds = (f"{r.seeds[0]} paired seed(s)" if r.paired_seeds else f"{r.seeds[0]} vs {r.seeds[1]} unpaired seeds")
+    if r.seeds[0] == 1 and r.seeds[1] == 1:
+        seeds = "1 seed: seed variance not measured"
+    pooled = "" if r.pooled is None else f"; examples only: [{r.pooled[0] * k:+.2f}, {r.pooled[1] * k:+.2f}]"
+    return (f"{d.cell.label} vs {base_label}: {r.difference * k:+.2f} {unit}, {int(CONFIDENCE * 100)}% CI "
+            f"[{r.low * k:+.2f}, {r.high * k:+.2f}] over seeds and examples; p = {r.p:.3g}{name}{eq} -> {d.verdict} "
+            f"({seeds} x {r.n_examples} examples, {r.resamples} resamples{pooled})")

@@ -54,3 +54,38 @@ def pes(metrics: dict, weights: dict, params_millions: float | None, memory_gb: 
     if reason:
         return PES(None, variant, f"undefined: {reason} (ln ≤ 0)", score)
     return PES(score / (math.log(params_millions) * math.log(memory_gb)), variant, None, score)
+
+
+MEMORY_FLOOR_GB = math.e  # below it |d ln PES / d ln V| = 1 / ln V > 1: PES amplifies memory error
+FLIP_FRACTION = 0.05
+
+
+def pes_flags(points: list[tuple[float | None, float | None, float | None]],
+              fraction: float = FLIP_FRACTION) -> list[list[str]]:
+    """Per method (weighted metric, P in millions, V in GB): the reasons its PES should not be read as a
+    ranking of methods. "V < e GB" where the published PES is oversensitive to memory; "ranking flips" where
+    raising one method's V by ``fraction`` and lowering another's by as much reverses their order (checked on
+    the published PES where every method has one, else on the variant)."""
+    published = all(m is not None and p and p > 1 and v and v > 1 for m, p, v in points)
+
+    def score(m, p, v):
+        if published:
+            return m / (math.log(p) * math.log(v))
+        return m / (math.log(math.e + max(p, 0.0)) * math.log(math.e + max(v, 0.0)))
+
+    flags: list[list[str]] = [[] for _ in points]
+    which = "published" if published else "variant"
+    for i, (m, p, v) in enumerate(points):
+        if v is not None and v < MEMORY_FLOOR_GB:
+            flags[i].append(f"V < e GB ({v:.2f}): dominated by ln V")
+    for i, (mi, pi, vi) in enumerate(points):
+        for j, (mj, pj, vj) in enumerate(points):
+            if i == j or None in (mi, pi, vi, mj, pj, vj):
+                continue
+            if score(mi, pi, vi) > score(mj, pj, vj) and \
+                    score(mi, pi, vi * (1 + fraction)) < score(mj, pj, vj * (1 - fraction)):
+                for k in (i, j):
+                    note = f"ranking flips under ±{fraction:.0%} memory ({which})"
+                    if note not in flags[k]:
+                        flags[k].append(note)
+    return flags

@@ -124,3 +124,42 @@ def analyses(title: str, rows: list[tuple[str, float | None, float | None]]) -> 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig)
+
+
+def critical_difference(ranking) -> tuple[bytes, bytes]:
+    """Demšar's critical-difference diagram: methods on an axis of average rank (1 = best, at the left), a bar
+    of length CD above it, and a thick line joining each maximal group of methods whose average ranks differ
+    by less than CD (the Nemenyi test cannot tell them apart)."""
+    plt = _plt()
+    k = len(ranking.methods)
+    order = sorted(range(k), key=lambda i: ranking.average[i])
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.3 * k))
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-(k + 2), 2)
+    ax.axhline(0, color="black", lw=1)
+    for r in range(1, k + 1):
+        ax.plot([r, r], [0, 0.15], color="black", lw=1)
+        ax.text(r, 0.3, str(r), ha="center", va="bottom", fontsize=8)
+    ax.plot([1, 1 + ranking.cd], [1.3, 1.3], color="C3", lw=2)
+    ax.text(1 + ranking.cd / 2, 1.45, f"CD = {ranking.cd:.2f} (Nemenyi, α = {ranking.alpha:g})", ha="center",
+            va="bottom", fontsize=8, color="C3")
+    for row, i in enumerate(order):
+        x, y = ranking.average[i], -(row + 1)
+        ax.plot([x, x], [0, y], color="grey", lw=0.8)
+        ax.text(x + 0.05, y, f"{ranking.methods[i]} ({x:.2f})", va="center", fontsize=9)
+    groups, level = [], 0
+    for a in range(k):  # maximal runs of methods within CD of each other
+        b = a
+        while b + 1 < k and ranking.average[order[b + 1]] - ranking.average[order[a]] < ranking.cd:
+            b += 1
+        if b > a and not any(g[0] <= a and b <= g[1] for g in groups):
+            groups.append((a, b))
+    for a, b in groups:
+        level += 1
+        y = -0.25 * level
+        ax.plot([ranking.average[order[a]] - 0.03, ranking.average[order[b]] + 0.03], [y, y], color="black", lw=3)
+    ax.axis("off")
+    ax.set_title(f"Average rank over {len(ranking.blocks)} model × task blocks; Friedman χ² = {ranking.chi2:.2f}, "
+                 f"p = {ranking.p:.3g}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig)

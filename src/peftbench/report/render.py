@@ -13,10 +13,11 @@ from ..config import safe_name
 from ..store import Store
 from . import plots
 from .aggregate import Cell, build_cells, select_sweeps
-from .compare import compare, verdict
+from ..config import ReportSpec
+from .compare import Decided, compare, decide, resamples_for, scale_of, verdict
 from .formats import Table, csv_text, html_table, latex, markdown, page
-from .pes import PERCENT_METRICS, pes
-from .statistics import summarise
+from .pes import PERCENT_METRICS, pes, pes_flags
+from .statistics import rank_methods, summarise
 
 CONTENDED = "⚠"
 
@@ -45,6 +46,12 @@ def task_info(task_type: str):
         return list(cls.metric_names), dict(cls.pes_weights)
     except ValueError:
         return [], {}
+
+
+def reported_metrics(cells: list[Cell]) -> list[str]:
+    """The task type's metrics that these runs report (binary P / R / F1 only where a positive label is named)."""
+    names = task_info(cells[0].first["task_type"])[0]
+    return [m for m in names if any(r["test"]["metrics"].get(m) is not None for c in cells for r in c.runs)]
 
 
 def pes_weights(run: dict) -> dict:
@@ -103,7 +110,7 @@ def metrics_table(name: str, cells: list[Cell], metric_names: list[str]) -> Tabl
 
 
 def pes_table(name: str, cells: list[Cell]) -> tuple[Table, list[tuple[str, float | None, float | None]]]:
-    rows, bars = [], []
+    rows, bars, means = [], [], []
     for c in cells:
         scores = []
         for r in c.runs:
@@ -117,12 +124,82 @@ def pes_table(name: str, cells: list[Cell]) -> tuple[Table, list[tuple[str, floa
                      metric_cell([s.variant for s in scores]), f"{c.first['parameters']['total'] / 1e6:.2f}",
                      _fmt(gb, 3), "; ".join(reasons)])
         bars.append((f"{c.model}/{c.label}", value.mean, variant.mean))
+        means.append((summarise([s.weighted_metric for s in scores]).mean, c.first["parameters"]["total"] / 1e6, gb))
+    for row, flags in zip(rows, pes_flags(means)):
+        row.append("; ".join(flags))
     weights = pes_weights(cells[0].first)
     kind = memory_for_pes(cells[0].first)[1]
     return Table(f"pes__{name}", "Performance-Efficiency Score (Persian study, eq. 1)",
-                 ["Method", "PES (published)", "PES variant", "P (M, total)", f"V (GB, {kind})", "Note"], rows,
+                 ["Method", "PES (published)", "PES variant", "P (M, total)", f"V (GB, {kind})", "Note", "Flag"], rows,
                  caption=f"PES = Σ W·M / (ln P · ln V · Σ W), weights {weights}; metrics on a 0-1 scale. The variant "
-                         "uses ln(e + x) and is defined everywhere."), bars
+                         "uses ln(e + x) and is defined everywhere. Flags: V below e GB, where a 1% error in memory "
+                         "moves the published PES by more than 1% (|∂ ln PES / ∂ ln V| = 1 / ln V > 1); a ranking "
+                         "that flips when any method's memory is 5% higher or lower (PES then ranks memory "
+                         "measurement noise, not methods)."), bars
+
+
+def per_seed_table(name: str, cells: list[Cell], metric: str) -> Table:
+    """The validation metric on test, per seed, beside the mean over seeds."""
+    seeds = sorted({s for c in cells for s in c.seeds})
+    rows = []
+    for c in cells:
+        by_seed = {r["seed"]: r["test"]["metrics"].get(metric) for r in c.runs}
+        rows.append([c.label, *[_fmt(by_seed.get(s)) for s in seeds], _fmt(summarise(list(by_seed.values())).mean)])
+    return Table(f"seeds__{name}", f"Test {metric} per seed", ["Method", *[f"seed {s}" for s in seeds], "Mean"], rows)
+
+
+def comparison_table(name: str, decided: list[Decided], correction: str) -> Table:
+    rows = []
+    for d in decided:
+        r, k = d.result, scale_of(d.result.metric)
+        rows.append([d.cell.label, f"{r.difference * k:+.2f}", f"[{r.low * k:+.2f}, {r.high * k:+.2f}]",
+                     "–" if r.pooled is None else f"[{r.pooled[0] * k:+.2f}, {r.pooled[1] * k:+.2f}]",
+                     f"{r.p:.3g}", f"{d.p_adjusted:.3g}",
+                     "–" if d.p_equivalence_adjusted is None else f"{d.p_equivalence_adjusted:.3g}", d.verdict,
+                     ", ".join(f"{s}: {(m - b) * k:+.2f}" for s, m, b in r.per_seed) or "unpaired seeds"])
+    metric = decided[0].result.metric
+    unit = "points" if scale_of(metric) != 1 else metric
+    margin = decided[0].result.margin
+    return Table(f"comparisons__{name}", f"Paired comparisons: {metric}, method − baseline ({unit})",
+                 ["Method", "Δ", "95% CI (seeds + examples)", "95% CI (examples only)", "p", f"p ({correction})",
+                  f"TOST p ({correction})", "Verdict", "Δ per seed"], rows,
+                 caption=f"Two-stage bootstrap: seeds resampled (paired where both methods ran the same seeds), then "
+                         f"test examples within each. The examples-only interval holds the seeds' models fixed and "
+                         f"is shown for contrast only. {correction.capitalize()} correction over all comparisons in "
+                         f"this report. Equivalence (TOST) margin ±{(margin or 0) * scale_of(metric):.2f} points. "
+                         "Verdicts: better / worse (corrected p < α), equivalent (corrected TOST p < α), else "
+                         "inconclusive.")
+
+
+def ranking_section(rep: "Report", groups: dict, alpha: float):
+    """Average ranks of the methods every model x task block ran, the Friedman test and the Nemenyi critical
+    difference, as a table and Demšar's diagram."""
+    rep.heading("Ranking across tasks")
+    blocks = list(groups)
+    common = [c.label for c in groups[blocks[0]]] if blocks else []
+    common = [m for m in common if all(any(c.label == m for c in groups[b]) for b in blocks)]
+    if len(blocks) < 2 or len(common) < 2:
+        rep.text(f"Not drawn: it needs at least two model × task blocks that share at least two methods (here "
+                 f"{len(blocks)} block(s), {len(common)} shared method(s)).")
+        return
+    import numpy as np
+
+    scores = np.array([[summarise([r["test"]["metrics"].get(cells[0].first["training"]["validation_metric"])
+                                   for c in cells if c.label == m for r in c.runs]).mean for m in common]
+                       for cells in (groups[b] for b in blocks)], dtype=float)
+    if np.isnan(scores).any():
+        rep.text("Not drawn: some block has no test score for its validation metric.")
+        return
+    ranking = rank_methods(scores, common, [f"{m} · {t}" for m, t in blocks], alpha)
+    rows = [[m, f"{ranking.average[i]:.2f}", *[f"{r[i]:g}" for r in ranking.ranks]] for i, m in enumerate(common)]
+    rows.sort(key=lambda row: float(row[1]))
+    rep.table(Table("ranking", "Average rank (1 = best) on each block's validation metric, test mean over seeds",
+                    ["Method", "Average rank", *ranking.blocks], rows,
+                    caption=f"Friedman χ² = {ranking.chi2:.3f} (k = {len(common)} methods, N = {len(blocks)} blocks), "
+                            f"p = {ranking.p:.3g}; Nemenyi critical difference at α = {alpha:g}: {ranking.cd:.2f} — "
+                            "methods whose average ranks differ by less cannot be told apart. With few blocks the "
+                            "critical difference is wide: a ranking, not a verdict."), level=3)
+    rep.figure("ranking_cd", "critical-difference diagram", plots.critical_difference(ranking))
 
 
 def breakdown_table(name: str, cells: list[Cell]) -> Table | None:
@@ -222,7 +299,7 @@ def data_warnings(groups: dict) -> list[str]:
 def summary_table(task: str, groups: dict) -> Table:
     """One row per model x method for a task, ranked within each model by the validation metric on test."""
     cells = [c for (model, t), cs in groups.items() if t == task for c in cs]
-    metric_names, _ = task_info(cells[0].first["task_type"])
+    metric_names = reported_metrics(cells)
     rows = []
     for model in sorted({c.model for c in cells}):
         mine = [c for c in cells if c.model == model]
@@ -282,10 +359,28 @@ class Report:
         self.h.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
 
 
-def render(results_dir: str | Path, echo=print, baseline: str = "full", resamples: int = 1000) -> tuple[Path, Path]:
+SETTINGS = "report-settings.json"  # the grid's report settings, kept beside the store for `peftbench report`
+
+
+def report_settings(results_dir: str | Path, settings: ReportSpec | None = None, **overrides) -> ReportSpec:
+    """The report's settings: ``overrides`` (the CLI's flags, None where not given) over ``settings`` (the
+    grid's ``report:``, saved beside the store when given) over the saved ones, else the defaults."""
+    path = Path(results_dir) / SETTINGS
+    if settings is not None:
+        path.write_text(settings.model_dump_json(indent=1), encoding="utf-8")
+    elif path.exists():
+        settings = ReportSpec.model_validate_json(path.read_text(encoding="utf-8"))
+    settings = settings or ReportSpec()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return settings.model_validate({**settings.model_dump(), **given}) if given else settings
+
+
+def render(results_dir: str | Path, echo=print, baseline: str | None = None, resamples: int | None = None,
+           settings: ReportSpec | None = None, **overrides) -> tuple[Path, Path]:
     results_dir = Path(results_dir)
     if not (results_dir / "peftbench.sqlite").exists():
         raise FileNotFoundError(f"no peftbench results in '{results_dir}' (expected peftbench.sqlite); run a grid first")
+    settings = report_settings(results_dir, settings, baseline=baseline, resamples=resamples, **overrides)
     store = Store(results_dir)
     try:
         store.sync()
@@ -306,11 +401,27 @@ def render(results_dir: str | Path, echo=print, baseline: str = "full", resample
             rep.text(line, "warning")
     for task in sorted({t for _, t in groups}):
         rep.table(summary_table(task, groups), level=2)
+    found, skipped = {}, {}
+    planned = sum(len(cells) - 1 for cells in groups.values()
+                  if any(c.method_name == settings.baseline or c.label == settings.baseline for c in cells))
+    resamples = resamples_for(settings.resamples, planned, settings.alpha)
+    for key, cells in groups.items():  # every comparison first: the correction is over all of them
+        found[key], skipped[key] = compare(cells, settings.baseline, resamples, settings.equivalence_margin)
+    flat = [(key, x) for key, xs in found.items() for x in xs]
+    decided_all = decide([x for _, x in flat], settings.correction, settings.alpha)
+    decided: dict = {}
+    for (key, _), d in zip(flat, decided_all):
+        decided.setdefault(key, []).append(d)
+    if flat:
+        counts = {w: sum(d.verdict == w for d in decided_all) for w in ("better", "worse", "equivalent", "inconclusive")}
+        rep.text(f"Paired comparisons with {settings.baseline}: {len(flat)} in this report, {settings.correction} "
+                 f"correction at α = {settings.alpha:g}, equivalence margin ±{settings.equivalence_margin * 100:.1f} "
+                 f"points — " + ", ".join(f"{n} {w}" for w, n in counts.items()) + ".", "verdict")
     pes_bars: dict[str, list] = {}
     for (model, task), cells in groups.items():
         name = f"{safe_name(model)}__{safe_name(task)}"
         first = cells[0].first
-        metric_names, _ = task_info(first["task_type"])
+        metric_names = reported_metrics(cells)
         metric = first["training"]["validation_metric"]
         body_start = len(rep.h)
         rep.heading(f"{model} · {task}")
@@ -319,15 +430,18 @@ def render(results_dir: str | Path, echo=print, baseline: str = "full", resample
         rep.table(data_table(name, cells))
         rep.table(resources_table(name, cells))
         rep.table(metrics_table(name, cells, metric_names))
+        if len(seeds) > 1:
+            rep.table(per_seed_table(name, cells, metric))
         table, bars = pes_table(name, cells)
         rep.table(table)
         pes_bars.setdefault(task, []).extend(bars)
-        comparisons = compare(cells, baseline, resamples)
-        if comparisons:
-            base_label = next(c.label for c in cells if c.method_name == baseline)
-            rep.heading(f"Paired comparison with {base_label} (bootstrap over test examples, pooled over seeds)", 3)
-            for cell, result in comparisons:
-                rep.text(verdict(cell, base_label, result), "verdict")
+        if decided.get((model, task)):
+            base_label = next(c.label for c in cells if c.method_name == settings.baseline or c.label == settings.baseline)
+            rep.table(comparison_table(name, decided[(model, task)], settings.correction))
+            for d in decided[(model, task)]:
+                rep.text(verdict(d, base_label, settings.correction), "verdict")
+        for cell, why in skipped.get((model, task), []):
+            rep.text(f"{cell.label}: not compared with {settings.baseline} — {why}", "warning")
         extra = breakdown_table(name, cells)
         if extra:
             rep.table(extra)
@@ -346,6 +460,8 @@ def render(results_dir: str | Path, echo=print, baseline: str = "full", resample
         rep.figure(f"pareto__{name}", "Pareto fronts", plots.pareto(task, metric, points))
         rep.h.insert(body_start, f"<section class='cell' data-key='{html.escape(f'{model} {task} ' + ' '.join(c.label for c in cells))}'>")
         rep.h.append("</section>")
+    if groups:
+        ranking_section(rep, groups, settings.alpha)
     for task, bars in sorted(pes_bars.items()):
         rep.heading(f"PES · {task}")
         rep.figure(f"pes__{safe_name(task)}", f"PES {task}", plots.pes_bars(task, bars))
@@ -375,9 +491,14 @@ NOTES = [
     "A row is a cell: runs whose resolved configs are identical except for the seed. Runs of one method with other "
     "differences are separate rows, labelled with what differs.",
     "Metrics: mean ± sample standard deviation over seeds and a 95% t-interval; '(1 seed)' marks single runs.",
-    "Paired comparisons: bootstrap resamples of the test examples (1,000, fewer for slow metrics, at least 200; "
-    "the count is in each line), both methods scored on each resample and averaged over their seeds; the interval "
-    "is the 2.5-97.5 percentile of the difference. 'no clear difference' where it contains 0.",
+    "Paired comparisons: a two-stage bootstrap (report.resamples, raised to 20 m / α for m comparisons so that the "
+    "smallest attainable p-value, 2 / (B + 1), is a tenth of the corrected threshold; fewer for slow metrics, at "
+    "least 200; the count is in each line): the seeds are resampled, then the test examples within each seed, both methods scored on the "
+    "same draw; the interval is the 2.5-97.5 percentile of the difference, p the smallest level at which the "
+    "interval excludes 0. The p-values of every comparison in the report are corrected together (Holm unless the "
+    "grid's report.correction says otherwise). 'equivalent' needs evidence: the TOST p-value (the difference lies "
+    "within ±report.equivalence_margin), corrected likewise, below α; a difference that is neither shown nor "
+    "excluded is 'inconclusive'. With one seed, seed-to-seed variance is not measured.",
     "PES as published: P = total parameters in millions, V = peak memory in GB (GPU allocated on CUDA; on CPU the "
     "process's peak RSS above its baseline before data and model were loaded); undefined where P or V ≤ 1. Metrics "
     f"reported in percent ({', '.join(sorted(PERCENT_METRICS))}) enter PES divided by 100.",
