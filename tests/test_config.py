@@ -60,6 +60,13 @@ def test_overrides():
      "tasks[0].data.options.scheme: Input should be 'IOB2' or 'IOBES'"),
     (["tasks.0.type=ner"], "tasks[0].type: 'ner' is not a known task; allowed: classification"),
     (["models.0.dtype=int3"], "models[0].dtype: 'int3' is not one of float32, bfloat16, float16"),
+    (["tasks.0.data.options.average=binary"],
+     "tasks[0].data.options: average: binary needs positive_label (the name of the positive class)"),
+    (["tasks.0.data.options.average=micro"], "tasks[0].data.options.average: Input should be 'macro' or 'binary'"),
+    (["tasks.0.pes_weights={binary_f1: 1}"], "tasks[0].pes_weights.binary_f1: not reported with data.options"),
+    (["tasks.0.metric=binary_f1"], "tasks[0].metric: 'binary_f1' is not reported with data.options"),
+    (["report.correction=fdr"], "report.correction: Input should be 'holm', 'bonferroni' or 'none'"),
+    (["report.equivalence_margin=0"], "report.equivalence_margin: Input should be greater than 0 (got 0)"),
     (["methods.5.r=1"], "override 'methods.5.r': '5' is not an index into a list of 2"),
     (["train.lr"], "override 'train.lr': expected key=value"),
 ])

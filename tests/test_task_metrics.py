@@ -12,6 +12,60 @@ from peftbench.tasks.question_answering import exact_match, normalize_answer, qa
 from peftbench.tasks.token_classification import ner_metrics, normalise_tag
 
 
+# ----------------------------------------------------------------------------- classification
+
+def test_binary_metrics_equal_scikit_learn_on_random_inputs_and_edge_cases():
+    """The positive class's P / R / F1 (the Persian study's sentiment scores) beside the macro ones, on random
+    predictions, a positive class absent from gold or predictions, and all-one-class predictions."""
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from peftbench.tasks.classification import classification_metrics
+
+    rng = np.random.default_rng(4)
+    cases = [(rng.integers(0, 2, n).tolist(), rng.integers(0, 2, n).tolist()) for n in rng.integers(1, 60, 300)]
+    cases += [([0, 0, 0], [0, 1, 0]), ([0, 1, 0], [0, 0, 0]), ([1, 1, 1], [1, 1, 1]), ([0, 0], [0, 0])]
+    for positive in (0, 1):
+        for preds, refs in cases:
+            m = classification_metrics(preds, refs, positive)
+            kw = dict(pos_label=positive, average="binary", zero_division=0)
+            assert m["binary_precision"] == pytest.approx(precision_score(refs, preds, **kw), abs=1e-12)
+            assert m["binary_recall"] == pytest.approx(recall_score(refs, preds, **kw), abs=1e-12)
+            assert m["binary_f1"] == pytest.approx(f1_score(refs, preds, **kw), abs=1e-12)
+            p, r = m["binary_precision"], m["binary_recall"]
+            assert m["binary_f1"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0)  # the study's F1
+    assert "binary_f1" not in classification_metrics([0, 1], [1, 1])
+
+
+def test_binary_average_names_its_positive_class_and_feeds_pes(tmp_path):
+    """A Persian binary task scored on its positive class: the task's PES weights become the study's over
+    binary P / R / F1; a positive label that is not a class is one line naming it."""
+    import json
+
+    from peftbench.config import TaskSpec
+    from peftbench.data.loading import DataError
+    from peftbench.tasks.classification import Classification
+
+    rows = [{"text": t, "label": lab} for t, lab in (("غذا عالی بود", "مثبت"), ("بد بود", "منفی"))] * 10
+    path = tmp_path / "fa.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    spec = {"name": "fa", "type": "classification", "data": {"source": str(path), "options": {
+        "average": "binary", "positive_label": "مثبت"}}}
+    task = Classification(TaskSpec.model_validate(spec))
+    assert task.pes_weights == {"accuracy": 2.5, "binary_precision": 2.5, "binary_recall": 2.5, "binary_f1": 2.5}
+    raw = task.load()
+
+    class Prep:
+        labels = raw.labels
+
+    pos = list(raw.labels).index("مثبت")
+    m = task.compute_metrics(Prep, [{"pred": pos}, {"pred": pos}, {"pred": 1 - pos}], [pos, 1 - pos, 1 - pos])
+    assert (m["binary_precision"], m["binary_recall"]) == (0.5, 1.0) and m["binary_f1"] == pytest.approx(2 / 3)
+    assert "مثبت" in task.metric_info(Prep)["binary"]
+    spec["data"]["options"]["positive_label"] = "positive"
+    with pytest.raises(DataError, match="positive_label 'positive'; the data has"):
+        Classification(TaskSpec.model_validate(spec)).load()
+
+
 # ----------------------------------------------------------------------------- NER
 
 def test_ner_metrics_by_hand():

@@ -130,7 +130,7 @@ def validate_options(model: type[BaseModel], values: dict, owner: str, where: st
             msg = f"required option of {owner} is missing"
         else:
             msg = f"{e['msg'].removeprefix('Value error, ')} (got {json.dumps(e.get('input'), default=str)[:80]})"
-        raise ValueError(f"@{where}.{name}|{msg}") from None
+        raise ValueError(f"@{where}{'.' + name if name else ''}|{msg}") from None
     return {**checked, **{k: v for k, v in values.items() if k in extra_allowed}}
 
 
@@ -187,21 +187,6 @@ class TaskSpec(_Spec):
     pes_weights: Optional[dict[str, float]] = None
 
     @model_validator(mode="after")
-    def _metrics(self):
-        """The validation metric and the PES weights name metrics this task type reports."""
-        names = getattr(registry.get("task", self.type), "metric_names", ())
-        if self.metric is not None and self.metric not in names:
-            raise ValueError(f"@metric|'{self.metric}' is not a metric of task type '{self.type}'; allowed: "
-                             f"{', '.join(names)}")
-        for key, weight in (self.pes_weights or {}).items():
-            if key not in names:
-                raise ValueError(f"@pes_weights.{key}|not a metric of task type '{self.type}'; allowed: "
-                                 f"{', '.join(names)}")
-            if not weight > 0:
-                raise ValueError(f"@pes_weights.{key}|weights must be > 0 (got {weight})")
-        return self
-
-    @model_validator(mode="after")
     def _options(self):
         model = registry.options("task", self.type)
         if model is not None:
@@ -214,6 +199,29 @@ class TaskSpec(_Spec):
             checked = validate_options(model, self.data.options, f"task type '{self.type}'", "data.options", extra)
             if checked != self.data.options:
                 self.data.options = checked
+        return self
+
+    @model_validator(mode="after")
+    def _metrics(self):
+        """The validation metric and the PES weights name metrics this task type reports."""
+        cls = registry.get("task", self.type)
+        names = getattr(cls, "metric_names", ())
+        unreported = cls.unreported(self.data.options)
+        if self.metric is not None and self.metric not in names:
+            raise ValueError(f"@metric|'{self.metric}' is not a metric of task type '{self.type}'; allowed: "
+                             f"{', '.join(names)}")
+        if self.metric in unreported:
+            raise ValueError(f"@metric|'{self.metric}' is not reported with data.options {self.data.options or '{}'} "
+                             f"(binary metrics need data.options average: binary and positive_label)")
+        for key, weight in (self.pes_weights or {}).items():
+            if key not in names:
+                raise ValueError(f"@pes_weights.{key}|not a metric of task type '{self.type}'; allowed: "
+                                 f"{', '.join(names)}")
+            if key in unreported:
+                raise ValueError(f"@pes_weights.{key}|not reported with data.options {self.data.options or '{}'} "
+                                 f"(binary metrics need data.options average: binary and positive_label)")
+            if not weight > 0:
+                raise ValueError(f"@pes_weights.{key}|weights must be > 0 (got {weight})")
         return self
 
 
@@ -450,10 +458,22 @@ def identity(config: dict) -> dict:
     if isinstance(config.get("task"), dict):
         out["task"] = {k: v for k, v in config["task"].items()
                        if k not in TASK_NEUTRAL and not (k in TASK_ADDED and v is None)}
+        data = out["task"].get("data")
+        added = _options_added(out["task"].get("type"))
+        if added and isinstance(data, dict) and isinstance(data.get("options"), dict):
+            out["task"]["data"] = {**data, "options": {k: v for k, v in data["options"].items()
+                                                       if not (k in added and v == added[k])}}
     sweep = (config.get("method") or {}).get("sweep") if isinstance(config.get("method"), dict) else None
     if isinstance(sweep, dict) and "seeds" in sweep:  # how a sweep is staged does not change any of its runs
         out["method"] = {**config["method"], "sweep": {k: v for k, v in sweep.items() if k != "seeds"}}
     return out
+
+
+def _options_added(task_type) -> dict:
+    try:
+        return dict(getattr(registry.get("task", task_type), "options_added", {}))
+    except (ValueError, TypeError):
+        return {}
 
 
 def config_hash(obj: Any) -> str:

@@ -66,11 +66,20 @@ class Task:
     generative: ClassVar[bool] = False  # evaluation generates text (slower; timed apart)
     calibrated: ClassVar[bool] = False  # calibrate() fits settings on validation before the test pass
     weighted: ClassVar[bool] = False  # its loss takes per-class weights (train.class_weights, prep.extra)
+    # data.options added after results were first stored, with their defaults: left out of a run's identity while
+    # they hold them, so that stored runs keep their ids
+    options_added: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec
         self.options = self.Options.model_validate(
             {k: v for k, v in spec.data.options.items() if k in self.Options.model_fields})
+
+    @classmethod
+    def unreported(cls, options: dict) -> tuple[str, ...]:
+        """Names in ``metric_names`` that a task with these ``data.options`` does not report (validation
+        refuses them as ``metric`` or in ``pes_weights``)."""
+        return ()
 
     @property
     def metric(self) -> str:

@@ -1,26 +1,58 @@
 """Sequence classification: binary or multi-class, single text or text pair (NLI, RTE, CB, BoolQ, CoLA).
 
-Metrics: accuracy, macro precision / recall / F1, MCC (scikit-learn).
+Metrics: accuracy, macro precision / recall / F1, MCC (scikit-learn); with ``data.options: {average: binary,
+positive_label: NAME}`` also the positive class's precision / recall / F1 (``binary_precision`` ...), which
+the Persian study's sentiment scores are (its F1 is the harmonic mean of its P and R), and which then enter
+PES in place of the macro ones.
 """
 from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import model_validator
 
 from ..data.loading import DataError, load_raw
 from .base import (MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits,
                    require_columns, require_text, softmax_list, with_group)
 from ..families import Head, HeadKind
+from ..options import Options
 
 
 MACRO_NOTE = ("macro precision / recall / F1 average over the labels present in the gold labels or the predictions "
               "(scikit-learn's default); a label absent from both does not count")
 
 
-def classification_metrics(preds, refs) -> dict:
-    """Accuracy, macro P / R / F1 (over the labels in gold or predictions) and MCC, from scikit-learn."""
+BINARY_METRICS = ("binary_precision", "binary_recall", "binary_f1")
+
+
+def classification_metrics(preds, refs, positive: int | None = None) -> dict:
+    """Accuracy, macro P / R / F1 (over the labels in gold or predictions) and MCC, from scikit-learn; with
+    ``positive`` (a label index) also that class's precision / recall / F1 (zero where undefined)."""
     from sklearn.metrics import accuracy_score, matthews_corrcoef, precision_recall_fscore_support
 
     p, r, f, _ = precision_recall_fscore_support(refs, preds, average="macro", zero_division=0)
-    return {"accuracy": float(accuracy_score(refs, preds)), "macro_precision": float(p), "macro_recall": float(r),
-            "macro_f1": float(f), "mcc": float(matthews_corrcoef(refs, preds))}
+    out = {"accuracy": float(accuracy_score(refs, preds)), "macro_precision": float(p), "macro_recall": float(r),
+           "macro_f1": float(f), "mcc": float(matthews_corrcoef(refs, preds))}
+    if positive is not None:
+        p, r, f, _ = precision_recall_fscore_support(refs, preds, average="binary", pos_label=positive,
+                                                     zero_division=0)
+        out.update(binary_precision=float(p), binary_recall=float(r), binary_f1=float(f))
+    return out
+
+
+class ClassificationOptions(Options):
+    """``average: binary`` scores the class ``positive_label`` (a label name after the label map) as well."""
+
+    average: Literal["macro", "binary"] = "macro"
+    positive_label: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _positive(self):
+        if self.average == "binary" and self.positive_label is None:
+            raise ValueError("average: binary needs positive_label (the name of the positive class)")
+        if self.average == "macro" and self.positive_label is not None:
+            raise ValueError("positive_label is read only with average: binary")
+        return self
 
 
 def map_labels(task_name: str, dd, spec) -> tuple[object, list[str], dict]:
@@ -60,10 +92,23 @@ def map_labels(task_name: str, dd, spec) -> tuple[object, list[str], dict]:
 class Classification(Task):
     name = "classification"
     weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
+    Options = ClassificationOptions
+    options_added = {"average": "macro", "positive_label": None}
     head_kind = HeadKind.SEQUENCE
     default_metric = "macro_f1"
-    metric_names = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc")
+    metric_names = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc", *BINARY_METRICS)
     pes_weights = {"accuracy": 2.5, "macro_precision": 2.5, "macro_recall": 2.5, "macro_f1": 2.5}  # Persian study, SA
+    binary_pes_weights = {"accuracy": 2.5, "binary_precision": 2.5, "binary_recall": 2.5, "binary_f1": 2.5}
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        if self.options.average == "binary":  # the study's sentiment P / R / F1 are the positive class's
+            self.pes_weights = dict(self.binary_pes_weights)
+
+    @classmethod
+    def unreported(cls, options: dict) -> tuple[str, ...]:
+        """Metric names this configuration does not report (binary ones without ``average: binary``)."""
+        return () if options.get("average") == "binary" else BINARY_METRICS
 
     def load(self) -> Raw:
         spec = self.spec.data
@@ -75,6 +120,9 @@ class Classification(Task):
         if len(labels) < 2:
             raise DataError(f"task '{self.spec.name}': only one class ({labels[0] if labels else 'none'!s}) in the "
                             f"data after the label map; classification needs at least two (check data.label)")
+        if self.options.average == "binary" and (len(labels) != 2 or self.options.positive_label not in labels):
+            raise DataError(f"task '{self.spec.name}': data.options.average binary needs two classes, one of them "
+                            f"positive_label '{self.options.positive_label}'; the data has {list(labels)[:6]}")
         if dropped:
             report["dropped_by_label_map"] = dropped
         empty = {k: sum(1 for t in v[spec.text] if not (t or "").strip()) for k, v in dd.items()}
@@ -113,10 +161,15 @@ class Classification(Task):
                 for i, p in enumerate(softmax_list(outputs.logits))]
 
     def compute_metrics(self, prep, predictions, references, calibration=None) -> dict:
-        return classification_metrics([p["pred"] for p in predictions], references)
+        positive = prep.labels.index(self.options.positive_label) if self.options.average == "binary" else None
+        return classification_metrics([p["pred"] for p in predictions], references, positive)
 
     def metric_info(self, prep) -> dict:
-        return {"macro": MACRO_NOTE}
+        info = {"macro": MACRO_NOTE}
+        if self.options.average == "binary":
+            info["binary"] = (f"binary_precision / recall / f1: the class '{self.options.positive_label}' "
+                              "(scikit-learn, average='binary'); PES reads these")
+        return info
 
 
 def _is_number(v) -> bool:
@@ -127,4 +180,4 @@ def _is_number(v) -> bool:
         return False
 
 
-__all__ = ["Classification", "classification_metrics", "map_labels", "MACRO_NOTE"]
+__all__ = ["Classification", "ClassificationOptions", "classification_metrics", "map_labels", "MACRO_NOTE"]
