@@ -44,7 +44,10 @@ def test_intruders_and_forgetting_through_a_run_and_the_report(family, toy, tmp_
         f = a["forgetting"]
         assert f["texts"] == 10 and f["lm_loss_before"] > 0 and f["tensors_changed"] > 0
         assert f["objective"] == ("BertForMaskedLM" if family == "tiny:bert" else "GPT2LMHeadModel")
-    assert prompt["forgetting"]["increase"] == pytest.approx(0, abs=1e-6)  # the base weights did not change
+    # the base weights did not change, but the virtual tokens are in front of every text: measured with them active
+    f = prompt["forgetting"]
+    assert f["tensors_changed"] == 0 and f["adapter_active"] and not full["forgetting"]["adapter_active"]
+    assert f["lm_loss_after"] > 0 and f["increase"] != pytest.approx(0, abs=1e-6)
     md, _ = render(tmp_path / "out", echo=lambda *a: None, resamples=50)
     text = md.read_text()
     assert "Analyses: intruder dimensions and forgetting" in text
@@ -63,3 +66,37 @@ def test_forgetting_is_skipped_where_the_checkpoint_has_no_trained_lm_head(tmp_p
     BertModel(config).save_pretrained(tmp_path / "ckpt")
     model, why = language_model(str(tmp_path / "ckpt"), config, {"source_kind": "local"})
     assert model is None and "no trained LM head" in why and "cls.predictions" in why
+
+
+def test_prompted_forgetting_equals_prepending_the_virtual_tokens_by_hand():
+    """Prompt tuning on a tiny GPT-2: the LM loss through peft with the trained virtual tokens active equals the
+    loss computed by hand, the prompt embeddings put in front of each text and only the text's tokens scored."""
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import GPT2ForSequenceClassification, GPT2LMHeadModel
+
+    from peftbench.analysis.forgetting import lm_loss, prompted
+    from peftbench.tiny import gpt2
+
+    config, tok = gpt2()
+    tok.pad_token = "[PAD]"
+    config.pad_token_id = tok.pad_token_id
+    torch.manual_seed(0)
+    task = get_peft_model(GPT2ForSequenceClassification(config), PromptTuningConfig(task_type="SEQ_CLS",
+                                                                                    num_virtual_tokens=4))
+    with torch.no_grad():
+        task.prompt_encoder["default"].embedding.weight.normal_(0, 1.0)  # "trained" virtual tokens
+    lm = GPT2LMHeadModel(config).eval()
+    lm.transformer.load_state_dict(task.get_base_model().transformer.state_dict())
+    texts = ["a held out sentence", "another one, longer than the first one"]
+    base = lm_loss(lm, tok, texts, 64, "cpu")  # byte-level: 64 tokens hold each text whole
+    prompt = task.prompt_encoder["default"].embedding.weight.detach()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = tok(text, return_tensors="pt")["input_ids"]
+            embeds = torch.cat([prompt[None], lm.transformer.wte(ids)], dim=1)
+            logits = lm(inputs_embeds=embeds).logits[:, prompt.shape[0]:]
+            loss = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="sum")
+            total, count = total + float(loss), count + ids.shape[1] - 1
+    after = lm_loss(prompted(lm, task), tok, texts, 64, "cpu")
+    assert after == pytest.approx(total / count, rel=1e-5) and after != pytest.approx(base, rel=1e-3)

@@ -62,7 +62,9 @@ def _forgetting(s, spec, initial_state, weights, why) -> dict:
     lm, why = language_model(where, config, info, s.run.model.revision)
     if lm is None:
         return {"skipped": why}
-    return {**forgetting(lm, tok, texts, initial_state, weights, s.run.max_length(), s.device),
+    config_of = getattr(s.model, "peft_config", None)
+    prompt = s.model if config_of and any(c.is_prompt_learning for c in config_of.values()) else None
+    return {**forgetting(lm, tok, texts, initial_state, weights, s.run.max_length(), s.device, prompt),
             "source": spec.forgetting_text}
 
 

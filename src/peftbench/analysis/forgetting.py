@@ -39,7 +39,7 @@ def language_model(where, config, info: dict, revision=None):
 def lm_loss(model, tokenizer, texts: list[str], max_length: int, device, batch_size: int = 8) -> float:
     """Mean token cross-entropy over ``texts`` (causal, or masked for MLM models)."""
     model.eval().to(device)
-    masked = "MaskedLM" in type(model).__name__
+    masked = "MaskedLM" in type(getattr(model, "get_base_model", lambda: model)()).__name__
     gen = torch.Generator().manual_seed(0)
     total, count = 0.0, 0
     with torch.no_grad():
@@ -54,6 +54,7 @@ def lm_loss(model, tokenizer, texts: list[str], max_length: int, device, batch_s
                 labels[~pick] = -100
                 enc["input_ids"] = enc["input_ids"].masked_fill(pick, tokenizer.mask_token_id)
             logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.float()
+            logits = logits[:, -labels.shape[1]:]  # a prompted model's virtual tokens come first: not scored
             if not masked:
                 logits, labels = logits[:, :-1], labels[:, 1:]
             labels = labels.to(device)
@@ -64,18 +65,44 @@ def lm_loss(model, tokenizer, texts: list[str], max_length: int, device, batch_s
     return total / count if count else math.nan
 
 
-def forgetting(lm, tokenizer, texts: list[str], initial: dict, fine_tuned: dict, max_length: int, device) -> dict:
+def prompted(lm, task_model):
+    """The LM with the task model's trained virtual tokens (prompt / P-tuning) or prefixes (prefix tuning) in
+    front of every text, through peft itself: the adapter active, as peft's method comparison measures
+    forgetting. Decoders as ``CAUSAL_LM``, encoders as ``FEATURE_EXTRACTION`` (their MLM head scores)."""
+    import copy
+
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    name = getattr(task_model, "active_adapter", "default")
+    config = copy.deepcopy(task_model.peft_config[name])
+    config.task_type = "CAUSAL_LM" if "CausalLM" in type(lm).__name__ else "FEATURE_EXTRACTION"
+    config.inference_mode = True
+    wrapped = get_peft_model(lm, config)
+    state = {k: v for k, v in get_peft_model_state_dict(task_model, adapter_name=name).items()
+             if k == "prompt_embeddings"}
+    set_peft_model_state_dict(wrapped, state)
+    return wrapped.eval()
+
+
+def forgetting(lm, tokenizer, texts: list[str], initial: dict, fine_tuned: dict, max_length: int, device,
+               prompt_model=None) -> dict:
     """LM loss under the checkpoint's LM head with the body the run started from (``initial``), then with the
     fine-tuned body (``fine_tuned``: the task model's merged state dict); keys shared with the LM model are
-    copied in (for a real checkpoint the initial body is the LM model's own)."""
+    copied in (for a real checkpoint the initial body is the LM model's own). A prompt method
+    (``prompt_model``: the trained peft model) changes no weight: "after" is the LM with its virtual tokens or
+    prefixes active (``prompted``); without them forgetting would be zero by construction."""
     own = lm.state_dict()
     shared = [k for k, v in fine_tuned.items() if k in own and own[k].shape == v.shape and k in initial]
     lm.load_state_dict({k: initial[k] for k in shared}, strict=False)
     before = lm_loss(lm, tokenizer, texts, max_length, device)
     changed = sum(not torch.equal(initial[k].cpu(), fine_tuned[k].cpu()) for k in shared)
     lm.load_state_dict({k: fine_tuned[k] for k in shared}, strict=False)
+    objective = type(lm).__name__
+    if prompt_model is not None:
+        lm = prompted(lm, prompt_model)
     after = lm_loss(lm, tokenizer, texts, max_length, device)
     return {"lm_loss_before": before, "lm_loss_after": after, "increase": after - before,
             "perplexity_before": math.exp(before) if before < 50 else None,
             "perplexity_after": math.exp(after) if after < 50 else None, "texts": len(texts),
-            "tensors_shared": len(shared), "tensors_changed": changed, "objective": type(lm).__name__}
+            "tensors_shared": len(shared), "tensors_changed": changed, "objective": objective,
+            "adapter_active": prompt_model is not None}

@@ -249,7 +249,8 @@ def analysis_table(name: str, cells: list[Cell]) -> tuple[Table | None, list]:
                   "LM loss before", "LM loss after", "Increase", "Note"], rows,
                  caption="Intruders: top singular vectors of a fine-tuned matrix whose cosine with every pre-trained "
                          "singular vector is below the threshold (Shuttleworth et al. 2024). Forgetting: the base "
-                         "model's LM loss on held-out target-language text under the fine-tuned body."), bars
+                         "model's LM loss on held-out target-language text under the fine-tuned body; for prompt "
+                         "methods, which change no weight, with their virtual tokens / prefixes active."), bars
 
 
 DROPS = {"dropped_by_label_map": "dropped by the label map", "dropped_empty_sentences": "empty sentences dropped",
