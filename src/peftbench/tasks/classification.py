@@ -102,8 +102,14 @@ class Classification(Task):
 
     def __init__(self, spec):
         super().__init__(spec)
-        if self.options.average == "binary":  # the study's sentiment P / R / F1 are the positive class's
+        if self.positive is not None:  # the study's sentiment P / R / F1 are the positive class's
             self.pes_weights = dict(self.binary_pes_weights)
+
+    @property
+    def positive(self) -> str | None:
+        """The positive class's name where binary scores are asked for (``average: binary``), else None
+        (subclasses with options of their own, e.g. multi-label, have none)."""
+        return self.options.positive_label if getattr(self.options, "average", "macro") == "binary" else None
 
     @classmethod
     def unreported(cls, options: dict) -> tuple[str, ...]:
@@ -120,9 +126,9 @@ class Classification(Task):
         if len(labels) < 2:
             raise DataError(f"task '{self.spec.name}': only one class ({labels[0] if labels else 'none'!s}) in the "
                             f"data after the label map; classification needs at least two (check data.label)")
-        if self.options.average == "binary" and (len(labels) != 2 or self.options.positive_label not in labels):
+        if self.positive is not None and (len(labels) != 2 or self.positive not in labels):
             raise DataError(f"task '{self.spec.name}': data.options.average binary needs two classes, one of them "
-                            f"positive_label '{self.options.positive_label}'; the data has {list(labels)[:6]}")
+                            f"positive_label '{self.positive}'; the data has {list(labels)[:6]}")
         if dropped:
             report["dropped_by_label_map"] = dropped
         empty = {k: sum(1 for t in v[spec.text] if not (t or "").strip()) for k, v in dd.items()}
@@ -161,13 +167,13 @@ class Classification(Task):
                 for i, p in enumerate(softmax_list(outputs.logits))]
 
     def compute_metrics(self, prep, predictions, references, calibration=None) -> dict:
-        positive = prep.labels.index(self.options.positive_label) if self.options.average == "binary" else None
+        positive = None if self.positive is None else prep.labels.index(self.positive)
         return classification_metrics([p["pred"] for p in predictions], references, positive)
 
     def metric_info(self, prep) -> dict:
         info = {"macro": MACRO_NOTE}
-        if self.options.average == "binary":
-            info["binary"] = (f"binary_precision / recall / f1: the class '{self.options.positive_label}' "
+        if self.positive is not None:
+            info["binary"] = (f"binary_precision / recall / f1: the class '{self.positive}' "
                               "(scikit-learn, average='binary'); PES reads these")
         return info
 
