@@ -80,4 +80,4 @@ def test_offline_twins_use_offline_sources(name):
     assert all("peftbench-models" in m.source or m.source.startswith("tiny:") for m in g.models)
     assert all(t.data.source.startswith(("recipe:", "../shared", "${")) or "shared/datasets" in t.data.source
                for t in g.tasks), [t.data.source for t in g.tasks]
-    assert len(g.seeds) == 3 and expand(g)
+    assert len(g.seeds) >= 3 and expand(g)  # enough seeds for the seed-aware comparison to resample
