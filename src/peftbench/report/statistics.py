@@ -82,27 +82,34 @@ def paired_bootstrap(score: Callable[[list, list], float], method_runs: list[tup
     and the difference kept. The interval is the percentile interval of the differences. A slow metric (e.g.
     seqeval over a large test set) gets fewer resamples, not below ``min_resamples``, to stay near
     ``budget_seconds``; the count used is in the result."""
-    n = len(method_runs[0][1])
-    for preds, refs in method_runs + baseline_runs:
-        if len(refs) != n or len(preds) != n:
-            raise ValueError(f"paired bootstrap needs the same test examples on both sides ({len(refs)} vs {n})")
-
-    def take(x, idx):
-        return x[idx] if isinstance(x, np.ndarray) else [x[i] for i in idx]
+    n = _check_same_examples(method_runs, baseline_runs)
 
     def side(runs, idx):
-        return statistics.fmean(score(take(p, idx), take(r, idx)) for p, r in runs)
+        return statistics.fmean(score(_take(p, idx), _take(r, idx)) for p, r in runs)
 
     everything = np.arange(n)
     observed = side(method_runs, everything) - side(baseline_runs, everything)
+
+    def draw(rng):
+        idx = rng.integers(0, n, n)
+        return side(method_runs, idx) - side(baseline_runs, idx)
+
+    diffs, low, high = _bootstrap(draw, resamples, seed, confidence, budget_seconds, min_resamples)
+    return PairedResult(metric, observed, low, high, n, min(len(method_runs), len(baseline_runs)), len(diffs))
+
+
+def _bootstrap(draw: Callable, resamples: int, seed: int, confidence: float, budget_seconds: float | None,
+               min_resamples: int) -> tuple[np.ndarray, float, float]:
+    """``draw(rng)`` -> one resampled difference, up to ``resamples`` times: after 10 draws a slow statistic
+    is held to ``budget_seconds`` (never below ``min_resamples``). The differences and their percentile
+    interval."""
     import time
 
     rng = np.random.default_rng(seed)
     diffs = []
     start = time.perf_counter()
     for b in range(resamples):
-        idx = rng.integers(0, n, n)
-        diffs.append(side(method_runs, idx) - side(baseline_runs, idx))
+        diffs.append(draw(rng))
         if b == 9 and budget_seconds:
             per = (time.perf_counter() - start) / 10
             resamples = max(min(resamples, int(budget_seconds / per)), min(min_resamples, resamples))
@@ -111,8 +118,7 @@ def paired_bootstrap(score: Callable[[list, list], float], method_runs: list[tup
     diffs = np.array(diffs)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
-    return PairedResult(metric, observed, float(low), float(high), n, min(len(method_runs), len(baseline_runs)),
-                        len(diffs))
+    return diffs, float(low), float(high)
 
 
 CONFUSION_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc")
@@ -202,8 +208,6 @@ def hierarchical_bootstrap(score: Callable[[list, list], float], method_runs: li
     The statistic is the mean over slots of the method's score minus the baseline's. With one seed it is the
     examples-only bootstrap. Slow metrics get fewer resamples (not below ``min_resamples``), as in
     ``paired_bootstrap``; the count used is in the result."""
-    import time
-
     n = _check_same_examples(method_runs, baseline_runs)
     ms = list(method_seeds) if method_seeds is not None else list(range(len(method_runs)))
     bs = list(baseline_seeds) if baseline_seeds is not None else list(range(len(baseline_runs)))
@@ -215,36 +219,24 @@ def hierarchical_bootstrap(score: Callable[[list, list], float], method_runs: li
     b_full = [score(p, r) for p, r in baseline_runs]
     observed = statistics.fmean(m_full) - statistics.fmean(b_full)
     per_seed = tuple(zip(ms, m_full, b_full)) if paired else ()
-    rng = np.random.default_rng(seed)
     sm, sb = len(method_runs), len(baseline_runs)
-    diffs = []
-    start = time.perf_counter()
-    for b in range(resamples):
+
+    def draw(rng):
         mi = rng.integers(0, sm, sm)
-        bi = mi if paired else rng.integers(0, sb, sb)
         if paired:
-            d = statistics.fmean(score(_take(method_runs[i][0], idx), _take(method_runs[i][1], idx))
-                                 - score(_take(baseline_runs[i][0], idx), _take(baseline_runs[i][1], idx))
-                                 for i, idx in ((i, rng.integers(0, n, n)) for i in mi))
-        else:  # unpaired seeds: one example draw per slot, shared by the method's and the baseline's slot
-            slots = max(sm, sb)
-            draws = [rng.integers(0, n, n) for _ in range(slots)]
-            d = (statistics.fmean(score(_take(method_runs[i][0], draws[k]), _take(method_runs[i][1], draws[k]))
-                                  for k, i in enumerate(mi))
-                 - statistics.fmean(score(_take(baseline_runs[i][0], draws[k]), _take(baseline_runs[i][1], draws[k]))
-                                    for k, i in enumerate(bi)))
-        diffs.append(d)
-        if b == 9 and budget_seconds:
-            per = (time.perf_counter() - start) / 10
-            resamples = max(min(resamples, int(budget_seconds / per)), min(min_resamples, resamples))
-        if len(diffs) >= resamples:
-            break
-    diffs = np.array(diffs)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
+            return statistics.fmean(score(_take(method_runs[i][0], idx), _take(method_runs[i][1], idx))
+                                    - score(_take(baseline_runs[i][0], idx), _take(baseline_runs[i][1], idx))
+                                    for i, idx in ((i, rng.integers(0, n, n)) for i in mi))
+        bi = rng.integers(0, sb, sb)  # unpaired seeds: one example draw per slot, shared by both sides' slot
+        draws = [rng.integers(0, n, n) for _ in range(max(sm, sb))]
+        return (statistics.fmean(score(_take(method_runs[i][0], draws[k]), _take(method_runs[i][1], draws[k]))
+                                 for k, i in enumerate(mi))
+                - statistics.fmean(score(_take(baseline_runs[i][0], draws[k]), _take(baseline_runs[i][1], draws[k]))
+                                   for k, i in enumerate(bi)))
+
+    diffs, low, high = _bootstrap(draw, resamples, seed, confidence, budget_seconds, min_resamples)
     p, p_eq = bootstrap_p_values(diffs, margin)
-    return Comparison(metric, observed, float(low), float(high), p, p_eq, margin, n, (sm, sb), paired, len(diffs),
-                      per_seed)
+    return Comparison(metric, observed, low, high, p, p_eq, margin, n, (sm, sb), paired, len(diffs), per_seed)
 
 
 # ---------------------------------------------------------------- multiple comparisons
