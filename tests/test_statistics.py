@@ -161,3 +161,20 @@ def test_equivalence_is_shown_when_the_interval_sits_inside_the_margin():
     unpaired = hierarchical_bootstrap(acc, runs[:3], runs[3:5], "accuracy", resamples=300, margin=0.03,
                                       method_seeds=[1, 2, 3], baseline_seeds=[1, 2])
     assert not unpaired.paired_seeds and unpaired.per_seed == () and unpaired.seeds == (3, 2)
+
+
+def test_pes_flags_memory_below_e_and_rankings_that_flip_under_five_percent_memory():
+    import math
+
+    from peftbench.report.pes import pes_flags
+
+    # by hand: P = 100M for both; at V = 3 GB a 0.80 vs 0.79 lead is undone when the leader's memory is 5% higher
+    # and the other's 5% lower: 0.80 / (ln 100 ln 3.15) = 0.1514 < 0.79 / (ln 100 ln 2.85) = 0.1638
+    assert 0.80 / (math.log(100) * math.log(3.15)) < 0.79 / (math.log(100) * math.log(2.85))
+    flags = pes_flags([(0.80, 100, 3.0), (0.79, 100, 3.0), (0.50, 100, 3.0)])
+    assert all("ranking flips under ±5% memory (published)" in f for f in flags[:2]) and flags[2] == []
+    assert pes_flags([(0.9, 100, 8.0), (0.5, 100, 8.0)]) == [[], []]  # a clear lead, V well above e GB
+    below = pes_flags([(0.9, 100, 1.5), (0.5, 100, 0.5)])  # V <= 1 for one: the variant decides, both flagged
+    assert all(any(x.startswith("V < e GB") for x in f) for f in below)
+    assert not any("flips" in x for f in below for x in f)
+    assert pes_flags([(None, 100, 3.0), (0.5, 100, 3.0)]) == [[], []]
