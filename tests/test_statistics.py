@@ -178,3 +178,24 @@ def test_pes_flags_memory_below_e_and_rankings_that_flip_under_five_percent_memo
     assert all(any(x.startswith("V < e GB") for x in f) for f in below)
     assert not any("flips" in x for f in below for x in f)
     assert pes_flags([(None, 100, 3.0), (0.5, 100, 3.0)]) == [[], []]
+
+
+def test_seed_aware_interval_matches_the_spread_of_a_crossed_seed_by_example_design():
+    """Scores d[s, j] = a_s + b_j + e_sj: seeds and test examples crossed (every seed scored on one test set).
+    The true standard error of the mean difference is sqrt(σa²/S + σb²/n + σe²/(S n)); the bootstrap's spread,
+    averaged over simulated data sets, matches it within 20% (drawing examples anew per seed would give
+    sqrt(σa²/S + σb²/(S n) + ...), 25% too small here)."""
+    rng = np.random.default_rng(12)
+    s_count, n, sa, sb, se = 5, 300, 0.03, 0.3, 0.3
+    truth = math.sqrt(sa ** 2 / s_count + sb ** 2 / n + se ** 2 / (s_count * n))
+    spreads = []
+    for rep in range(20):
+        d = rng.normal(0, sa, (s_count, 1)) + rng.normal(0, sb, (1, n)) + rng.normal(0, se, (s_count, n))
+        method = [(row, row) for row in d]
+        base = [(np.zeros(n), np.zeros(n)) for _ in range(s_count)]
+        res = hierarchical_bootstrap(_mean, method, base, "score", resamples=400, seed=rep, budget_seconds=None,
+                                     method_seeds=range(s_count), baseline_seeds=range(s_count))
+        spreads.append((res.high - res.low) / (2 * 1.96))
+    assert np.mean(spreads) == pytest.approx(truth, rel=0.2)
+    nested = math.sqrt(sa ** 2 / s_count + sb ** 2 / (s_count * n) + se ** 2 / (s_count * n))
+    assert abs(np.mean(spreads) - truth) < abs(np.mean(spreads) - nested)

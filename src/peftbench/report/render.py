@@ -163,8 +163,8 @@ def comparison_table(name: str, decided: list[Decided], correction: str) -> Tabl
     return Table(f"comparisons__{name}", f"Paired comparisons: {metric}, method − baseline ({unit})",
                  ["Method", "Δ", "95% CI (seeds + examples)", "95% CI (examples only)", "p", f"p ({correction})",
                   f"TOST p ({correction})", "Verdict", "Δ per seed"], rows,
-                 caption=f"Two-stage bootstrap: seeds resampled (paired where both methods ran the same seeds), then "
-                         f"test examples within each. The examples-only interval holds the seeds' models fixed and "
+                 caption=f"Two-stage bootstrap: seeds resampled (paired where both methods ran the same seeds) and "
+                         f"the test examples they share, one draw for all seeds. The examples-only interval holds the seeds' models fixed and "
                          f"is shown for contrast only. {correction.capitalize()} correction over all comparisons in "
                          f"this report. Equivalence (TOST) margin ±{(margin or 0) * scale_of(metric):.2f} points. "
                          "Verdicts: better / worse (corrected p < α), equivalent (corrected TOST p < α), else "
@@ -494,7 +494,9 @@ NOTES = [
     "Metrics: mean ± sample standard deviation over seeds and a 95% t-interval; '(1 seed)' marks single runs.",
     "Paired comparisons: a two-stage bootstrap (report.resamples, raised to 20 m / α for m comparisons so that the "
     "smallest attainable p-value, 2 / (B + 1), is a tenth of the corrected threshold; fewer for slow metrics, at "
-    "least 200; the count is in each line): the seeds are resampled, then the test examples within each seed, both methods scored on the "
+    "least 200; the count is in each line): the seeds are resampled (paired where both methods ran the same "
+    "seeds) and the test set they share, one draw of examples for every seed (a crossed design: Owen's "
+    "pigeonhole bootstrap), both methods scored on the "
     "same draw; the interval is the 2.5-97.5 percentile of the difference, p the smallest level at which the "
     "interval excludes 0. The p-values of every comparison in the report are corrected together (Holm unless the "
     "grid's report.correction says otherwise). 'equivalent' needs evidence: the TOST p-value (the difference lies "

@@ -3,8 +3,8 @@
 * ``summarise``: mean, standard deviation and a t-interval over seeds;
 * ``paired_bootstrap``: a method against a baseline over test examples, the seeds' models held fixed
   (examples-only; shown beside the seed-aware interval, never used for a verdict);
-* ``hierarchical_bootstrap``: the seed-aware paired comparison -- seeds resampled, then test examples within
-  each -- with a two-sided p-value and the two one-sided p-values of an equivalence test (TOST) against a
+* ``hierarchical_bootstrap``: the seed-aware paired comparison -- seeds resampled, and the (shared) test
+  examples -- with a two-sided p-value and the two one-sided p-values of an equivalence test (TOST) against a
   stated margin, all read off one bootstrap distribution (percentile-interval inversion);
 * ``adjust``: Holm (default) or Bonferroni correction over every comparison a report makes;
 * ``friedman`` / ``nemenyi_cd``: average ranks of methods over the tasks of a grid, the Friedman test and
@@ -204,9 +204,12 @@ def hierarchical_bootstrap(score: Callable[[list, list], float], method_runs: li
     """Two-stage paired bootstrap. Each run is (predictions, references) over the same test examples in the
     same order, one per seed. A resample draws S seed slots with replacement -- the same seeds on both sides
     where both ran the same seeds (a seed fixes data order and head initialisation for every method), else
-    independently -- then, for each slot, test examples with replacement, the same examples for both sides.
-    The statistic is the mean over slots of the method's score minus the baseline's. With one seed it is the
-    examples-only bootstrap. Slow metrics get fewer resamples (not below ``min_resamples``), as in
+    independently -- and one draw of the test examples with replacement. Every seed was scored on the same
+    test set (seeds and examples are crossed, not nested), so the one example draw serves every slot on both
+    sides: Owen's (2007) pigeonhole bootstrap for crossed factors, mildly conservative. Drawing examples anew
+    for each seed would treat the test set as if each seed had its own, and divide its variance by the number
+    of seeds. The statistic is the mean over slots of the method's score minus the baseline's. With one seed
+    it is the examples-only bootstrap. Slow metrics get fewer resamples (not below ``min_resamples``), as in
     ``paired_bootstrap``; the count used is in the result."""
     n = _check_same_examples(method_runs, baseline_runs)
     ms = list(method_seeds) if method_seeds is not None else list(range(len(method_runs)))
@@ -223,16 +226,11 @@ def hierarchical_bootstrap(score: Callable[[list, list], float], method_runs: li
 
     def draw(rng):
         mi = rng.integers(0, sm, sm)
-        if paired:
-            return statistics.fmean(score(_take(method_runs[i][0], idx), _take(method_runs[i][1], idx))
-                                    - score(_take(baseline_runs[i][0], idx), _take(baseline_runs[i][1], idx))
-                                    for i, idx in ((i, rng.integers(0, n, n)) for i in mi))
-        bi = rng.integers(0, sb, sb)  # unpaired seeds: one example draw per slot, shared by both sides' slot
-        draws = [rng.integers(0, n, n) for _ in range(max(sm, sb))]
-        return (statistics.fmean(score(_take(method_runs[i][0], draws[k]), _take(method_runs[i][1], draws[k]))
-                                 for k, i in enumerate(mi))
-                - statistics.fmean(score(_take(baseline_runs[i][0], draws[k]), _take(baseline_runs[i][1], draws[k]))
-                                   for k, i in enumerate(bi)))
+        bi = mi if paired else rng.integers(0, sb, sb)
+        idx = rng.integers(0, n, n)  # one draw of the test set, shared by every seed slot on both sides
+        return (statistics.fmean(score(_take(method_runs[i][0], idx), _take(method_runs[i][1], idx)) for i in mi)
+                - statistics.fmean(score(_take(baseline_runs[i][0], idx), _take(baseline_runs[i][1], idx))
+                                   for i in bi))
 
     diffs, low, high = _bootstrap(draw, resamples, seed, confidence, budget_seconds, min_resamples)
     p, p_eq = bootstrap_p_values(diffs, margin)
