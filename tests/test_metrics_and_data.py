@@ -90,9 +90,8 @@ def test_confidence_intervals_and_the_paired_bootstrap():
     worse = [([1 - x if i % 4 == 0 else x for i, x in enumerate(refs)], refs)]  # 75% right
     res = paired_bootstrap(acc, better, worse, "accuracy", resamples=500)
     assert res.difference == pytest.approx(0.25) and res.low > 0.15 and res.high < 0.35 and res.significant
-    assert "a vs b: +25.00 accuracy, 95% CI [+" in res.verdict("a", "b", scale=100) and "better" in res.verdict("a", "b")
     same = paired_bootstrap(acc, worse, worse, "accuracy", resamples=200)
-    assert same.difference == 0 and not same.significant and "no clear difference" in same.verdict("a", "b")
+    assert same.difference == 0 and not same.significant
     with pytest.raises(ValueError, match="same test examples"):
         paired_bootstrap(acc, better, [(refs[:10], refs[:10])], "accuracy")
 

@@ -53,6 +53,9 @@ def summarise(values: Sequence[float | None], confidence: float = CONFIDENCE) ->
 
 @dataclass(frozen=True)
 class PairedResult:
+    """The examples-only comparison (the seeds' models held fixed): shown beside the seed-aware interval in the
+    report, never turned into a verdict."""
+
     metric: str
     difference: float  # method - baseline, on the metric's own scale
     low: float
@@ -64,13 +67,6 @@ class PairedResult:
     @property
     def significant(self) -> bool:
         return self.low > 0 or self.high < 0
-
-    def verdict(self, method: str, baseline: str, scale: float = 1.0, digits: int = 2) -> str:
-        d, lo, hi = (x * scale for x in (self.difference, self.low, self.high))
-        word = ("better" if d > 0 else "worse") if self.significant else "no clear difference"
-        return (f"{method} vs {baseline}: {d:+.{digits}f} {self.metric}, {int(CONFIDENCE * 100)}% CI "
-                f"[{lo:+.{digits}f}, {hi:+.{digits}f}] ({word}; {self.n_examples} examples x {self.n_seeds} seed(s), "
-                f"{self.resamples} resamples)")
 
 
 def paired_bootstrap(score: Callable[[list, list], float], method_runs: list[tuple[list, list]],
