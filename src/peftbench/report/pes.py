@@ -40,6 +40,16 @@ def weighted_metric(metrics: dict, weights: dict) -> float | None:
     return total / sum(used.values())
 
 
+def published(score: float, params_millions: float, memory_gb: float) -> float:
+    """Eq. 1 as published (P, V > 1)."""
+    return score / (math.log(params_millions) * math.log(memory_gb))
+
+
+def variant(score: float, params_millions: float, memory_gb: float) -> float:
+    """ln(e + x) in place of ln x: defined for every P, V >= 0."""
+    return score / (math.log(math.e + max(params_millions, 0.0)) * math.log(math.e + max(memory_gb, 0.0)))
+
+
 def pes(metrics: dict, weights: dict, params_millions: float | None, memory_gb: float | None) -> PES:
     score = weighted_metric(metrics, weights)
     if score is None:
@@ -48,12 +58,12 @@ def pes(metrics: dict, weights: dict, params_millions: float | None, memory_gb: 
     if params_millions is None or memory_gb is None:
         return PES(None, None, "parameters or peak memory not measured", score)
     params_millions, memory_gb = max(params_millions, 0.0), max(memory_gb, 0.0)
-    variant = score / (math.log(math.e + params_millions) * math.log(math.e + memory_gb))
+    everywhere = variant(score, params_millions, memory_gb)
     reasons = ["P ≤ 1M" if params_millions <= 1 else "", "V ≤ 1 GB" if memory_gb <= 1 else ""]
     reason = " and ".join(r for r in reasons if r)
     if reason:
-        return PES(None, variant, f"undefined: {reason} (ln ≤ 0)", score)
-    return PES(score / (math.log(params_millions) * math.log(memory_gb)), variant, None, score)
+        return PES(None, everywhere, f"undefined: {reason} (ln ≤ 0)", score)
+    return PES(published(score, params_millions, memory_gb), everywhere, None, score)
 
 
 MEMORY_FLOOR_GB = math.e  # below it |d ln PES / d ln V| = 1 / ln V > 1: PES amplifies memory error
@@ -66,15 +76,9 @@ def pes_flags(points: list[tuple[float | None, float | None, float | None]],
     ranking of methods. "V < e GB" where the published PES is oversensitive to memory; "ranking flips" where
     raising one method's V by ``fraction`` and lowering another's by as much reverses their order (checked on
     the published PES where every method has one, else on the variant)."""
-    published = all(m is not None and p and p > 1 and v and v > 1 for m, p, v in points)
-
-    def score(m, p, v):
-        if published:
-            return m / (math.log(p) * math.log(v))
-        return m / (math.log(math.e + max(p, 0.0)) * math.log(math.e + max(v, 0.0)))
-
+    defined = all(m is not None and p and p > 1 and v and v > 1 for m, p, v in points)
+    score, which = (published, "published") if defined else (variant, "variant")
     flags: list[list[str]] = [[] for _ in points]
-    which = "published" if published else "variant"
     for i, (m, p, v) in enumerate(points):
         if v is not None and v < MEMORY_FLOOR_GB:
             flags[i].append(f"V < e GB ({v:.2f}): dominated by ln V")
