@@ -151,6 +151,16 @@ def test_local_folder_with_split_files(tmp_path):
     assert report["rows"] == {"train": 12, "validation": 4, "test": 5}
 
 
+def test_test_split_has_its_own_cap_and_falls_back_to_the_eval_cap(tmp_path):
+    for split, n in (("train", 30), ("dev", 20), ("test", 20)):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps({"text": f"x{i}", "label": i % 2}) + "\n" for i in range(n)))
+    _, report = load_raw(DataSpec(source=str(tmp_path), max_eval_samples=5, max_test_samples=12))
+    assert report["rows"] == {"train": 30, "validation": 5, "test": 12}
+    assert report["capped"] == {"validation": [20, 5], "test": [20, 12]}
+    dd, report = load_raw(DataSpec(source=str(tmp_path), max_eval_samples=5))
+    assert report["rows"] == {"train": 30, "validation": 5, "test": 5}
+
+
 def test_demo_recipe_is_balanced_and_split():
     task = Classification(TaskSpec(name="demo", data=DataSpec(source="recipe:demo_sentiment")))
     raw = task.load()

@@ -153,7 +153,8 @@ class DataSpec(_Spec):
     validation_fraction: float = Field(0.1, ge=0, lt=1)  # carved from train when no validation split
     test_fraction: float = Field(0.1, ge=0, lt=1)  # carved from train when no test split
     max_train_samples: Optional[int] = Field(None, ge=1)
-    max_eval_samples: Optional[int] = Field(None, ge=1)
+    max_eval_samples: Optional[int] = Field(None, ge=1)  # validation cap (and test's, unless max_test_samples)
+    max_test_samples: Optional[int] = Field(None, ge=1)  # test cap: a larger test set than validation
     group: Optional[str] = None  # column (e.g. language): test metrics are also reported per value
     train_groups: Optional[list[str]] = None  # train/validate on these group values only; test on all (zero-shot)
     options: dict[str, Any] = Field(default_factory=dict)  # task-type specific (see the task's docs)
@@ -441,6 +442,7 @@ def safe_name(s: str) -> str:
 TRAIN_NEUTRAL = ("cache_features", "log_every")  # how a run is carried out, not what it computes
 TASK_ADDED = ("patience",)  # task fields added after results were first stored (dropped while None)
 TASK_NEUTRAL = ("models",)  # which grid runs exist, not what a run computes
+DATA_ADDED = ("max_test_samples",)  # data fields added after results were first stored (dropped while None)
 TRAIN_ADDED = ("padding", "group_by_length", "tf32", "gradient_checkpointing", "compile", "optimizer", "launcher",
                "class_weights", "min_epochs")
 
@@ -459,6 +461,8 @@ def identity(config: dict) -> dict:
         out["task"] = {k: v for k, v in config["task"].items()
                        if k not in TASK_NEUTRAL and not (k in TASK_ADDED and v is None)}
         data = out["task"].get("data")
+        if isinstance(data, dict):
+            data = out["task"]["data"] = {k: v for k, v in data.items() if not (k in DATA_ADDED and v is None)}
         added = _options_added(out["task"].get("type"))
         if added and isinstance(data, dict) and isinstance(data.get("options"), dict):
             out["task"]["data"] = {**data, "options": {k: v for k, v in data["options"].items()

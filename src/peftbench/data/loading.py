@@ -86,9 +86,10 @@ def content_hash(ds) -> str:
 
 
 def cap_splits(dd, spec: DataSpec, report: dict):
-    """``max_train_samples`` / ``max_eval_samples``: a fixed-seed sample of each split, recorded."""
-    for split, cap in (("train", spec.max_train_samples), ("validation", spec.max_eval_samples),
-                       ("test", spec.max_eval_samples)):
+    """``max_train_samples`` / ``max_eval_samples`` / ``max_test_samples`` (test falls back to the eval cap): a
+    fixed-seed sample of each split, recorded."""
+    test_cap = spec.max_test_samples or spec.max_eval_samples
+    for split, cap in (("train", spec.max_train_samples), ("validation", spec.max_eval_samples), ("test", test_cap)):
         if cap and len(dd[split]) > cap:
             report.setdefault("capped", {})[split] = [len(dd[split]), cap]
             dd[split] = dd[split].shuffle(seed=SPLIT_SEED).select(range(cap))
