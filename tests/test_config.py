@@ -35,6 +35,29 @@ def test_run_id_is_a_pure_function_of_the_resolved_config():
     assert a[0].run_id != c[0].run_id
 
 
+def test_identity_rules_are_read_from_the_fields_marks():
+    """Identity.NEUTRAL fields never change a run id, Identity.ADDED fields only off their default, and the
+    features key reads the FEATURES fields of the task only (a patience change does not re-tokenise)."""
+    from peftbench.config import Identity, RunSpec, TrainSpec, features_fields, identity
+
+    base = expand(load_grid(data=GRID))[0]
+    same = ["train.cache_features=false", "train.log_every=3", "tasks.0.models=[bert,hub]", "train.min_epochs=0",
+            "train.padding=dynamic", "tasks.0.data.max_test_samples=null"]
+    for o in same:
+        assert expand(load_grid(data=GRID, overrides=[o]))[0].run_id == base.run_id, o
+    for o in ["train.min_epochs=2", "train.padding=max_length", "tasks.0.data.max_test_samples=5", "tasks.0.patience=3"]:
+        assert expand(load_grid(data=GRID, overrides=[o]))[0].run_id != base.run_id, o
+    marks = {name: f.metadata for name, f in TrainSpec.model_fields.items()}
+    assert Identity.NEUTRAL in marks["cache_features"] and Identity.ADDED in marks["min_epochs"]
+    dumped = base.model_dump(mode="json")
+    assert "cache_features" not in identity(dumped)["train"] and "seeds" not in str(identity(dumped)["method"])
+    assert identity(dumped) == identity(RunSpec.model_validate(dumped).model_dump(mode="json"))
+    task = dumped["task"]
+    assert set(features_fields(task)) == {"type", "data", "max_length"}
+    changed = {**task, "patience": 4, "lr": 0.1, "epochs": 9, "metric": "accuracy", "models": ["x"], "name": "u"}
+    assert features_fields(changed) == features_fields(task)
+
+
 def test_overrides():
     g = load_grid(data=GRID, overrides=["train.lr=1e-4", "seeds=[1,2,3]", "methods.1.options.r=16", "methods.0.lr=5e-5",
                                         "train.epoch_fraction=0.5"])
@@ -218,4 +241,8 @@ def test_hub_ids_offline_get_one_fast_line_and_cached_ones_pass(tmp_path, monkey
         "machine; download it first or give a local checkpoint folder",
         "tasks[0].data.source: hub dataset 'someone/dataset' is not in the local cache and the hub cannot be reached "
         "from this machine; download it first or give local CSV/TSV/JSON/JSONL files"]
-    assert os.environ["HF_HUB_OFFLINE"] == "1"  # the runs load the cached model without retries
+    assert "HF_HUB_OFFLINE" not in os.environ  # checking changes nothing; the run command applies offline_env
+    assert preflight.offline_env(grid) == {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}  # cached ids load
+    local = load_grid(data={"models": ["tiny:bert"], "methods": ["lora"],                      # without retries
+                            "tasks": [{"name": "t", "data": {"source": "recipe:demo_sentiment"}}]})
+    assert preflight.offline_env(local) == {}  # no hub id: nothing to switch

@@ -9,7 +9,7 @@ from conftest import store_rows, toy_grid
 from peftbench.config import ConfigError, expand, load_grid
 from peftbench.preflight import check
 from peftbench.run.batching import RankBatches
-from peftbench.run.distributed import launch_command
+from peftbench.run.distributed import launch_command, shards
 from peftbench.runner import run_grid
 from peftbench.store import Store
 
@@ -45,7 +45,11 @@ def test_launcher_config_is_checked(tmp_path, toy):
     fsdp.write_text("distributed_type: FSDP\nnum_processes: 2\n")
     data["train"]["launcher"]["config_file"] = str(fsdp)
     assert check(load_grid(data=data), read_data=False) == []  # an FSDP config file: peftbench's FSDP2
-    assert load_grid(data=data).train.launcher.shards()
+    assert shards(load_grid(data=data).train.launcher)
+    data["train"]["export_merged"] = True  # what a sharded model cannot do is refused for the file's FSDP too
+    assert any(p.startswith("train.export_merged: not with launcher.fsdp") and "distributed_type FSDP" in p
+               for p in check(load_grid(data=data), read_data=False))
+    data["train"].pop("export_merged")
     data["train"]["launcher"]["config_file"] = str(tmp_path / "missing.yaml")
     assert any(p.startswith("train.launcher.config_file: accelerate config file") and "does not exist" in p
                for p in check(load_grid(data=data), read_data=False))

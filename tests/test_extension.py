@@ -5,77 +5,16 @@ import pytest
 import torch
 
 from conftest import toy_grid
+from toy_plugin import HeadAndNorms, KeywordTask
 from peftbench import registry
 from peftbench.config import ConfigError, load_grid
-from peftbench.data.loading import load_raw
 from peftbench.families import ENCODER, Architecture, Family, Head, HeadKind
-from peftbench.methods.base import Method, freeze_all_but, in_head, lrs
-from peftbench.options import Options
 from peftbench.report import render
 from peftbench.runner import run_grid
 from peftbench.store import Store
-from peftbench.tasks.base import (MetaCollator, Prepared, Raw, Task, cross_entropy, label_index, map_splits,
-                                  require_columns, softmax_list)
 
 
-class KeywordOptions(Options):
-    keyword: str = "good"
-
-
-class KeywordTask(Task):
-    """Does the text contain the keyword? (labels from the text itself, ignoring the data's labels)"""
-
-    name = "keyword"
-    Options = KeywordOptions
-    default_metric = "accuracy"
-    metric_names = ("accuracy",)
-
-    def load(self):
-        dd, report = load_raw(self.spec.data)
-        require_columns(self.spec.name, dd, [self.spec.data.text], "set data.text")
-        return Raw(dd, ("absent", "present"), report)
-
-    def prepare(self, raw, tokenizer, arch, max_length):
-        from transformers import DataCollatorWithPadding
-
-        index = label_index(raw.labels)
-
-        def encode(batch):
-            enc = dict(tokenizer(batch["text"], truncation=True, max_length=max_length))
-            enc["labels"] = [index["present" if self.options.keyword in t else "absent"] for t in batch["text"]]
-            return enc
-
-        return Prepared(map_splits(raw.splits, encode, "tokenising"), MetaCollator(DataCollatorWithPadding(tokenizer)),
-                        Head(HeadKind.SEQUENCE, labels=raw.labels), raw.labels, tokenizer, arch)
-
-    def loss(self, outputs, batch, prep):
-        return cross_entropy(outputs.logits, batch["labels"])
-
-    def decode(self, outputs, batch, prep, adapter):
-        return [{"pred": max(range(len(p)), key=p.__getitem__)} for p in softmax_list(outputs.logits)]
-
-    def compute_metrics(self, prep, predictions, references, calibration=None):
-        return {"accuracy": sum(p["pred"] == r for p, r in zip(predictions, references)) / max(len(references), 1)}
-
-
-class HeadAndNormsOptions(Options):
-    norms: bool = True
-
-
-class HeadAndNorms(Method):
-    """Train the task head and, optionally, the layer norms."""
-
-    name = "head_and_norms"
-    Options = HeadAndNormsOptions
-    default_lr = lrs(1e-2)
-
-    def apply(self, model, options, ctx):
-        freeze_all_but(model, lambda n: in_head(n, ctx.head_modules) or (options.norms and "LayerNorm" in n))
-        ctx.notes["norms"] = options.norms
-        return model
-
-
-TOY_ENCODER = Architecture(name="toy encoder", family=Family.ENCODER, matches=lambda c: c.model_type == "bert",
+TOY_ENCODER = Architecture(name="toy-encoder", family=Family.ENCODER, matches=lambda c: c.model_type == "bert",
                            heads=ENCODER.heads, padding_side="left")
 
 
@@ -106,7 +45,7 @@ def test_a_task_a_method_and_a_family_registered_from_outside_run_through_the_gr
     results = {r["method"]: r for r in store.results()}
     store.close()
     for r in results.values():
-        assert r["task_type"] == "keyword" and r["model_info"]["architecture"] == "toy encoder"
+        assert r["task_type"] == "keyword" and r["model_info"]["architecture"] == "toy-encoder"
         assert r["model_info"]["padding_side"] == "left" and 0 <= r["test"]["metrics"]["accuracy"] <= 1
     assert results["head_and_norms"]["parameters"]["trainable"] > results["head"]["parameters"]["trainable"]
     assert results["head"]["method_notes"] == {"norms": False}

@@ -68,7 +68,10 @@ def test_pes_is_undefined_where_the_published_formula_breaks_and_reads_percent_m
     assert cpu.value is None and "V ≤ 1 GB" in cpu.reason and pes(metrics, weights, 100, 0).variant > 0
     # the variant is monotone: more parameters or memory, lower score
     assert pes(metrics, weights, 10, 2).variant > pes(metrics, weights, 100, 2).variant > pes(metrics, weights, 100, 8).variant
-    qa = pes({"f1": 80.0, "exact_match": 70.0, "rougeL": 75.0}, {"f1": 3, "exact_match": 5, "rougeL": 2}, 177, 3.5)
+    from peftbench.report.aggregate import percent_metrics
+
+    qa = pes({"f1": 80.0, "exact_match": 70.0, "rougeL": 75.0}, {"f1": 3, "exact_match": 5, "rougeL": 2}, 177, 3.5,
+             percent_metrics("question_answering"))  # the metrics QA declares in percent
     assert qa.weighted_metric == pytest.approx((3 * 0.80 + 5 * 0.70 + 2 * 0.75) / 10)  # 0-100 metrics / 100
     missing = pes({"accuracy": 0.9}, weights, 177, 3.5)
     assert missing.value is None and "macro_f1" in missing.reason

@@ -75,10 +75,17 @@ def test_report_settings_come_from_the_grid_and_the_command_line(three_seeds, tm
     from peftbench.cli import main
     from peftbench.config import ReportSpec
 
+    from peftbench.report.render import save_report_settings
+
     out = tmp_path / "copy"
     shutil.copytree(three_seeds[0], out)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     md, _ = render(out, echo=lambda *a: None, settings=ReportSpec(equivalence_margin=0.5, correction="bonferroni",
                                                                   resamples=100))
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "report" not in p.relative_to(out).parts[0]}
+    assert {p: t for p, t in after.items() if not p.name.startswith("peftbench.sqlite")} == \
+        {p: t for p, t in before.items() if p in after and not p.name.startswith("peftbench.sqlite")}  # reads only
+    save_report_settings(out, ReportSpec(equivalence_margin=0.5, correction="bonferroni", resamples=100))  # as run does
     text = md.read_text()
     assert "bonferroni correction" in text and "within ±50.00" in text and "equivalent" in text.split("| Verdict |")[1]
     assert main(["report", str(out), "--correction", "none"]) == 0  # the saved margin stays, the correction changes

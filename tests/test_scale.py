@@ -10,7 +10,8 @@ import yaml
 from conftest import store_rows, toy_grid
 from peftbench.cli import main
 from peftbench.config import expand, load_grid
-from peftbench.runner import run_grid, shard_of, worker_env
+from peftbench.run.launch import slot_env
+from peftbench.runner import run_grid, shard_of
 
 
 def test_shards_cover_the_grid_exactly_once():
@@ -62,9 +63,9 @@ def test_two_shards_run_apart_then_merge_into_one_store(toy, tmp_path, capsys):
 def test_parallel_slots_split_the_cores_or_take_a_gpu_each():
     from peftbench.measure import default_threads
 
-    assert worker_env(0, 1, None) == {}
-    assert worker_env(1, 2, None) == {"PEFTBENCH_THREADS": str(max(1, default_threads() // 2))}
-    assert [worker_env(i, 3, ["0", "1", "2"]) for i in range(3)] == [{"CUDA_VISIBLE_DEVICES": d} for d in "012"]
+    assert slot_env(0, 1, None) == {}
+    assert slot_env(1, 2, None) == {"PEFTBENCH_THREADS": str(max(1, default_threads() // 2))}
+    assert [slot_env(i, 3, ["0", "1", "2"]) for i in range(3)] == [{"CUDA_VISIBLE_DEVICES": d} for d in "012"]
 
 
 def test_jobs_2_runs_two_at_once_into_one_store(toy, tmp_path):

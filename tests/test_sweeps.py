@@ -2,7 +2,6 @@
 at the chosen rate only; the choice rule shared by the runner and the report."""
 import json
 
-import pytest
 
 from conftest import toy_grid
 from peftbench.config import expand, load_grid

@@ -282,3 +282,62 @@ def test_sweep_keeps_the_learning_rate_best_on_validation():
     lora = [r for r in kept if r["method"] == "lora"]
     assert {r["training"]["lr"] for r in lora} == {1e-3}  # best mean validation, even though its test is worse
     assert len(kept) == 3 and [r[-1] for r in rows] == ["", "chosen"]
+
+
+# ----------------------------------------------------------------------------- metric declarations
+
+def test_every_task_declares_the_metrics_it_computes_and_their_scale():
+    """Each task type's ``metrics`` name what it reports (``metric_names`` derives from them), its default
+    metric among them; the percent ones are the 0-100 ones, and PES reads them divided by 100."""
+    from peftbench import registry
+    from peftbench.report.aggregate import declared, percent_metrics
+    from peftbench.report.pes import weighted_metric
+    from peftbench.tasks.question_answering import qa_metrics
+
+    for name in registry.names("task"):
+        cls = registry.get("task", name)
+        assert cls.metric_names == tuple(m.name for m in cls.metrics) and cls.default_metric in cls.metric_names
+    assert percent_metrics("question_answering") == {"exact_match", "f1", "rouge1", "rouge2", "rougeL"}
+    assert percent_metrics("seq2seq") == {"bleu", "chrf"} and percent_metrics("classification") == frozenset()
+    assert declared("classification", "macro_f1").confusion and not declared("classification", "binary_f1").confusion
+    assert declared("question_answering", "f1").per_example and declared("nobody", "x").scale == 1.0
+    qa = qa_metrics(["paris", "1990"], [["Paris"], ["in 1991"]])  # 0-100 as computed
+    assert qa["exact_match"] == 50.0
+    assert weighted_metric(qa, {"exact_match": 1.0}, percent_metrics("question_answering")) == 0.5
+
+
+def test_a_lower_is_better_metric_is_kept_chosen_and_judged_by_its_direction():
+    """A task declaring its metric lower-is-better: the best checkpoint, the sweep's rate and the verdict read
+    the declaration (every built-in metric is higher-is-better)."""
+    from peftbench import registry
+    from peftbench.report.aggregate import Cell
+    from peftbench.report.compare import decide
+    from peftbench.report.statistics import Comparison
+    from peftbench.run.recipe import BestKeeper
+    from peftbench.sweeps import choose
+    from peftbench.tasks.base import Metric, Task
+
+    class Perplexity(Task):
+        name = "perplexity_task"
+        default_metric = "perplexity"
+        metrics = (Metric("perplexity", higher_is_better=False),)
+
+    import torch
+
+    model = torch.nn.Linear(2, 1)
+    keeper = BestKeeper(higher_is_better=False)
+    assert keeper.offer(1, 9.0, model) and keeper.offer(2, 7.5, model) and not keeper.offer(3, 8.0, model)
+    assert not keeper.offer(4, float("nan"), model) and (keeper.epoch, keeper.score) == (2, 7.5)
+    registry.register("task", "perplexity_task", Perplexity)
+    try:
+        run = lambda v: {"seed": 1, "task_type": "perplexity_task",  # noqa: E731
+                         "training": {"validation_metric": "perplexity", "best_validation": v}}
+        assert choose({1e-3: [run(12.0)], 1e-2: [run(8.0)]})[0] == 1e-2
+        r = Comparison("perplexity", -2.0, -3.0, -1.0, 0.001, None, None, 50, (3, 3), True, 1000,
+                       higher_is_better=False)
+        cell = Cell("m", "t", "lora", "lora")
+        assert decide([(cell, r)])[0].verdict == "better"
+        assert decide([(cell, Comparison("accuracy", -2.0, -3.0, -1.0, 0.001, None, None, 50, (3, 3), True,
+                                         1000))])[0].verdict == "worse"
+    finally:
+        registry.unregister("task", "perplexity_task")

@@ -27,16 +27,20 @@ def _grid_from(args):
 
 
 def _preflight(grid, origin: str) -> None:
-    from .preflight import check
+    """Refuse the grid on its first problem; otherwise set what its runs' environment needs (offline mode where
+    the hub cannot be reached: inherited by the runs' processes)."""
+    from .preflight import check, offline_env
 
     problems = check(grid)
     if problems:
         raise ConfigError(f"{origin}: {problems[0]}" + (f" (+{len(problems) - 1} more: peftbench validate lists them)"
                                                          if len(problems) > 1 else ""))
+    os.environ.update(offline_env(grid))
 
 
 def cmd_run(args) -> int:
     from .report import render
+    from .report.render import save_report_settings
     from .runner import run_grid
 
     grid = _grid_from(args)
@@ -46,6 +50,7 @@ def cmd_run(args) -> int:
           f"x {len(grid.seeds)} seed(s) = {len(runs) + later} run(s)"
           + (f" ({later} of them after their staged sweep has chosen a rate)" if later else "") + f" -> {grid.output_dir}")
     jobs, devices, shard = _scale_args(args)
+    save_report_settings(grid.output_dir, grid.report)  # `peftbench report` on this store reads them later
     try:
         summary = run_grid(grid, in_process=args.in_process, show_progress=not args.quiet, jobs=jobs, devices=devices,
                            shard=shard, executor=args.executor, address=args.address)

@@ -7,10 +7,11 @@ Errors are one line: the field path, the bad value and what is allowed.
 from __future__ import annotations
 
 import copy
+import enum
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,6 +32,17 @@ def one_of(value, allowed):
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Identity(enum.Enum):
+    """What a field is to a run's identity (its run id and its cell), written on the field as
+    ``Annotated[type, Identity.X]``; unmarked fields are part of it. ``identity()`` reads the marks."""
+
+    NEUTRAL = "neutral"  # how a run is carried out or which runs a grid holds, not what a run computes: never in it
+    ADDED = "added"  # added after results were first stored: in it only when set off its default (old ids kept)
+
+
+FEATURES = "features"  # a task field the tokenised features depend on (data/cache.features_key reads only these)
 
 
 class ModelSpec(_Spec):
@@ -65,7 +77,7 @@ class SweepSpec(_Spec):
     the values on the grid's first k seeds only and runs the other seeds at the chosen value (``sweeps.py``)."""
 
     lr: list[float] = Field(min_length=1)
-    seeds: Optional[int] = Field(None, ge=1)  # None: every value on every seed
+    seeds: Annotated[Optional[int], Identity.NEUTRAL] = Field(None, ge=1)  # None: every value on every seed
 
     @field_validator("lr")
     @classmethod
@@ -154,7 +166,7 @@ class DataSpec(_Spec):
     test_fraction: float = Field(0.1, ge=0, lt=1)  # carved from train when no test split
     max_train_samples: Optional[int] = Field(None, ge=1)
     max_eval_samples: Optional[int] = Field(None, ge=1)  # validation cap (and test's, unless max_test_samples)
-    max_test_samples: Optional[int] = Field(None, ge=1)  # test cap: a larger test set than validation
+    max_test_samples: Annotated[Optional[int], Identity.ADDED] = Field(None, ge=1)  # test cap: a larger test set than validation
     group: Optional[str] = None  # column (e.g. language): test metrics are also reported per value
     train_groups: Optional[list[str]] = None  # train/validate on these group values only; test on all (zero-shot)
     options: dict[str, Any] = Field(default_factory=dict)  # task-type specific (see the task's docs)
@@ -176,13 +188,13 @@ class GenerationSpec(_Spec):
 
 class TaskSpec(_Spec):
     name: str
-    type: registered("task") = "classification"
-    data: DataSpec
+    type: Annotated[registered("task"), FEATURES] = "classification"
+    data: Annotated[DataSpec, FEATURES]
     lr: Optional[float] = Field(None, gt=0)  # 0 is an error, not "the default"
     epochs: Optional[int] = Field(None, ge=1)
-    patience: Optional[int] = Field(None, ge=0)  # this task's early-stopping patience (default: train.patience)
-    models: Optional[list[str]] = None  # names of the grid's models this task runs on (default: every model)
-    max_length: Optional[int] = Field(None, ge=8)
+    patience: Annotated[Optional[int], Identity.ADDED] = Field(None, ge=0)  # this task's early-stopping patience (default: train.patience)
+    models: Annotated[Optional[list[str]], Identity.NEUTRAL] = None  # names of the grid's models this task runs on (default: every model)
+    max_length: Annotated[Optional[int], FEATURES] = Field(None, ge=8)
     metric: Optional[str] = None  # validation metric for early stopping / model selection
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     pes_weights: Optional[dict[str, float]] = None
@@ -192,7 +204,7 @@ class TaskSpec(_Spec):
         model = registry.options("task", self.type)
         if model is not None:
             recipe = self.data.source.split(":", 1)[1] if self.data.source.startswith("recipe:") else None
-            recipe_model = registry.options("recipe", recipe) if recipe in registry.REGISTRIES["recipe"] else None
+            recipe_model = registry.options("recipe", recipe) if recipe in registry.names("recipe") else None
             extra = tuple(recipe_model.model_fields) if recipe_model else ()
             if recipe_model:
                 validate_options(recipe_model, {k: v for k, v in self.data.options.items() if k in extra},
@@ -248,19 +260,15 @@ class LauncherSpec(_Spec):
     main_process_port: Optional[int] = Field(None, ge=1, le=65535)  # None: a free port on this host
     args: list[str] = Field(default_factory=list)  # more ``accelerate launch`` arguments, passed unchanged
     find_unused_parameters: bool = False  # DDP: for models whose trainable parameters may get no gradient
-    fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of replicating them (DDP)
-
-    def shards(self) -> bool:
-        """Whether the model is sharded: ``fsdp``, or an accelerate config file of distributed_type FSDP."""
-        from .run.distributed import sharded_config
-
-        return self.fsdp or sharded_config(self.config_file) == "FSDP"
+    fsdp: Annotated[bool, Identity.ADDED] = False  # shard parameters, gradients and optimizer state (FSDP2) instead of replicating them (DDP)
+    # (an accelerate config file of distributed_type FSDP shards too: read by preflight and the run, not here —
+    # validation reads no files; run/distributed.shards)
 
 
 class TrainSpec(_Spec):
     """Shared training settings; defaults follow the Persian study (AdamW, batch 32, seed 42)."""
 
-    lr: Optional[float] = Field(None, gt=0)  # None: each method's default for the model family (methods/defaults)
+    lr: Optional[float] = Field(None, gt=0)  # None: each method's default_lr for the model family
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: Optional[int] = Field(None, ge=1)
@@ -271,7 +279,7 @@ class TrainSpec(_Spec):
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: Optional[float] = 1.0
     patience: Optional[int] = Field(1, ge=0)  # None or 0 disables early stopping
-    min_epochs: int = Field(0, ge=0)  # no early stop before this epoch (lets runs leave a majority-class plateau)
+    min_epochs: Annotated[int, Identity.ADDED] = Field(0, ge=0)  # no early stop before this epoch (lets runs leave a majority-class plateau)
     epoch_fraction: float = Field(1.0, gt=0, le=1)  # "feed a random 50% of train each epoch"
     precision: str = "fp32"
     eval_before_training: bool = False  # validation pass before the first step: curves start at epoch 0
@@ -279,18 +287,18 @@ class TrainSpec(_Spec):
     device: str = "auto"
     threads: Optional[int] = Field(None, ge=1)  # None: every core this process may use (runs go one at a time)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
-    padding: str = "dynamic"  # dynamic | max_length; max_length: the studies' fixed padding (exact reproduction)
-    group_by_length: bool = False  # batch rows of similar length together (less padding computed)
-    cache_features: bool = True  # tokenised features cached on disk ($PEFTBENCH_CACHE), shared across runs and grids
-    log_every: int = Field(16, ge=1)  # optimizer steps between progress-bar loss updates (and GPU NaN checks)
-    tf32: bool = False  # CUDA: TensorFloat-32 matmuls (faster on Ampere+, slightly less exact)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, more time
-    compile: bool = False  # torch.compile the model (where it works; the first steps are slower)
-    optimizer: str = "adamw"  # adamw | adamw_8bit; adamw_8bit: bitsandbytes' 8-bit AdamW (CUDA)
-    launcher: Optional[LauncherSpec] = None  # one run on several processes / GPUs (accelerate launch, DDP)
+    padding: Annotated[str, Identity.ADDED] = "dynamic"  # dynamic | max_length; max_length: the studies' fixed padding (exact reproduction)
+    group_by_length: Annotated[bool, Identity.ADDED] = False  # batch rows of similar length together (less padding computed)
+    cache_features: Annotated[bool, Identity.NEUTRAL] = True  # tokenised features cached on disk ($PEFTBENCH_CACHE), shared across runs and grids
+    log_every: Annotated[int, Identity.NEUTRAL] = Field(16, ge=1)  # optimizer steps between progress-bar loss updates (and GPU NaN checks)
+    tf32: Annotated[bool, Identity.ADDED] = False  # CUDA: TensorFloat-32 matmuls (faster on Ampere+, slightly less exact)
+    gradient_checkpointing: Annotated[bool, Identity.ADDED] = False  # recompute activations in the backward pass: less memory, more time
+    compile: Annotated[bool, Identity.ADDED] = False  # torch.compile the model (where it works; the first steps are slower)
+    optimizer: Annotated[str, Identity.ADDED] = "adamw"  # adamw | adamw_8bit; adamw_8bit: bitsandbytes' 8-bit AdamW (CUDA)
+    launcher: Annotated[Optional[LauncherSpec], Identity.ADDED] = None  # one run on several processes / GPUs (accelerate launch, DDP)
     # weighted cross-entropy for classification, token classification and multiple choice: "balanced"
     # (scikit-learn's n_samples / (n_classes * count), from the training split) or {label: weight}
-    class_weights: Optional[Union[Literal["balanced"], dict[str, Annotated[float, Field(gt=0)]]]] = None
+    class_weights: Annotated[Optional[Union[Literal["balanced"], dict[str, Annotated[float, Field(gt=0)]]]], Identity.ADDED] = None
 
     @model_validator(mode="after")
     def _global_batch(self):
@@ -298,14 +306,19 @@ class TrainSpec(_Spec):
         if self.batch_size % n:
             raise ValueError(f"@batch_size|{self.batch_size} is not a multiple of launcher.num_processes ({n}): "
                              "each process takes an equal share of every batch; use a multiple")
-        if self.launcher and self.launcher.shards():
-            for name in ("export_merged", "compile"):
-                if getattr(self, name):
-                    raise ValueError(f"@{name}|not with launcher.fsdp (sharded parameters); run it without FSDP")
-            if self.analysis.intruders or self.analysis.forgetting_text:
-                raise ValueError("@analysis|not with launcher.fsdp (the analyses read whole weight matrices); run "
-                                 "it without FSDP")
+        conflict = self.fsdp_conflict() if self.launcher and self.launcher.fsdp else None
+        if conflict:
+            raise ValueError(f"@{conflict[0]}|{conflict[1]}")
         return self
+
+    def fsdp_conflict(self) -> Optional[tuple[str, str]]:
+        """The first setting that cannot run on a sharded model (FSDP2), as (field, why), or None."""
+        for name in ("export_merged", "compile"):
+            if getattr(self, name):
+                return name, "not with launcher.fsdp (sharded parameters); run it without FSDP"
+        if self.analysis.intruders or self.analysis.forgetting_text:
+            return "analysis", "not with launcher.fsdp (the analyses read whole weight matrices); run it without FSDP"
+        return None
 
     @field_validator("scheduler")
     @classmethod
@@ -417,7 +430,7 @@ class RunSpec(_Spec):
 
     def lr(self) -> Optional[float]:
         """The configured learning rate (method over task over train), or None: the method's default for the
-        model family, resolved when the model is loaded (``methods.defaults``)."""
+        model family, resolved when the model is loaded (each method's ``default_lr``)."""
         return self.method.lr or self.task.lr or self.train.lr
 
     def lr_source(self) -> str:
@@ -439,38 +452,43 @@ def safe_name(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
 
 
-TRAIN_NEUTRAL = ("cache_features", "log_every")  # how a run is carried out, not what it computes
-TASK_ADDED = ("patience",)  # task fields added after results were first stored (dropped while None)
-TASK_NEUTRAL = ("models",)  # which grid runs exist, not what a run computes
-DATA_ADDED = ("max_test_samples",)  # data fields added after results were first stored (dropped while None)
-TRAIN_ADDED = ("padding", "group_by_length", "tf32", "gradient_checkpointing", "compile", "optimizer", "launcher",
-               "class_weights", "min_epochs")
-
-
 def identity(config: dict) -> dict:
-    """What identifies a run's config (its id, its cell): the resolved config less the train fields that cannot
-    change a result, and less the fields added after results were first stored while they hold their defaults."""
-    train = config.get("train") or {}
-    fields = TrainSpec.model_fields
-    kept = {k: v for k, v in train.items()
-            if k not in TRAIN_NEUTRAL and not (k in TRAIN_ADDED and v == fields[k].default)}
-    if isinstance(kept.get("launcher"), dict) and not kept["launcher"].get("fsdp", True):  # added later: kept
-        kept["launcher"] = {k: v for k, v in kept["launcher"].items() if k != "fsdp"}       # while off
-    out = {**config, "train": kept}
-    if isinstance(config.get("task"), dict):
-        out["task"] = {k: v for k, v in config["task"].items()
-                       if k not in TASK_NEUTRAL and not (k in TASK_ADDED and v is None)}
-        data = out["task"].get("data")
-        if isinstance(data, dict):
-            data = out["task"]["data"] = {k: v for k, v in data.items() if not (k in DATA_ADDED and v is None)}
-        added = _options_added(out["task"].get("type"))
-        if added and isinstance(data, dict) and isinstance(data.get("options"), dict):
-            out["task"]["data"] = {**data, "options": {k: v for k, v in data["options"].items()
-                                                       if not (k in added and v == added[k])}}
-    sweep = (config.get("method") or {}).get("sweep") if isinstance(config.get("method"), dict) else None
-    if isinstance(sweep, dict) and "seeds" in sweep:  # how a sweep is staged does not change any of its runs
-        out["method"] = {**config["method"], "sweep": {k: v for k, v in sweep.items() if k != "seeds"}}
+    """What identifies a run's config (its id, its cell): the resolved config less its ``Identity.NEUTRAL``
+    fields, less its ``Identity.ADDED`` fields while they hold their defaults, and less the task options a task
+    type added later (``Task.options_added``) while they hold theirs."""
+    out = _identity(RunSpec, config)
+    task = out.get("task")
+    data = task.get("data") if isinstance(task, dict) else None
+    added = _options_added(task.get("type")) if isinstance(task, dict) else {}
+    if added and isinstance(data, dict) and isinstance(data.get("options"), dict):
+        task["data"] = {**data, "options": {k: v for k, v in data["options"].items()
+                                            if not (k in added and v == added[k])}}
     return out
+
+
+def _identity(model: type[BaseModel], config: dict) -> dict:
+    out = {}
+    for name, value in config.items():
+        f = model.model_fields.get(name)
+        marks = f.metadata if f is not None else ()
+        if Identity.NEUTRAL in marks or (Identity.ADDED in marks and value == f.default):
+            continue
+        nested = _spec_class(f.annotation) if f is not None else None
+        out[name] = _identity(nested, value) if nested and isinstance(value, dict) else value
+    return out
+
+
+def _spec_class(annotation) -> Optional[type[BaseModel]]:
+    """The spec class a field holds (``X`` or ``Optional[X]``), or None."""
+    for a in (annotation, *get_args(annotation)):
+        if isinstance(a, type) and issubclass(a, _Spec):
+            return a
+    return None
+
+
+def features_fields(task: dict) -> dict:
+    """The fields of a task's spec (a JSON dump) that its tokenised features depend on (marked ``FEATURES``)."""
+    return {k: v for k, v in task.items() if FEATURES in TaskSpec.model_fields[k].metadata}
 
 
 def _options_added(task_type) -> dict:

@@ -6,7 +6,7 @@ head, which side to pad on, whether generation continues the prompt (decoders) o
 Tasks ask for a head *kind* (``HeadKind``) and never name a family or a model class; the run picks the
 class from the matching architecture.
 
-Architectures are registered in ``registry.REGISTRIES["architecture"]`` and tried in order; the first whose
+Architectures are registered in ``registry`` ("architecture", or a plugin's ``peftbench.architectures`` entry points) and tried in order; the first whose
 ``matches(config)`` is true describes the model.  A new family of models is one module defining an
 ``Architecture`` plus one registry line (see docs/architecture.md).  This module imports no torch.
 """
@@ -136,7 +136,7 @@ def _is_decoder(config) -> bool:
 
 
 GENERIC_ENCODER_DECODER = Architecture(  # transformers' EncoderDecoderModel (e.g. bert2bert): peftbench's heads
-    name="generic encoder-decoder", family=Family.ENCODER_DECODER, matches=_is_generic_encoder_decoder,
+    name="generic-encoder-decoder", family=Family.ENCODER_DECODER, matches=_is_generic_encoder_decoder,
     heads={HeadKind.SEQUENCE: "peftbench.heads:EncoderDecoderForSequenceClassification",
            HeadKind.TOKEN: "peftbench.heads:EncoderDecoderForTokenClassification",
            HeadKind.SPAN: "peftbench.heads:EncoderDecoderForQuestionAnswering",

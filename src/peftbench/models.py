@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -17,16 +16,13 @@ from transformers import AutoConfig, AutoTokenizer
 
 from . import registry
 from .config import ModelSpec
+from .data.cache import peftbench_cache
 from .families import Architecture, Head, detect, model_type
 from .errors import OneLine, first_line
 
 
 class ModelLoadError(OneLine, RuntimeError):
     """A one-line, user-facing model loading error."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("PEFTBENCH_CACHE", Path.home() / ".cache" / "peftbench"))
 
 
 def remote_code(spec: ModelSpec) -> dict:
@@ -80,7 +76,7 @@ def _gguf_expand(spec: ModelSpec) -> Path:
         root, fname = str(local.parent), local.name
         st = local.stat()
         key_src = f"{local.resolve()}::{st.st_size}::{st.st_mtime_ns}"
-    target = cache_dir() / "gguf" / hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    target = peftbench_cache() / "gguf" / hashlib.sha256(key_src.encode()).hexdigest()[:16]
     if (target / "DONE").exists():
         return target
     from transformers import AutoModelForCausalLM

@@ -100,17 +100,28 @@ def _cached(repo: str, kind: str) -> bool:
 
 
 def _hub(field: str, repo: str, kind: str) -> str | None:
-    """A hub id: fine online; offline (HF_HUB_OFFLINE=1, or the hub unreachable) it must be in the local cache.
-    An unreachable hub switches this process and its runs to offline mode, so cached ids load without retries."""
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    if not offline and not hub_reachable():
-        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"  # inherited by the runs' processes
-        offline = True
+    """A hub id: fine online; offline (HF_HUB_OFFLINE=1, or the hub unreachable) it must be in the local cache."""
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable()
     if offline and not _cached(repo, kind):
         why = "HF_HUB_OFFLINE=1" if _REACHABLE is None else "the hub cannot be reached from this machine"
         where = "a local checkpoint folder" if kind == "model" else "local CSV/TSV/JSON/JSONL files"
         return f"{field}: hub {kind} '{repo}' is not in the local cache and {why}; download it first or give {where}"
     return None
+
+
+def _hub_ids(grid: GridSpec) -> list[str]:
+    models = [m.source for m in grid.models if not m.source.startswith(("tiny:", "package:")) and not looks_local(m.source)]
+    data = [t.data.source for t in grid.tasks if not t.data.source.startswith("recipe:") and not looks_local(t.data.source)]
+    return models + data
+
+
+def offline_env(grid: GridSpec) -> dict:
+    """What the environment of a grid's runs needs: offline mode (``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE``)
+    where the grid names hub ids and the hub cannot be reached, so that ids in the local cache load without a
+    library's retries per file; empty otherwise. ``check`` only reads the environment; the caller applies this."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not _hub_ids(grid) or hub_reachable():
+        return {}
+    return {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def _data(i: int, task) -> list[str]:
@@ -261,6 +272,9 @@ def check(grid: GridSpec, read_data: bool = True) -> list[str]:
 
         problems.append(_exists("train.launcher.config_file", launcher.config_file, "accelerate config file"))
         kind = sharded_config(launcher.config_file)
+        conflict = grid.train.fsdp_conflict() if kind == "FSDP" and not launcher.fsdp else None
+        if conflict:
+            problems.append(f"train.{conflict[0]}: {conflict[1]} (train.launcher.config_file is of distributed_type FSDP)")
         if kind and kind != "FSDP":
             problems.append(f"train.launcher.config_file: distributed_type {kind} is not supported (peftbench keeps and "
                             "saves replicated or FSDP2-sharded weights); to shard the model use an accelerate config of "

@@ -2,12 +2,27 @@
 
 Entries are ``"module:attribute"`` strings imported on first use; method and task modules import torch only
 inside their functions, so validating a config (which reads their ``Options``) never imports torch.
-Adding a method / task / architecture / recipe is one new module plus one line here, or one call to
-``register`` (e.g. from a plugin or a test).
+Adding a method / task / architecture / recipe is one new module plus one line here.
+
+From outside the project, an installed package declares entry points (``pyproject.toml``)::
+
+    [project.entry-points."peftbench.methods"]
+    head_and_norms = "my_package.methods:HeadAndNorms"
+
+(groups ``peftbench.methods``, ``peftbench.tasks``, ``peftbench.architectures``, ``peftbench.recipes``,
+``peftbench.tiny``). They are read from the installed packages' metadata by every process that looks a name
+up — the grid's, each run's worker, ``--jobs`` slots, Ray tasks, ``plan`` — so a plugin reaches all of them.
+Plugin architectures are tried before the built-in ones. ``register`` / ``@registered_as`` add an entry in
+this process only (tests, notebooks with in-process runs).
 """
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
+
+GROUPS = {"method": "peftbench.methods", "task": "peftbench.tasks", "architecture": "peftbench.architectures",
+          "recipe": "peftbench.recipes", "tiny": "peftbench.tiny"}  # registry -> entry-point group
+_plugins_loaded = False
 
 REGISTRIES: dict[str, dict[str, str]] = {
     "method": {
@@ -59,11 +74,27 @@ REGISTRIES: dict[str, dict[str, str]] = {
 }
 
 
+def load_plugins() -> None:
+    """Add the entry points of installed packages (once per process; the built-in names cannot be replaced)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for kind, group in GROUPS.items():
+        found = {ep.name: ep.value for ep in entry_points(group=group) if ep.name not in REGISTRIES[kind]}
+        if kind == "architecture":  # tried in order: a plugin's specific architecture before the generic ones
+            REGISTRIES[kind] = {**found, **REGISTRIES[kind]}
+        else:
+            REGISTRIES[kind].update(found)
+
+
 def names(kind: str) -> list[str]:
+    load_plugins()
     return list(REGISTRIES[kind])
 
 
 def check(kind: str, name: str) -> str:
+    load_plugins()
     if name not in REGISTRIES[kind]:
         raise ValueError(f"'{name}' is not a known {kind}; allowed: {', '.join(REGISTRIES[kind])}")
     return name
@@ -75,12 +106,19 @@ def get(kind: str, name: str):
     if not isinstance(target, str):
         return target
     module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+    obj = getattr(importlib.import_module(module), attr)
+    declared = getattr(obj, "name", name)
+    if kind in ("method", "task", "architecture") and isinstance(declared, str) and declared != name:
+        raise ValueError(f"{kind} '{name}' ({target}) calls itself '{declared}'; give it one name: the entry "
+                         f"point's (or the registry key) and its own ``name`` must be the same")
+    return obj
 
 
 def register(kind: str, name: str, target, first: bool = False) -> None:
-    """Add ``name`` to a registry: ``target`` is the object or a ``"module:attribute"`` string. ``first`` puts
-    it before the others (architectures are tried in order)."""
+    """Add ``name`` to a registry in this process: ``target`` is the object or a ``"module:attribute"`` string.
+    ``first`` puts it before the others (architectures are tried in order). Runs in their own processes do not
+    see it: an installed plugin's entry points reach every process."""
+    load_plugins()
     if kind not in REGISTRIES:
         raise ValueError(f"'{kind}' is not a registry; allowed: {', '.join(REGISTRIES)}")
     entries = REGISTRIES[kind]
@@ -89,6 +127,14 @@ def register(kind: str, name: str, target, first: bool = False) -> None:
         REGISTRIES[kind] = {name: target, **entries}
     else:
         entries[name] = target
+
+
+def registered_as(kind: str, first: bool = False):
+    """Class (or object) decorator: register under its own ``name`` attribute (the name is given once)."""
+    def add(obj):
+        register(kind, obj.name, obj, first=first)
+        return obj
+    return add
 
 
 def unregister(kind: str, name: str) -> None:

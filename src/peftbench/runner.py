@@ -7,11 +7,6 @@ shards on a shared disk — each run is claimed in the store before it starts, s
 """
 from __future__ import annotations
 
-import os
-import queue
-import signal
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +14,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import GridSpec, RunSpec, expand
-from .run.folder import RunFolder
+from .executors import executor as executor_for
+from .run.launch import run_one
 from .store import Store
 from .sweeps import count_follow_ups, follow_ups
 
@@ -61,51 +57,6 @@ class Heartbeat:
         self.thread.join(timeout=5)
 
 
-def _die_with_parent():  # pragma: no cover - runs in the child
-    """Linux: the run's process gets SIGTERM if the grid process dies (no orphans writing results)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress: bool = True,
-            env: dict | None = None) -> tuple[dict | None, str | None, str]:
-    """Execute one run into ``run_dir``. Returns (result, error message, status). ``env``: extra environment
-    for the run's process (its device, its thread count)."""
-    folder = RunFolder(run_dir)
-    folder.reset()
-    folder.write_config(run.model_dump(mode="json"))
-    if in_process:
-        from .run.worker import main as worker_main
-
-        if run.train.launcher and run.train.launcher.num_processes > 1:
-            raise ValueError("train.launcher starts several processes; drop in_process")
-
-        code = worker_main([str(folder.path)])
-    else:
-        from .run.distributed import launch_command
-
-        full_env = dict(os.environ, PEFTBENCH_PROGRESS="1" if show_progress else "0", **(env or {}))
-        command, launch_env = launch_command(run, folder.path, full_env)  # the worker, or accelerate launch (N)
-        full_env.update(launch_env)
-        proc = subprocess.run(command, env=full_env,
-                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        code = proc.returncode
-    if folder.result.exists():
-        return folder.read(folder.result), None, "ok"
-    if folder.error.exists():
-        error = folder.read(folder.error)["error"]
-        return None, error, "interrupted" if error.startswith("KeyboardInterrupt") else "failed"
-    if code < 0:
-        name = signal.Signals(-code).name
-        hint = " (likely out of memory)" if name == "SIGKILL" else ""
-        return None, f"run process killed by {name}{hint}", "killed"
-    return None, f"run process exited with code {code} and wrote no result", "failed"
-
-
 def shard_of(runs: list[RunSpec], shard: tuple[int, int] | None) -> list[RunSpec]:
     """Shard ``i`` of ``n`` (0-based): runs i, i+n, i+2n, ... of the grid's stable order; the shards of a grid
     are disjoint and together hold every run once."""
@@ -115,15 +66,15 @@ def shard_of(runs: list[RunSpec], shard: tuple[int, int] | None) -> list[RunSpec
     return runs[i::n]
 
 
-def worker_env(slot: int, jobs: int, devices: list[str] | None) -> dict:
-    """What one of ``jobs`` parallel slots gives its runs: a GPU each (``devices``), or a share of the cores."""
-    if devices:
-        return {"CUDA_VISIBLE_DEVICES": devices[slot % len(devices)]}
-    if jobs > 1:
-        from .measure import default_threads
+@dataclass(frozen=True)
+class Where:
+    """Where and how many runs execute at once: ``executor`` (``local`` or ``ray``; see executors/), ``jobs``
+    runs at once, ``devices`` (a GPU per slot), ``address`` (a Ray cluster)."""
 
-        return {"PEFTBENCH_THREADS": str(max(1, default_threads() // jobs))}
-    return {}
+    executor: str = "local"
+    jobs: int = 1
+    devices: list[str] | None = None
+    address: str | None = None
 
 
 class _Grid:
@@ -162,6 +113,10 @@ class _Grid:
                 self.bar.write(f"FAIL  {run.slug}: {error}")
             self.bar.update(1)
 
+    def executing(self, run: RunSpec) -> None:
+        """Runs one at a time: the bar names the run in flight."""
+        self.bar.set_postfix_str(run.slug[:60])
+
     def interrupted(self, store: Store, run: RunSpec) -> None:
         """Ctrl-C reached the run: it is marked, and a rerun of the grid redoes it."""
         self.record(store, run, None, "interrupted by the user (Ctrl-C); run the grid again to redo it", "interrupted")
@@ -188,7 +143,8 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
     run on the cluster at ``address``, or a local Ray instance)."""
     if jobs > 1 and in_process:
         raise ValueError("jobs > 1 runs each run in its own process; drop in_process")
-    jobs = max(jobs, len(devices or []))
+    where = Where(executor, max(jobs, len(devices or [])), devices, address)
+    run_all = executor_for(executor)
     store = Store(grid.output_dir)
     try:
         recovered = store.sync(grid.name)
@@ -197,7 +153,7 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
         runs = shard_of(expand(grid), shard)
         summary = GridSummary(total=len(runs) + count_follow_ups(grid, shard))
         bar = tqdm(total=summary.total, desc=f"grid {grid.name}", unit="run", disable=not show_progress, position=0)
-        state = _Grid(grid, summary, in_process, show_progress and jobs == 1, bar)
+        state = _Grid(grid, summary, in_process, show_progress and where.jobs == 1, bar)
 
         def execute(runs: list[RunSpec]) -> None:
             todo = [r for r in runs if store.status(r.run_id) != "ok"]
@@ -205,16 +161,7 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
                 summary.skipped += len(runs) - len(todo)
                 bar.update(len(runs) - len(todo))
                 echo(f"skipping {len(runs) - len(todo)} finished run(s) of {len(runs)}")
-            if executor == "ray":
-                from .executors.ray import execute as ray_execute
-
-                ray_execute(state, store, todo, address)
-            elif jobs == 1:
-                for run in todo:
-                    bar.set_postfix_str(run.slug[:60])
-                    state.execute(store, run, worker_env(0, 1, devices))
-            else:
-                _parallel(state, store.root, todo, jobs, devices)
+            run_all(state, store, todo, where)
 
         try:
             execute(runs)
@@ -229,42 +176,3 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
         return summary
     finally:
         store.close()
-
-
-def _parallel(state: _Grid, root: Path, todo: list[RunSpec], jobs: int, devices: list[str] | None) -> None:
-    """``jobs`` threads, each taking the next run and running it in its own process; Ctrl-C stops them all."""
-    pending: queue.Queue = queue.Queue()
-    for run in todo:
-        pending.put(run)
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def slot(i: int):
-        store = Store(root, check=False)
-        try:
-            while not stop.is_set():
-                try:
-                    run = pending.get_nowait()
-                except queue.Empty:
-                    return
-                state.execute(store, run, worker_env(i, jobs, devices))
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            errors.append(exc)
-            stop.set()
-        finally:
-            store.close()
-
-    threads = [threading.Thread(target=slot, args=(i,), daemon=True) for i in range(jobs)]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.5)
-    except KeyboardInterrupt:  # the runs' processes got the signal too; their slots record them as interrupted
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-        raise
-    if errors:
-        raise errors[0]

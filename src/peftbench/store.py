@@ -219,15 +219,22 @@ class Store:
 
     def sync(self, grid: str = "") -> int:
         """Record finished run folders the database does not know yet (e.g. after the grid process was killed)."""
-        n = 0
+        found = self.unrecorded()
+        for r in found:
+            self.record_result({k: v for k, v in r.items() if k not in ("config", "folder")}, r["config"], grid)
+        return len(found)
+
+    def unrecorded(self) -> list[dict]:
+        """Finished run folders the database does not know yet, as ``results(with_config=True)`` gives them,
+        without recording them (``sync`` records)."""
+        out = []
         for d in sorted(self.runs_dir.iterdir()) if self.runs_dir.exists() else []:
             folder = RunFolder(d)
             if folder.finished():
                 result = folder.read(folder.result)
                 if self.status(result["run_id"]) != "ok":
-                    self.record_result(result, folder.read(folder.config), grid)
-                    n += 1
-        return n
+                    out.append({**result, "config": folder.read(folder.config), "folder": str(d)})
+        return out
 
     def results(self, status: str = "ok", with_config: bool = False) -> list[dict]:
         """Finished runs' results; ``with_config`` adds each run's resolved config as ``config`` and the folder."""

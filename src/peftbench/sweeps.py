@@ -13,15 +13,27 @@ from __future__ import annotations
 import statistics
 from typing import Callable, Iterable
 
+from . import registry
 from .config import GridSpec, RunSpec, combos, variants
 
 
 def choose(by_lr: dict[float, list[dict]]) -> tuple[float, dict[float, float]]:
-    """(the chosen rate, each rate's score) from finished results grouped by learning rate."""
+    """(the chosen rate, each rate's score) from finished results grouped by learning rate; the best score is
+    the highest unless the task declares its validation metric lower-is-better."""
     common = set.intersection(*({r["seed"] for r in runs} for runs in by_lr.values()))
     score = {lr: statistics.fmean(r["training"]["best_validation"] for r in runs if not common or r["seed"] in common)
              for lr, runs in by_lr.items()}
-    return max(score, key=score.get), score
+    best = max if higher_is_better(next(iter(by_lr.values()))[0]) else min
+    return best(score, key=score.get), score
+
+
+def higher_is_better(result: dict) -> bool:
+    """Whether a result's validation metric is better higher (its task's declaration; yes where unknown)."""
+    try:
+        task = registry.get("task", result["task_type"])
+        return task.metric_spec(result["training"]["validation_metric"]).higher_is_better
+    except (ValueError, ImportError, KeyError):
+        return True
 
 
 def staged(grid: GridSpec) -> Iterable[tuple]:

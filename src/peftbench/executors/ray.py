@@ -23,21 +23,22 @@ def _run_remote(run_json: str, run_dir: str, threads: int):  # executed in a Ray
     from pathlib import Path
 
     from ..config import RunSpec
-    from ..runner import run_one
+    from ..run.launch import run_one
 
     run = RunSpec.model_validate_json(run_json)
     return run_one(run, Path(run_dir), show_progress=False, env={"PEFTBENCH_THREADS": str(threads)})
 
 
-def execute(state, store, todo: list[RunSpec], address: str | None = None) -> None:
-    """Submit every run the store lets this runner claim; record results as they come back."""
+def execute(state, store, todo: list[RunSpec], where) -> None:
+    """Submit every run the store lets this runner claim (to the cluster at ``where.address``, or a local Ray
+    instance); record results as they come back."""
     try:
         import ray
     except ImportError:
         raise RuntimeError("--executor ray needs Ray: pip install -e '.[ray]' (or pip install 'ray[default]')") from None
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        ray.init(address=where.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         remote = ray.remote(_run_remote)
         cluster = ray.cluster_resources()

@@ -13,9 +13,7 @@ from ..errors import first_line
 from ..config import TaskSpec
 from ..run.folder import RunFolder
 from .aggregate import Cell
-from .pes import PERCENT_METRICS
-from .statistics import (CONFIDENCE, CONFUSION_METRICS, Comparison, adjust, confusion_metric, hierarchical_bootstrap,
-                         paired_bootstrap)
+from .statistics import CONFIDENCE, Comparison, adjust, confusion_metric, hierarchical_bootstrap, paired_bootstrap
 
 
 class _Scores:
@@ -26,11 +24,12 @@ class _Scores:
     def __init__(self, run: dict):
         self.task = registry.get("task", run["task_type"])(TaskSpec.model_validate(run["config"]["task"]))
         self.metric = run["training"]["validation_metric"]
+        self.declared = self.task.metric_spec(self.metric)  # how its task computes it
         self.calibration = run.get("calibration")
         self.prep = _StoredPrep(run)
-        self.per_example = getattr(self.task, "example_scores", None)
+        self.per_example = getattr(self.task, "example_scores", None) if self.declared.per_example else None
         self.n_labels = max(len(self.prep.labels), 1)
-        self.confusion = self.metric in CONFUSION_METRICS and not self.per_example
+        self.confusion = self.declared.confusion and not self.per_example
 
     def runs(self, cell: Cell) -> list[tuple[list, list]]:
         out = []
@@ -86,7 +85,7 @@ def compare(cells: list[Cell], baseline: str = "full", resamples: int = 1000, ma
     except (ValueError, FileNotFoundError, KeyError) as exc:
         return [], [(c, f"the baseline's predictions could not be read ({first_line(exc, 100)})")
                     for c in cells if c is not base]
-    scale = 100.0 if scores.metric in PERCENT_METRICS else 1.0
+    scale = scores.declared.scale
     data = base.first["provenance"].get("data_sha256", {}).get("test")
     for cell in cells:
         if cell is base:
@@ -106,7 +105,8 @@ def compare(cells: list[Cell], baseline: str = "full", resamples: int = 1000, ma
         except (ValueError, FileNotFoundError, KeyError) as exc:
             skipped.append((cell, first_line(exc, 120)))
             continue
-        out.append((cell, replace(result, pooled=(pooled.low, pooled.high))))
+        out.append((cell, replace(result, pooled=(pooled.low, pooled.high), scale=scale,
+                                  higher_is_better=scores.declared.higher_is_better)))
     return out, skipped
 
 
@@ -120,6 +120,10 @@ class Decided:
     p_equivalence_adjusted: float | None
     verdict: str  # better | worse | equivalent | inconclusive
 
+    @property
+    def scale(self) -> float:
+        return self.result.scale
+
 
 def decide(found: list[tuple[Cell, Comparison]], correction: str = "holm", alpha: float = 0.05) -> list[Decided]:
     """The verdicts of a family of comparisons (every comparison in a report): "better" / "worse" where the
@@ -132,15 +136,17 @@ def decide(found: list[tuple[Cell, Comparison]], correction: str = "holm", alpha
     out = []
     for i, (cell, r) in enumerate(found):
         pe = eq_adj.get(i)
-        word = (("better" if r.difference > 0 else "worse") if p_adj[i] < alpha
+        gain = r.difference if r.higher_is_better else -r.difference  # lower-is-better metrics: a drop is better
+        word = (("better" if gain > 0 else "worse") if p_adj[i] < alpha
                 else "equivalent" if pe is not None and pe < alpha else "inconclusive")
         out.append(Decided(cell, r, p_adj[i], pe, word))
     return out
 
 
-def scale_of(metric: str) -> float:
-    """Differences are shown in points: x100 for metrics on a 0-1 scale, as they are for percent metrics."""
-    return 1.0 if metric in PERCENT_METRICS else 100.0
+def points(scale: float) -> float:
+    """The factor that shows a difference in points: x100 for metrics on a 0-1 scale (``scale`` 1), x1 for
+    metrics reported in percent (``scale`` 100)."""
+    return 100.0 / scale
 
 
 def verdict(d: Decided, base_label: str, correction: str = "holm") -> str:
@@ -148,7 +154,7 @@ def verdict(d: Decided, base_label: str, correction: str = "holm") -> str:
     holm 0.93; within ±2.00: p = 0.41, holm 0.82 -> inconclusive (3 paired seeds x 40 examples, 1000
     resamples; examples only: [-2.10, -0.30])"."""
     r = d.result
-    k = scale_of(r.metric)
+    k = points(r.scale)
     unit = f"{r.metric}" + (" (x100)" if k != 1 else "")
     name = "" if correction == "none" else f", {correction} {d.p_adjusted:.3g}"
     eq = ("" if r.p_equivalence is None else

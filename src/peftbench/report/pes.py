@@ -19,9 +19,7 @@ import math
 from dataclasses import dataclass
 
 # The weights are each task type's ``pes_weights`` (the study's for sentiment, NER and QA), or a task's own
-# ``tasks[].pes_weights``.
-# metrics reported on a 0-100 scale; PES reads them divided by 100
-PERCENT_METRICS = {"exact_match", "f1", "rouge1", "rouge2", "rougeL", "bleu", "chrf"}
+# ``tasks[].pes_weights``; ``percent``: the metrics its task declares on a 0-100 scale (read divided by 100).
 
 
 @dataclass(frozen=True)
@@ -32,11 +30,11 @@ class PES:
     weighted_metric: float | None = None  # Σ W M / Σ W on the 0-1 scale
 
 
-def weighted_metric(metrics: dict, weights: dict) -> float | None:
+def weighted_metric(metrics: dict, weights: dict, percent: frozenset = frozenset()) -> float | None:
     used = {k: w for k, w in weights.items() if metrics.get(k) is not None}
     if not used or len(used) < len(weights):
         return None
-    total = sum(w * metrics[k] / (100.0 if k in PERCENT_METRICS else 1.0) for k, w in used.items())
+    total = sum(w * metrics[k] / (100.0 if k in percent else 1.0) for k, w in used.items())
     return total / sum(used.values())
 
 
@@ -50,8 +48,10 @@ def variant(score: float, params_millions: float, memory_gb: float) -> float:
     return score / (math.log(math.e + max(params_millions, 0.0)) * math.log(math.e + max(memory_gb, 0.0)))
 
 
-def pes(metrics: dict, weights: dict, params_millions: float | None, memory_gb: float | None) -> PES:
-    score = weighted_metric(metrics, weights)
+def pes(metrics: dict, weights: dict, params_millions: float | None, memory_gb: float | None,
+        percent: frozenset = frozenset()) -> PES:
+    """``percent``: the metrics on a 0-100 scale (the task's declaration), read divided by 100."""
+    score = weighted_metric(metrics, weights, percent)
     if score is None:
         missing = sorted(k for k in weights if metrics.get(k) is None)
         return PES(None, None, f"metric(s) {missing} not measured", None)

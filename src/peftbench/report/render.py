@@ -12,11 +12,11 @@ from .. import registry
 from ..config import safe_name
 from ..store import Store
 from . import plots
-from .aggregate import Cell, build_cells, select_sweeps
+from .aggregate import Cell, build_cells, percent_metrics, select_sweeps
 from ..config import ReportSpec
-from .compare import Decided, compare, decide, resamples_for, scale_of, verdict
+from .compare import Decided, compare, decide, points, resamples_for, verdict
 from .formats import Table, csv_text, html_table, latex, markdown, page
-from .pes import PERCENT_METRICS, pes, pes_flags
+from .pes import pes, pes_flags
 from .statistics import rank_methods, summarise
 
 CONTENDED = "⚠"
@@ -115,7 +115,8 @@ def pes_table(name: str, cells: list[Cell]) -> tuple[Table, list[tuple[str, floa
         scores = []
         for r in c.runs:
             gb, kind = memory_for_pes(r)
-            scores.append(pes(r["test"]["metrics"], pes_weights(r), r["parameters"]["total"] / 1e6, gb))
+            scores.append(pes(r["test"]["metrics"], pes_weights(r), r["parameters"]["total"] / 1e6, gb,
+                              percent_metrics(r["task_type"])))
         value = summarise([s.value for s in scores])
         variant = summarise([s.variant for s in scores])
         reasons = sorted({s.reason for s in scores if s.reason})
@@ -151,14 +152,14 @@ def per_seed_table(name: str, cells: list[Cell], metric: str) -> Table:
 def comparison_table(name: str, decided: list[Decided], correction: str) -> Table:
     rows = []
     for d in decided:
-        r, k = d.result, scale_of(d.result.metric)
+        r, k = d.result, points(d.scale)
         rows.append([d.cell.label, f"{r.difference * k:+.2f}", f"[{r.low * k:+.2f}, {r.high * k:+.2f}]",
                      "–" if r.pooled is None else f"[{r.pooled[0] * k:+.2f}, {r.pooled[1] * k:+.2f}]",
                      f"{r.p:.3g}", f"{d.p_adjusted:.3g}",
                      "–" if d.p_equivalence_adjusted is None else f"{d.p_equivalence_adjusted:.3g}", d.verdict,
                      ", ".join(f"{s}: {(m - b) * k:+.2f}" for s, m, b in r.per_seed) or "unpaired seeds"])
-    metric = decided[0].result.metric
-    unit = "points" if scale_of(metric) != 1 else metric
+    metric, k = decided[0].result.metric, points(decided[0].scale)
+    unit = "points" if k != 1 else metric
     margin = decided[0].result.margin
     return Table(f"comparisons__{name}", f"Paired comparisons: {metric}, method − baseline ({unit})",
                  ["Method", "Δ", "95% CI (seeds + examples)", "95% CI (examples only)", "p", f"p ({correction})",
@@ -166,7 +167,7 @@ def comparison_table(name: str, decided: list[Decided], correction: str) -> Tabl
                  caption=f"Two-stage bootstrap: seeds resampled (paired where both methods ran the same seeds) and "
                          f"the test examples they share, one draw for all seeds. The examples-only interval holds the seeds' models fixed and "
                          f"is shown for contrast only. {correction.capitalize()} correction over all comparisons in "
-                         f"this report. Equivalence (TOST) margin ±{(margin or 0) * scale_of(metric):.2f} points. "
+                         f"this report. Equivalence (TOST) margin ±{(margin or 0) * k:.2f} points. "
                          "Verdicts: better / worse (corrected p < α), equivalent (corrected TOST p < α), else "
                          "inconclusive.")
 
@@ -363,13 +364,17 @@ class Report:
 SETTINGS = "report-settings.json"  # the grid's report settings, kept beside the store for `peftbench report`
 
 
+def save_report_settings(results_dir: str | Path, settings: ReportSpec) -> None:
+    """Keep a grid's ``report:`` beside its store (``peftbench run`` does), for later ``peftbench report`` calls."""
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    (Path(results_dir) / SETTINGS).write_text(settings.model_dump_json(indent=1), encoding="utf-8")
+
+
 def report_settings(results_dir: str | Path, settings: ReportSpec | None = None, **overrides) -> ReportSpec:
     """The report's settings: ``overrides`` (the CLI's flags, None where not given) over ``settings`` (the
-    grid's ``report:``, saved beside the store when given) over the saved ones, else the defaults."""
+    grid's ``report:``) over the ones saved beside the store, else the defaults. Reads only."""
     path = Path(results_dir) / SETTINGS
-    if settings is not None:
-        path.write_text(settings.model_dump_json(indent=1), encoding="utf-8")
-    elif path.exists():
+    if settings is None and path.exists():
         settings = ReportSpec.model_validate_json(path.read_text(encoding="utf-8"))
     settings = settings or ReportSpec()
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -383,9 +388,8 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         raise FileNotFoundError(f"no peftbench results in '{results_dir}' (expected peftbench.sqlite); run a grid first")
     settings = report_settings(results_dir, settings, baseline=baseline, resamples=resamples, **overrides)
     store = Store(results_dir)
-    try:
-        store.sync()
-        results, failures = store.results(with_config=True), store.failures()
+    try:  # what the store holds, and finished run folders it does not know yet (read, not recorded: a report
+        results, failures = store.results(with_config=True) + store.unrecorded(), store.failures()  # never writes)
     finally:
         store.close()
     out_dir = results_dir / "report"
@@ -504,7 +508,7 @@ NOTES = [
     "excluded is 'inconclusive'. With one seed, seed-to-seed variance is not measured.",
     "PES as published: P = total parameters in millions, V = peak memory in GB (GPU allocated on CUDA; on CPU the "
     "process's peak RSS above its baseline before data and model were loaded); undefined where P or V ≤ 1. Metrics "
-    f"reported in percent ({', '.join(sorted(PERCENT_METRICS))}) enter PES divided by 100.",
+    "that their task declares in percent (e.g. span QA's exact match and F1, BLEU, chrF) enter PES divided by 100.",
     "Parameter counts include the task head; peak memory and times are measured by each run in its own process. "
     "A CPU run whose process got less than 70% of its threads' time while training is marked contended (⚠): "
     "its times are not averaged with clean runs'.",

@@ -117,9 +117,6 @@ def _bootstrap(draw: Callable, resamples: int, seed: int, confidence: float, bud
     return diffs, float(low), float(high)
 
 
-CONFUSION_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc")
-
-
 def confusion_metric(preds: np.ndarray, refs: np.ndarray, metric: str, n_labels: int) -> float:
     """accuracy / macro P, R, F1 (over the labels present in gold or predictions, zero division 0) / MCC from one
     confusion matrix, as scikit-learn computes them, for resampling thousands of times."""
@@ -164,6 +161,8 @@ class Comparison:
     resamples: int
     per_seed: tuple[tuple[int | None, float, float], ...] = ()
     pooled: tuple[float, float] | None = None
+    scale: float = 1.0  # the metric's own scale (its task's declaration): 100 for metrics reported in percent
+    higher_is_better: bool = True
 
 
 def _take(x, idx):

@@ -78,6 +78,11 @@ def sharded_config(config_file: str | None) -> str | None:
     return kind if kind in ("FSDP", "DEEPSPEED", "MEGATRON_LM") else None
 
 
+def shards(launcher) -> bool:
+    """Whether a run's model is sharded: ``launcher.fsdp``, or an accelerate config file of distributed_type FSDP."""
+    return bool(launcher) and (launcher.fsdp or sharded_config(launcher.config_file) == "FSDP")
+
+
 class Ranks:
     """This process's place among the run's processes (one, unless started by ``accelerate launch``)."""
 
@@ -89,7 +94,7 @@ class Ranks:
             from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
             find = bool(train.launcher and train.launcher.find_unused_parameters)
-            self.fsdp = bool(train.launcher and train.launcher.shards())
+            self.fsdp = shards(train.launcher)
             if self.fsdp:  # peftbench shards the model itself (FSDP2); accelerate's own FSDP (from an FSDP config
                 os.environ["ACCELERATE_USE_FSDP"] = "false"  # file) would re-type the run and wrap it again
             self.accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=ACCELERATE_PRECISION[train.precision],

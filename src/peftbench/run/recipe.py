@@ -21,18 +21,19 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import registry
-from ..config import RunSpec
-from ..data.cache import cache_root, features_cache, features_key
+from ..config import RunSpec, features_fields
+from ..data.cache import FeaturesCache, cache_root, features_key
 from ..data.loading import content_hash
 from ..analysis import run_analyses, snapshot
 from ..families import head_modules
 from ..measure import MemoryMeter, Stopwatch, contention, count_parameters, default_threads, merge_ranks, provenance
 from ..methods.adapter import ModelAdapter, base_model
-from ..methods.base import MethodContext
-from ..tasks.base import class_weights
+from ..methods.base import Method, MethodContext
+from ..tasks.base import Prepared, Task, class_weights, source_hash
 from ..models import inspect_model, load_weights
 from .batching import eval_loader, lengths, train_loader
 from .distributed import Ranks
+from .failure import Position, RunFailed
 from .folder import RunFolder
 
 
@@ -51,36 +52,6 @@ def truncated(features, max_length: int) -> dict:
             n += sum(len(x) >= max_length for x in ids)
         out[split] = n
     return out
-
-
-class RunFailed(RuntimeError):
-    """A run that cannot give a result, with the reason in one line."""
-
-
-@dataclass
-class Position:
-    """Where the run is: a failure is reported with its phase, epoch and last optimizer step."""
-
-    phase: str = "starting"
-    epoch: int = 0
-    step: int = 0
-
-    def __str__(self) -> str:
-        if self.phase in ("starting", "loading data and model"):
-            return self.phase
-        return f"{self.phase}, epoch {self.epoch}, after optimizer step {self.step}"
-
-
-POSITION = Position()  # one run per process (the worker); reset by execute
-
-
-def out_of_memory_hint(exc: BaseException) -> str:
-    """A hint for the two ways torch reports running out of memory (CUDA and the CPU allocator)."""
-    text = str(exc)
-    if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
-        return ("; out of memory: lower train.batch_size (keeping the effective batch with train.grad_accum), "
-                "train.max_length, or use train.precision=bf16")
-    return ""
 
 
 def pick_device(name: str) -> torch.device:
@@ -104,18 +75,34 @@ def to_device(batch: dict, device) -> dict:
 
 
 @dataclass
+class Tally:
+    """What accumulates while a run goes: where it is, its clocks, optimizer steps, samples and tokens seen,
+    samples scored, and what the task noted about its metrics."""
+
+    position: Position = field(default_factory=Position)
+    train_clock: Stopwatch = field(default_factory=Stopwatch)
+    eval_clock: Stopwatch = field(default_factory=Stopwatch)
+    steps: int = 0
+    samples: int = 0
+    tokens: int = 0
+    eval_samples: int = 0
+    metric_info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Setup:
-    """Everything the loop needs, made once."""
+    """Everything the loop needs, made once and not changed (what accumulates is in ``tally``)."""
 
     run: RunSpec
     device: torch.device
-    task: object
-    prep: object  # the task's Prepared
+    task: Task
+    prep: Prepared
     model: torch.nn.Module
-    method: object
+    method: Method
     adapter: ModelAdapter
+    trainer: ModelAdapter  # training calls: through the DDP wrapper where there is one
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     lr: float
     samples_per_epoch: int
     steps_per_epoch: int
@@ -124,17 +111,12 @@ class Setup:
     data_report: dict
     parameters: dict
     meter: MemoryMeter
+    ranks: Ranks  # the run's processes (one unless train.launcher started several)
+    tally: Tally
     show: bool = True
-    train_clock: Stopwatch = field(default_factory=Stopwatch)
-    eval_clock: Stopwatch = field(default_factory=Stopwatch)
-    eval_samples: int = 0
     initial_snapshot: dict | None = None  # analysis.snapshot before training (where train.analysis asks for one)
-    metric_info: dict = field(default_factory=dict)
-
     row_lengths: list | None = None  # train rows' lengths (train.group_by_length)
     options: dict = field(default_factory=dict)  # speed / memory options in effect (recorded in provenance)
-    ranks: Ranks | None = None  # the run's processes (one unless train.launcher started several)
-    trainer: ModelAdapter | None = None  # training calls: through the DDP wrapper where there is one
     class_weights: dict | None = None  # label -> weight in the loss (train.class_weights)
 
     def loader(self, split: str, indices=None, generator=None, rows=None) -> DataLoader:
@@ -151,18 +133,19 @@ def prepare_data(run: RunSpec):
     raw = task.load()
     config, tokenizer, arch, model_info = inspect_model(run.model)
     hashes = {split: content_hash(ds) for split, ds in raw.splits.items()}
-    folder = None
+    cache = None
     if run.train.cache_features:
-        folder = cache_root() / features_key(task, tokenizer, arch, run.max_length(), hashes)
-        folder.mkdir(parents=True, exist_ok=True)
-    with features_cache(folder) as use:
-        prep = task.prepare(raw, tokenizer, arch, run.max_length())
-    data_report = {**raw.report, "content_sha256": hashes, "features_cache": use.summary() if use else None,
+        key = features_key(features_fields(task.spec.model_dump(mode="json")), source_hash(task), tokenizer, arch, run.max_length(),
+                           hashes)
+        cache = FeaturesCache(cache_root() / key)
+        cache.folder.mkdir(parents=True, exist_ok=True)
+    prep = task.prepare(raw, tokenizer, arch, run.max_length(), cache=cache)
+    data_report = {**raw.report, "content_sha256": hashes, "features_cache": cache.summary() if cache else None,
                    "truncated_at_max_length": truncated(prep.features, run.max_length())}
     return task, prep, config, model_info, data_report
 
 
-def setup(run: RunSpec, show: bool = True) -> Setup:
+def setup(run: RunSpec, show: bool = True, tally: Tally | None = None) -> Setup:
     from transformers import get_scheduler, set_seed
 
     torch.set_num_threads(run.train.threads or default_threads())  # recorded; never more than the cores
@@ -202,11 +185,13 @@ def setup(run: RunSpec, show: bool = True) -> Setup:
     launched = ranks.describe()
     if launched:
         options["launcher"] = launched
-    return Setup(run, device, task, prep, model, method, ModelAdapter(model, method), optimizer, scheduler, lr,
-                 per_epoch, steps_per_epoch, ctx, model_info, data_report, parameters, meter, show and ranks.main,
-                 metric_info=task.metric_info(prep), initial_snapshot=initial, options=options,
-                 row_lengths=lengths(prep.features["train"]) if tr.group_by_length else None,
-                 ranks=ranks, trainer=ModelAdapter(model, method, call=wrapped), class_weights=weights)
+    tally = tally or Tally()
+    tally.metric_info.update(task.metric_info(prep))
+    return Setup(run, device, task, prep, model, method, ModelAdapter(model, method),
+                 ModelAdapter(model, method, call=wrapped), optimizer, scheduler, lr, per_epoch, steps_per_epoch, ctx,
+                 model_info, data_report, parameters, meter, ranks, tally, show and ranks.main,
+                 initial_snapshot=initial, options=options,
+                 row_lengths=lengths(prep.features["train"]) if tr.group_by_length else None, class_weights=weights)
 
 
 def speed_options(model, tr, device: torch.device) -> dict:
@@ -245,7 +230,7 @@ def make_optimizer(params, tr, lr: float, device: torch.device):
     return torch.optim.AdamW(params, lr=lr, weight_decay=tr.weight_decay, fused=device.type == "cuda" or None)
 
 
-def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: dict) -> dict:
+def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar) -> dict:
     """One epoch: a fresh random ``epoch_fraction`` of train, shuffled with a per-epoch seed."""
     tr, task, model = s.run.train, s.task, s.model
     model.train()
@@ -255,8 +240,9 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
     # sums stay on the device: the host reads them at logging points only (on a GPU, every read waits for it)
     sums = torch.zeros(4, device=s.device, dtype=torch.float64)  # loss x rows, objective x rows, tokens, rows
     every_step = s.device.type != "cuda"  # CPU: reading a value costs nothing, so a NaN stops the run at once
-    POSITION.phase, POSITION.epoch = "training", epoch
-    with s.train_clock.section():
+    tally = s.tally
+    tally.position.phase, tally.position.epoch = "training", epoch
+    with tally.train_clock.section():
         for i, batch in enumerate(loader):
             batch = to_device(batch, s.device)
             step_ends = (i + 1) % tr.grad_accum == 0 or i + 1 == len(loader)
@@ -268,11 +254,11 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
                                  torch.as_tensor(tokens, device=s.device, dtype=torch.float64),
                                  torch.tensor(float(bs), device=s.device, dtype=torch.float64)])
             if step_ends:
-                counters["steps"] += 1
-                optimizer_step(s, trainable, counters["steps"])
-                POSITION.step = counters["steps"]
+                tally.steps += 1
+                optimizer_step(s, trainable, tally.steps)
+                tally.position.step = tally.steps
                 bar.update(1)
-                if counters["steps"] % tr.log_every == 0:  # the one host read between logging points
+                if tally.steps % tr.log_every == 0:  # the one host read between logging points
                     check_finite(objective)
                     bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
         if s.device.type == "cuda":
@@ -280,8 +266,8 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar, counters: d
     sums = s.ranks.sum(sums)  # over the run's processes (each trained on its share of every batch)
     loss_sum, objective_sum, tokens, seen = sums.tolist()
     check_finite(torch.tensor(objective_sum / max(seen, 1)))
-    counters["tokens"] += int(tokens)
-    counters["samples"] += int(seen)
+    tally.tokens += int(tokens)
+    tally.samples += int(seen)
     return {"train_loss": loss_sum / max(seen, 1), "train_objective": objective_sum / max(seen, 1)}
 
 
@@ -319,10 +305,10 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
     task, prep = s.task, s.prep
     s.model.eval()
     preds, refs, loss_sum, n = [], [], 0.0, 0
-    POSITION.phase = f"evaluating {split}"
+    s.tally.position.phase = f"evaluating {split}"
     start = time.perf_counter()
     rows = s.ranks.share(len(prep.features[split])) if s.ranks.shares_splits else None
-    with torch.inference_mode(), s.eval_clock.section():
+    with torch.inference_mode(), s.tally.eval_clock.section():
         for batch in tqdm(s.loader(split, rows=rows), desc=split, leave=False, disable=not s.show):
             batch = to_device(batch, s.device)
             with autocast(s.device, s.run.train.precision):
@@ -338,9 +324,9 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
             loss_sum, n = sum(part[2] for part in parts), sum(part[3] for part in parts)
     s.ranks.reshard(s.model)
     preds, refs, info = task.finalize(prep, split, preds, refs, calibration)
-    s.metric_info.update(info)
+    s.tally.metric_info.update(info)
     seconds = time.perf_counter() - start
-    s.eval_samples += len(preds)
+    s.tally.eval_samples += len(preds)
     result = {"loss": loss_sum / max(n, 1), "metrics": task.compute_metrics(prep, preds, refs, calibration),
               "predictions": preds, "references": refs, "seconds": seconds, "samples": len(preds)}
     groups = sorted({p["group"] for p in preds if p.get("group") is not None})
@@ -353,14 +339,15 @@ def evaluate(s: Setup, split: str, calibration: dict | None = None) -> dict:
 
 
 class BestKeeper:
-    """The best epoch's trainable weights (on CPU) and validation result, by a validation score, higher is
-    better; NaN never wins."""
+    """The best epoch's trainable weights (on CPU) and validation result, by a validation score (higher is
+    better unless the task declares the metric otherwise); NaN never wins."""
 
-    def __init__(self):
-        self.score, self.epoch, self.weights, self.validation = -math.inf, None, None, None
+    def __init__(self, higher_is_better: bool = True):
+        self.higher = higher_is_better
+        self.score, self.epoch, self.weights, self.validation = (-math.inf if self.higher else math.inf), None, None, None
 
     def offer(self, epoch: int, score: float, model, validation: dict | None = None) -> bool:
-        if not score > self.score:  # also False for NaN
+        if not (score > self.score if self.higher else score < self.score):  # also False for NaN
             return False
         self.score, self.epoch, self.validation = score, epoch, validation
         self.weights = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
@@ -397,15 +384,22 @@ def export_merged(s: Setup, folder: Path) -> dict:
 
 def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | None:
     """The run into ``run_dir``; its result (None on the ranks other than 0 of a run on several processes)."""
+    tally = Tally(Position(phase="loading data and model"))
+    try:
+        return _execute(run, run_dir, show_progress, tally)
+    except BaseException as exc:  # the failure carries where the run was (the worker reports it)
+        exc.peftbench_position = tally.position
+        raise
+
+
+def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> dict | None:
     folder = RunFolder(run_dir)
     folder.path.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    POSITION.__init__(phase="loading data and model")
-    s = setup(run, show_progress)
+    s = setup(run, show_progress, tally)
     metric, epochs, tr = s.task.metric, run.epochs(), run.train
     rng = np.random.default_rng(run.seed)
-    counters = {"steps": 0, "samples": 0, "tokens": 0}
-    curves, best, bad_epochs, stopped_early = [], BestKeeper(), 0, False
+    curves, best, bad_epochs, stopped_early = [], BestKeeper(s.task.metric_spec(metric).higher_is_better), 0, False
     bar = tqdm(total=s.steps_per_epoch * epochs, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
                disable=not s.show, leave=False)
     try:
@@ -413,15 +407,15 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | N
             curves.append(_curve_point(s, 0, 0, {"train_loss": None, "train_objective": None},
                                        evaluate(s, "validation")))
         for epoch in range(1, epochs + 1):
-            losses = train_epoch(s, epoch, rng, bar, counters)
+            losses = train_epoch(s, epoch, rng, bar)
             val = evaluate(s, "validation")
-            curves.append(_curve_point(s, epoch, counters["steps"], losses, val))
+            curves.append(_curve_point(s, epoch, tally.steps, losses, val))
             if best.offer(epoch, val["metrics"][metric], s.model, val):
                 bad_epochs = 0
             else:
                 bad_epochs += 1
                 if run.patience() and bad_epochs >= run.patience() and tr.min_epochs <= epoch < epochs and \
-                        s.method.may_stop(s.model, counters["steps"]):
+                        s.method.may_stop(s.model, tally.steps):
                     stopped_early = True
                     break
     finally:  # a failing run leaves no half-drawn bar above its one-line reason
@@ -437,9 +431,9 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | N
     memory = s.meter.read()
     if s.ranks.world > 1:  # one run on several processes: rank 0 gathers the others' readings and writes the run
         memory = merge_ranks(s.ranks.gather(memory))
-        cpu = s.ranks.gather((s.train_clock.cpu, s.eval_clock.cpu))
-        s.train_clock.cpu, s.eval_clock.cpu = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
-    POSITION.phase = "saving"
+        cpu = s.ranks.gather((tally.train_clock.cpu, tally.eval_clock.cpu))
+        tally.train_clock.cpu, tally.eval_clock.cpu = sum(c[0] for c in cpu), sum(c[1] for c in cpu)
+    tally.position.phase = "saving"
     state = s.ranks.full_state(s.model)  # FSDP: every rank takes part in gathering the full weights
     if not s.ranks.main:
         return None
@@ -448,7 +442,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | N
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None
     folder.write_predictions(test["predictions"], test["references"])
     folder.write_predictions(validation["predictions"], validation["references"], "validation")
-    result = build_result(s, curves, best, test, calibration, memory, merge_check, counters, stopped_early, t_start)
+    result = build_result(s, curves, best, test, calibration, memory, merge_check, stopped_early, t_start)
     return {**result, "analysis": analysis} if analysis else result
 
 
@@ -457,9 +451,9 @@ def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> di
             **s.method.state(s.model)}
 
 
-def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, merge_check, counters,
-                 stopped_early, t_start) -> dict:
-    run, train, ev = s.run, s.train_clock, s.eval_clock
+def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, merge_check, stopped_early,
+                 t_start) -> dict:
+    run, tally, train, ev = s.run, s.tally, s.tally.train_clock, s.tally.eval_clock
     per_second = (lambda n, secs: n / secs if secs else None)
     return {
         "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
@@ -468,21 +462,21 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
         "parameters": s.parameters, "memory": memory,
         "timing": {"train_seconds": round(train.wall, 3), "eval_seconds": round(ev.wall, 3),
                    "eval_cpu_seconds": round(ev.cpu, 3), "wall_seconds": round(time.time() - t_start, 3),
-                   "train_samples_per_second": per_second(counters["samples"], train.wall),
-                   "train_tokens_per_second": per_second(counters["tokens"], train.wall),
-                   "eval_samples_per_second": per_second(s.eval_samples, ev.wall),
+                   "train_samples_per_second": per_second(tally.samples, train.wall),
+                   "train_tokens_per_second": per_second(tally.tokens, train.wall),
+                   "eval_samples_per_second": per_second(tally.eval_samples, ev.wall),
                    "processes": s.ranks.world,  # the CPU time below is theirs together, the threads all of theirs
                    **contention(train, torch.get_num_threads() * s.ranks.world, s.device)},
         "training": {"lr": s.lr, "lr_source": run.lr_source(), "epochs_planned": run.epochs(),
                      "epochs_run": sum(c["epoch"] > 0 for c in curves), "best_epoch": best.epoch,
-                     "stopped_early": stopped_early, "optimizer_steps": counters["steps"],
+                     "stopped_early": stopped_early, "optimizer_steps": tally.steps,
                      "steps_planned": s.steps_per_epoch * run.epochs(), "samples_per_epoch": s.samples_per_epoch,
-                     "samples_seen": counters["samples"], "tokens_seen": counters["tokens"],
+                     "samples_seen": tally.samples, "tokens_seen": tally.tokens,
                      "validation_metric": s.task.metric, "best_validation": best.score,
                      "class_weights": s.class_weights},
         "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"],
                  **({"metrics_by_group": test["metrics_by_group"]} if "metrics_by_group" in test else {})},
-        "calibration": calibration, "metric_info": s.metric_info, "curves": curves, "method_notes": s.ctx.notes,
+        "calibration": calibration, "metric_info": tally.metric_info, "curves": curves, "method_notes": s.ctx.notes,
         "merge_check": merge_check, "model_info": s.model_info, "data": s.data_report, "labels": list(s.prep.labels),
         "pes_weights": run.task.pes_weights or s.task.pes_weights,
         "provenance": {**provenance(s.device), "seed": run.seed, "config_hash": run.run_id,

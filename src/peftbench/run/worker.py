@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import first_line
+from .failure import out_of_memory_hint, position_of
 from .folder import RunFolder
 
 
@@ -43,9 +44,8 @@ def main(argv=None) -> int:
             print(f"run {run.slug} interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the grid records the message; the traceback stays in the run folder
-        recipe = sys.modules.get("peftbench.run.recipe")  # absent if the failure was importing it
         first = first_line(exc, 300, empty="")
-        hint, where = (recipe.out_of_memory_hint(exc), recipe.POSITION) if recipe else ("", None)
+        hint, where = out_of_memory_hint(exc), position_of(exc)
         msg = (f"[process {rank}] " if rank else "") + f"{type(exc).__name__}: {first}{hint}" + \
             (f" [{where}]" if where else "")
         # several processes: rank 0's reason, else the first one to fail (the others keep what is there)

@@ -1,8 +1,9 @@
 """The task interface. A task holds its spec and typed options and nothing else:
 
 * ``load()`` reads the raw splits -> ``Raw`` (datasets, label names, data report);
-* ``prepare(raw, tokenizer, arch, max_length)`` -> ``Prepared`` (features per split, collator, the head it
-  needs, task-specific read-only extras): immutable, and the only thing the other hooks read;
+* ``prepare(raw, tokenizer, arch, max_length, cache)`` -> ``Prepared`` (features per split, collator, the head
+  it needs, task-specific read-only extras): immutable, and the only thing the other hooks read; ``cache``
+  (a ``data.cache.FeaturesCache`` or None) is handed on to ``map_splits``;
 * ``forward`` / ``loss`` / ``decode`` / ``references`` run on one batch; ``finalize`` turns per-feature
   predictions into per-example ones; ``calibrate`` fits decision settings on validation; ``compute_metrics``
   scores. Each is a function of its arguments: no hook depends on another having run first.
@@ -16,14 +17,18 @@ passed to the model): example ids, offsets, source texts, evaluation groups (e.g
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping
 
 from pydantic import BaseModel
 
 from ..config import TaskSpec
-from ..families import Architecture, Head, HeadKind
+from ..data.cache import FeaturesCache, cached_map
+from ..families import Architecture, Head
 from ..options import NoOptions
 
 LABEL_KEYS = ("labels", "start_positions", "end_positions")  # targets: the task scores them, the model never sees them
@@ -56,12 +61,33 @@ class Prepared:
         object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One metric a task computes, declared where it is computed; the report, PES, the paired statistics,
+    early stopping and the sweeps read it from here."""
+
+    name: str
+    percent: bool = False  # reported on a 0-100 scale (PES and the equivalence margin divide / scale by 100)
+    higher_is_better: bool = True
+    confusion: bool = False  # a function of one confusion matrix of single-label predictions (resampled fast)
+    per_example: bool = False  # the mean of the task's ``example_scores`` (the bootstrap resamples the scores)
+
+    @property
+    def scale(self) -> float:
+        return 100.0 if self.percent else 1.0
+
+    @classmethod
+    def many(cls, *names: str, **how) -> tuple[Metric, ...]:
+        """Several metrics declared alike, e.g. ``Metric.many("accuracy", "mcc", confusion=True)``."""
+        return tuple(cls(n, **how) for n in names)
+
+
 class Task:
     name = "base"
     Options: ClassVar[type[BaseModel]] = NoOptions  # data.options, validated with the grid
-    head_kind: ClassVar[HeadKind] = HeadKind.SEQUENCE
-    default_metric: ClassVar[str] = ""  # validation metric (higher is better) for early stopping
-    metric_names: ClassVar[tuple[str, ...]] = ()
+    default_metric: ClassVar[str] = ""  # validation metric for early stopping and model selection
+    metrics: ClassVar[tuple[Metric, ...]] = ()  # what compute_metrics returns (or a plain ``metric_names``)
+    metric_names: ClassVar[tuple[str, ...]] = ()  # derived from ``metrics``
     pes_weights: ClassVar[dict[str, float]] = {}
     generative: ClassVar[bool] = False  # evaluation generates text (slower; timed apart)
     calibrated: ClassVar[bool] = False  # calibrate() fits settings on validation before the test pass
@@ -69,6 +95,18 @@ class Task:
     # data.options added after results were first stored, with their defaults: left out of a run's identity while
     # they hold them, so that stored runs keep their ids
     options_added: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "metrics" in cls.__dict__:
+            cls.metric_names = tuple(m.name for m in cls.metrics)
+        elif "metric_names" in cls.__dict__:  # names only: 0-1 scale, higher is better
+            cls.metrics = tuple(Metric(n) for n in cls.metric_names)
+
+    @classmethod
+    def metric_spec(cls, name: str) -> Metric:
+        """The declaration of ``name`` (a plain 0-1, higher-is-better metric where the task does not declare it)."""
+        return next((m for m in cls.metrics if m.name == name), Metric(name))
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec
@@ -91,7 +129,8 @@ class Task:
     def load(self) -> Raw:
         raise NotImplementedError
 
-    def prepare(self, raw: Raw, tokenizer, arch: Architecture, max_length: int) -> Prepared:
+    def prepare(self, raw: Raw, tokenizer, arch: Architecture, max_length: int,
+                cache: FeaturesCache | None = None) -> Prepared:
         raise NotImplementedError
 
     def forward(self, adapter, batch: dict, prep: Prepared):
@@ -190,12 +229,21 @@ def with_group(pred: dict, batch, i) -> dict:
     return pred
 
 
-def map_splits(dd, fn, desc: str, **kw) -> dict:
-    """``fn`` over every split in batches, the raw columns replaced by what ``fn`` returns; inside a run's
-    ``features_cache`` the result is loaded from / stored in the on-disk features cache (data/cache.py)."""
-    from ..data.cache import cached_map
+def map_splits(dd, fn, desc: str, cache: FeaturesCache | None = None, **kw) -> dict:
+    """``fn`` over every split in batches, the raw columns replaced by what ``fn`` returns; with a ``cache`` (what
+    ``prepare`` was given) the result is loaded from / stored in the on-disk features cache (data/cache.py)."""
+    return {split: cached_map(ds, fn, f"{desc} {split}", cache, **kw) for split, ds in dd.items()}
 
-    return {split: cached_map(ds, fn, f"{desc} {split}", **kw) for split, ds in dd.items()}
+
+def source_hash(task) -> str:
+    """The code that prepares a task's features: its module (or package) and this module (part of the features
+    key: changing either re-tokenises)."""
+    h = hashlib.sha256()
+    for path in (Path(inspect.getsourcefile(type(task))), Path(__file__)):
+        files = sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+        for f in files:
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def label_index(labels) -> dict[str, int]:

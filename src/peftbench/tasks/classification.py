@@ -12,7 +12,7 @@ from typing import Literal, Optional
 from pydantic import model_validator
 
 from ..data.loading import DataError, load_raw
-from .base import (MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits,
+from .base import (Metric, MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits,
                    require_columns, require_text, softmax_list, with_group)
 from ..families import Head, HeadKind
 from ..options import Options
@@ -94,9 +94,9 @@ class Classification(Task):
     weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = ClassificationOptions
     options_added = {"average": "macro", "positive_label": None}
-    head_kind = HeadKind.SEQUENCE
     default_metric = "macro_f1"
-    metric_names = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc", *BINARY_METRICS)
+    metrics = (*Metric.many("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc", confusion=True),
+               *Metric.many(*BINARY_METRICS))
     pes_weights = {"accuracy": 2.5, "macro_precision": 2.5, "macro_recall": 2.5, "macro_f1": 2.5}  # Persian study, SA
     binary_pes_weights = {"accuracy": 2.5, "binary_precision": 2.5, "binary_recall": 2.5, "binary_f1": 2.5}
 
@@ -144,7 +144,7 @@ class Classification(Task):
     def encode_labels(self, batch, index: dict) -> list:
         return [index[v] for v in batch["_label_name"]]
 
-    def prepare(self, raw, tokenizer, arch, max_length) -> Prepared:
+    def prepare(self, raw, tokenizer, arch, max_length, cache=None) -> Prepared:
         spec = self.spec.data
         index = label_index(raw.labels)
 
@@ -156,7 +156,7 @@ class Classification(Task):
 
         from transformers import DataCollatorWithPadding
 
-        return Prepared(map_splits(raw.splits, encode, "tokenising"), MetaCollator(DataCollatorWithPadding(tokenizer)),
+        return Prepared(map_splits(raw.splits, encode, "tokenising", cache), MetaCollator(DataCollatorWithPadding(tokenizer)),
                         self.head(raw.labels), raw.labels, tokenizer, arch)
 
     def loss(self, outputs, batch, prep):

@@ -14,7 +14,7 @@ from ..options import Options
 
 from ..data.loading import DataError, load_raw
 from ..families import Head, HeadKind
-from .base import Raw, require_columns, require_text, with_group
+from .base import Metric, Raw, require_columns, require_text, with_group
 from .classification import Classification
 
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -30,7 +30,7 @@ class MultiLabel(Classification):
     options_added = {}  # (not classification's: no binary averaging here)
     calibrated = True
     default_metric = "micro_f1"
-    metric_names = ("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy")
+    metrics = Metric.many("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy")
     pes_weights = {"micro_f1": 2.5, "macro_f1": 2.5}
 
     def load(self) -> Raw:

@@ -25,7 +25,7 @@ from ..options import Options
 
 from ..data.loading import DataError, load_raw
 from ..families import Head, HeadKind
-from .base import MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs, \
+from .base import Metric, MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs, \
     require_columns, with_group
 from .classification import MACRO_NOTE, classification_metrics
 
@@ -62,9 +62,8 @@ class MultipleChoice(Task):
     name = "multiple_choice"
     weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = MultipleChoiceOptions
-    head_kind = HeadKind.SEQUENCE
     default_metric = "accuracy"
-    metric_names = ("accuracy", "macro_f1", "mcc")
+    metrics = Metric.many("accuracy", "macro_f1", "mcc", confusion=True)
     pes_weights = {"accuracy": 1.0}
 
     def load(self) -> Raw:
@@ -112,7 +111,7 @@ class MultipleChoice(Task):
         report.update(choices_per_example=counts, connectives=conn if qcol else None, rows={k: len(v) for k, v in dd.items()})
         return Raw(dd, tuple(f"choice{i + 1}" for i in range(max(counts))), report)
 
-    def prepare(self, raw, tokenizer, arch, max_length) -> Prepared:
+    def prepare(self, raw, tokenizer, arch, max_length, cache=None) -> Prepared:
         def encode(batch):
             firsts = [c for c, ch in zip(batch["_context"], batch["_choices"]) for _ in ch]
             seconds = [x for ch in batch["_choices"] for x in ch]
@@ -126,7 +125,7 @@ class MultipleChoice(Task):
             return carry_group(batch, out)
 
         # one score per (context, choice) pair: a sequence head with one output
-        return Prepared(map_splits(raw.splits, encode, "tokenising"), ChoiceCollator(tokenizer),
+        return Prepared(map_splits(raw.splits, encode, "tokenising", cache), ChoiceCollator(tokenizer),
                         Head(HeadKind.SEQUENCE, num_outputs=1), raw.labels, tokenizer, arch)
 
     def forward(self, adapter, batch, prep):

@@ -20,7 +20,7 @@ from ..options import Options
 
 from ..data.loading import DataError, _ensure_splits, cap_splits, load_raw
 from ..families import Head, HeadKind
-from .base import (MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs,
+from .base import (Metric, MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs,
                    require_columns, require_text, with_group)
 
 
@@ -46,10 +46,9 @@ class Seq2SeqOptions(Options):
 class Seq2Seq(Task):
     name = "seq2seq"
     Options = Seq2SeqOptions
-    head_kind = HeadKind.GENERATION
     generative = True
     default_metric = "chrf"
-    metric_names = ("bleu", "chrf", "meteor")
+    metrics = (*Metric.many("bleu", "chrf", percent=True), Metric("meteor"))
     pes_weights = {"bleu": 1.0}
 
     def load(self) -> Raw:
@@ -95,7 +94,7 @@ class Seq2Seq(Task):
         dd = _ensure_splits(DatasetDict(train=Dataset.from_dict({spec.text: src, spec.label: tgt})), spec, report)
         return cap_splits(dd, spec, report), report
 
-    def prepare(self, raw, tokenizer, arch, max_length) -> Prepared:
+    def prepare(self, raw, tokenizer, arch, max_length, cache=None) -> Prepared:
         spec = self.spec.data
         prefix, sep = self.options.prefix, self.options.separator
         continues = arch.continues_prompt
@@ -121,7 +120,7 @@ class Seq2Seq(Task):
 
         # labels padded with -100 on the tokenizer's side (decoders: left, aligned with input_ids)
         collator = MetaCollator(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt"))
-        return Prepared(map_splits(raw.splits, encode, "tokenising"), collator, Head(HeadKind.GENERATION), (),
+        return Prepared(map_splits(raw.splits, encode, "tokenising", cache), collator, Head(HeadKind.GENERATION), (),
                         tokenizer, arch)
 
     def forward(self, adapter, batch, prep):

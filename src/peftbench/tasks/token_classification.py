@@ -27,7 +27,7 @@ from typing import Literal, Optional
 from ..data.loading import DataError, load_raw
 from ..families import Head, HeadKind
 from ..options import Options
-from .base import (Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits, require_columns,
+from .base import (Metric, Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits, require_columns,
                    right_padding_collator, with_group)
 from .classification import MACRO_NOTE
 
@@ -100,10 +100,9 @@ class TokenClassification(Task):
     name = "token_classification"
     weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = TokenClassificationOptions
-    head_kind = HeadKind.TOKEN
     default_metric = "entity_f1"
-    metric_names = ("token_accuracy", "macro_precision", "macro_recall", "macro_f1",
-                    "entity_precision", "entity_recall", "entity_f1")
+    metrics = Metric.many("token_accuracy", "macro_precision", "macro_recall", "macro_f1", "entity_precision",
+                      "entity_recall", "entity_f1")
     pes_weights = {"token_accuracy": 1.0, "macro_f1": 3.0, "macro_precision": 2.0, "macro_recall": 4.0}  # Persian study, NER
 
     def load(self) -> Raw:
@@ -149,7 +148,7 @@ class TokenClassification(Task):
     def scheme(self, tags) -> str:
         return self.options.scheme or ("IOBES" if any(t[:2] in ("E-", "S-") for t in tags) else "IOB2")
 
-    def prepare(self, raw, tokenizer, arch, max_length) -> Prepared:
+    def prepare(self, raw, tokenizer, arch, max_length, cache=None) -> Prepared:
         if not tokenizer.is_fast:
             raise ValueError("token classification needs a fast tokenizer (word_ids); this model's tokenizer is slow")
         index = label_index(raw.labels)
@@ -178,7 +177,7 @@ class TokenClassification(Task):
             out.update(labels=labels, _word_ids=words, _tags=batch["tags"])
             return carry_group(batch, out)
 
-        return Prepared(map_splits(raw.splits, encode, "tokenising", batch_size=1000), right_padding_collator(tokenizer),
+        return Prepared(map_splits(raw.splits, encode, "tokenising", cache, batch_size=1000), right_padding_collator(tokenizer),
                         Head(HeadKind.TOKEN, labels=raw.labels), raw.labels, tokenizer, arch,
                         extra={"scheme": self.scheme(raw.labels)})
 

@@ -27,7 +27,7 @@ from ...options import Options
 
 from ...data.loading import load_raw
 from ...families import Head, HeadKind
-from ..base import (Prepared, Raw, Task, carry_group, cross_entropy, map_splits, require_columns,
+from ..base import (Metric, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, require_columns,
                     right_padding_collator, with_group)
 from .metrics import exact_match, normalize_answer, qa_example_scores, qa_metrics, token_f1
 from .readers import parse_answers, qa_reader
@@ -48,9 +48,8 @@ class QuestionAnsweringOptions(Options):
 class QuestionAnswering(Task):
     name = "question_answering"
     Options = QuestionAnsweringOptions
-    head_kind = HeadKind.SPAN
     default_metric = "f1"
-    metric_names = ("exact_match", "f1", "rouge1", "rouge2", "rougeL")
+    metrics = Metric.many("exact_match", "f1", "rouge1", "rouge2", "rougeL", percent=True, per_example=True)
     pes_weights = {"f1": 3.0, "rougeL": 2.0, "exact_match": 5.0}  # Persian study, QA
 
     def load(self) -> Raw:
@@ -79,7 +78,7 @@ class QuestionAnswering(Task):
                       no_answer_rows={k: sum(not a for a in v["_answers"]) for k, v in dd.items()})
         return Raw(dd, ("start", "end"), report)
 
-    def prepare(self, raw, tokenizer, arch, max_length) -> Prepared:
+    def prepare(self, raw, tokenizer, arch, max_length, cache=None) -> Prepared:
         if not tokenizer.is_fast:
             raise ValueError("span QA needs a fast tokenizer (offset mappings); this model's tokenizer is slow")
         unanswerable = raw.report["unanswerable"]
@@ -87,7 +86,7 @@ class QuestionAnswering(Task):
         examples = {split: tuple({"id": i, "context": c, "answers": a}
                                  for i, c, a in zip(ds["_id"], ds["_context"], ds["_answers"]))
                     for split, ds in raw.splits.items()}
-        feats = map_splits(raw.splits, encode, "windows", with_indices=True)
+        feats = map_splits(raw.splits, encode, "windows", cache, with_indices=True)
         feats["train"] = feats["train"].filter(lambda k: k, input_columns="_keep")
         feats = {split: f.remove_columns("_keep") for split, f in feats.items()}
         return Prepared(feats, right_padding_collator(tokenizer), Head(HeadKind.SPAN, labels=raw.labels), raw.labels, tokenizer, arch,
