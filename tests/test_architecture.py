@@ -9,9 +9,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "peftbench"
 LAYERS = [
     ("base", ["peftbench", "peftbench.errors", "peftbench.options", "peftbench.registry", "peftbench.presets"]),
     ("config", ["peftbench.config"]),
-    ("foundations", ["peftbench.families", "peftbench.measure", "peftbench.data", "peftbench.sweeps"]),
+    ("foundations", ["peftbench.families", "peftbench.measure", "peftbench.data"]),
     ("components", ["peftbench.models", "peftbench.heads", "peftbench.tiny", "peftbench.methods", "peftbench.tasks",
-                    "peftbench.analysis"]),
+                    "peftbench.analysis", "peftbench.sweeps"]),
     ("run", ["peftbench.run"]),
     ("grid", ["peftbench.store", "peftbench.executors", "peftbench.plan", "peftbench.preflight"]),
     ("orchestration", ["peftbench.runner", "peftbench.report"]),

@@ -68,7 +68,7 @@ def test_pes_is_undefined_where_the_published_formula_breaks_and_reads_percent_m
     assert cpu.value is None and "V ≤ 1 GB" in cpu.reason and pes(metrics, weights, 100, 0).variant > 0
     # the variant is monotone: more parameters or memory, lower score
     assert pes(metrics, weights, 10, 2).variant > pes(metrics, weights, 100, 2).variant > pes(metrics, weights, 100, 8).variant
-    from peftbench.report.aggregate import percent_metrics
+    from peftbench.tasks.base import percent_metrics
 
     qa = pes({"f1": 80.0, "exact_match": 70.0, "rougeL": 75.0}, {"f1": 3, "exact_match": 5, "rougeL": 2}, 177, 3.5,
              percent_metrics("question_answering"))  # the metrics QA declares in percent

@@ -290,7 +290,7 @@ def test_every_task_declares_the_metrics_it_computes_and_their_scale():
     """Each task type's ``metrics`` name what it reports (``metric_names`` derives from them), its default
     metric among them; the percent ones are the 0-100 ones, and PES reads them divided by 100."""
     from peftbench import registry
-    from peftbench.report.aggregate import declared, percent_metrics
+    from peftbench.tasks.base import declared, percent_metrics
     from peftbench.report.pes import weighted_metric
     from peftbench.tasks.question_answering import qa_metrics
 

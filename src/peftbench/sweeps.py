@@ -13,8 +13,8 @@ from __future__ import annotations
 import statistics
 from typing import Callable, Iterable
 
-from . import registry
 from .config import GridSpec, RunSpec, combos, variants
+from .tasks.base import declared
 
 
 def choose(by_lr: dict[float, list[dict]]) -> tuple[float, dict[float, float]]:
@@ -29,11 +29,9 @@ def choose(by_lr: dict[float, list[dict]]) -> tuple[float, dict[float, float]]:
 
 def higher_is_better(result: dict) -> bool:
     """Whether a result's validation metric is better higher (its task's declaration; yes where unknown)."""
-    try:
-        task = registry.get("task", result["task_type"])
-        return task.metric_spec(result["training"]["validation_metric"]).higher_is_better
-    except (ValueError, ImportError, KeyError):
+    if "task_type" not in result:  # a hand-made result
         return True
+    return declared(result["task_type"], result["training"]["validation_metric"]).higher_is_better
 
 
 def staged(grid: GridSpec) -> Iterable[tuple]:

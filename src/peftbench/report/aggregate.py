@@ -16,25 +16,6 @@ from ..store import cell_key
 from ..sweeps import choose
 
 
-def declared(task_type: str, metric: str):
-    """How the task type that computed ``metric`` declares it (``tasks.base.Metric``): scale, direction,
-    confusion-based, per-example. A task type not installed here reads as a plain 0-1, higher-is-better metric."""
-    from ..tasks.base import Metric
-
-    try:
-        return registry.get("task", task_type).metric_spec(metric)
-    except (ValueError, ImportError):
-        return Metric(metric)
-
-
-def percent_metrics(task_type: str) -> frozenset:
-    """The metrics a task type reports on a 0-100 scale."""
-    try:
-        return frozenset(m.name for m in registry.get("task", task_type).metrics if m.percent)
-    except (ValueError, ImportError):
-        return frozenset()
-
-
 @dataclass
 class Cell:
     model: str

@@ -12,7 +12,8 @@ from .. import registry
 from ..config import safe_name
 from ..store import Store
 from . import plots
-from .aggregate import Cell, build_cells, percent_metrics, select_sweeps
+from ..tasks.base import percent_metrics
+from .aggregate import Cell, build_cells, select_sweeps
 from ..config import ReportSpec
 from .compare import Decided, compare, decide, points, resamples_for, verdict
 from .formats import Table, csv_text, html_table, latex, markdown, page

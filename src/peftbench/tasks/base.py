@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from pydantic import BaseModel
 
+from .. import registry
 from ..config import TaskSpec
 from ..data.cache import FeaturesCache, cached_map
 from ..families import Architecture, Head
@@ -80,6 +81,23 @@ class Metric:
     def many(cls, *names: str, **how) -> tuple[Metric, ...]:
         """Several metrics declared alike, e.g. ``Metric.many("accuracy", "mcc", confusion=True)``."""
         return tuple(cls(n, **how) for n in names)
+
+
+def declared(task_type: str, metric: str) -> Metric:
+    """How the task type that computed ``metric`` declares it; a task type not installed here reads as a plain
+    0-1, higher-is-better metric (the report, PES and the sweeps all ask here)."""
+    try:
+        return registry.get("task", task_type).metric_spec(metric)
+    except (ValueError, ImportError):
+        return Metric(metric)
+
+
+def percent_metrics(task_type: str) -> frozenset:
+    """The metrics a task type declares on a 0-100 scale (none where it is not installed here)."""
+    try:
+        return frozenset(m.name for m in registry.get("task", task_type).metrics if m.percent)
+    except (ValueError, ImportError):
+        return frozenset()
 
 
 class Task:
