@@ -2,6 +2,7 @@
 
     python bench/twins.py                      # all four, in order; a grid resumes where it stopped
     python bench/twins.py persian-2025 --jobs 2 --store ~/peftbench-twins
+    python bench/twins.py persian-2025 --jobs 2 --set 'methods=[{name: full}, {name: lora}]'   # part of a grid
 
 Each twin is `peftbench run presets/<twin>-offline.yaml` into its own results folder (outside the repository:
 run folders hold trained weights), then `peftbench report`; the report's Markdown, HTML, CSV / LaTeX tables and
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -76,13 +78,17 @@ def main(argv=None) -> int:
     ap.add_argument("twins", nargs="*", default=TWINS, choices=TWINS)
     ap.add_argument("--store", default="~/peftbench-twins", help="where the results folders go (default ~/peftbench-twins)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (default 1: each run gets every core, and its timings stay clean)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a grid override, as `peftbench run` takes it (repeatable); run ids do not depend on which "
+                         "other runs the grid holds, so a later sitting without it resumes the same store")
     args = ap.parse_args(argv)
     for twin in args.twins:
         store = Path(args.store).expanduser() / twin
-        run_args = ["run", f"presets/{twin}-offline.yaml", f"output_dir={store}", "--jobs", str(args.jobs), "--quiet"]
+        run_args = ["run", f"presets/{twin}-offline.yaml", f"output_dir={store}", *args.set, "--jobs", str(args.jobs),
+                    "--quiet"]
         start = time.time()
         code = subprocess.call([sys.executable, "-m", "peftbench.cli", *run_args], cwd=ROOT)
-        command = " ".join(["peftbench", *run_args])
+        command = " ".join(["peftbench", *(shlex.quote(a) for a in run_args)])
         if code not in (0, 1):
             print(f"{twin}: peftbench run exited {code}; what finished is kept, run again to resume", file=sys.stderr)
             return code
