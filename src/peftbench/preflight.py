@@ -23,6 +23,17 @@ def looks_local(source: str) -> bool:
     return source.count("/") != 1
 
 
+SCHEMES = ("tiny", "package", "recipe")  # source prefixes: tiny:<family>, package:<module>/<path>, recipe:<name>
+
+
+def source_kind(source: str) -> str:
+    """What a model or data ``source`` names: one of SCHEMES (by its prefix), "local" or "hub" (``org/name``)."""
+    scheme, sep, _ = source.partition(":")
+    if sep and scheme in SCHEMES:
+        return scheme
+    return "local" if looks_local(source) else "hub"
+
+
 def _exists(field: str, path: str, what: str) -> str | None:
     p = Path(path).expanduser()
     if not p.exists():
@@ -34,17 +45,18 @@ def _exists(field: str, path: str, what: str) -> str | None:
 
 def _model(i: int, spec) -> str | None:
     field, src = f"models[{i}].source", spec.source
-    if src.startswith("tiny:"):
+    kind = source_kind(src)
+    if kind == "tiny":
         name = src.split(":", 1)[1]
         if name not in registry.names("tiny"):
             return f"{field}: '{name}' is not a tiny family; allowed: {', '.join(registry.names('tiny'))}"
         return None
-    if src.startswith("package:"):
+    if kind == "package":
         module = src.split(":", 1)[1].partition("/")[0]
         if importlib.util.find_spec(module) is None:
             return f"{field}: Python package '{module}' is not installed; pip install it"
         return None
-    if looks_local(src):
+    if kind in ("local", "recipe"):  # a recipe is not a model source: the file check names what is wrong
         return _exists(field, src, "model file or folder") or _weights_intact(field, Path(src).expanduser())
     return _hub(field, src, "model")
 
@@ -110,9 +122,8 @@ def _hub(field: str, repo: str, kind: str) -> str | None:
 
 
 def _hub_ids(grid: GridSpec) -> list[str]:
-    models = [m.source for m in grid.models if not m.source.startswith(("tiny:", "package:")) and not looks_local(m.source)]
-    data = [t.data.source for t in grid.tasks if not t.data.source.startswith("recipe:") and not looks_local(t.data.source)]
-    return models + data
+    sources = [m.source for m in grid.models] + [t.data.source for t in grid.tasks]
+    return [s for s in sources if source_kind(s) == "hub"]
 
 
 def offline_env(grid: GridSpec) -> dict:
@@ -127,14 +138,15 @@ def offline_env(grid: GridSpec) -> dict:
 def _data(i: int, task) -> list[str]:
     d, field = task.data, f"tasks[{i}].data"
     out = []
-    if d.source.startswith("recipe:"):
+    kind = source_kind(d.source)
+    if kind == "recipe":
         name = d.source.split(":", 1)[1]
         if name not in registry.names("recipe"):
             out.append(f"{field}.source: '{name}' is not a known recipe; allowed: {', '.join(registry.names('recipe'))}")
         if d.path:
             out.append(_exists(f"{field}.path", d.path, "folder"))
         return out
-    if not looks_local(d.source):
+    if kind == "hub":
         return [_hub(f"{field}.source", d.source, "dataset")]
     problem = _exists(f"{field}.source", d.source, "data file or folder")
     if problem:
@@ -229,8 +241,8 @@ def _read_data(i: int, task) -> str | None:
     src, field, copies = task.data.source, f"tasks[{i}].data", {}
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="peftbench-head-") as tmp:
-        if not src.startswith("recipe:"):
-            size = _data_size(src) if looks_local(src) else None
+        if source_kind(src) != "recipe":
+            size = _data_size(src) if source_kind(src) == "local" else None
             if size is None:
                 return None
             if size > SMALL_DATA_BYTES:
