@@ -24,18 +24,18 @@ def main() -> None:
     planned = json.loads(subprocess.run([sys.executable, "-m", "peftbench.cli", "plan", grid, "--json"], check=True,
                                         capture_output=True, text=True).stdout)
     subprocess.run([sys.executable, "-m", "peftbench.cli", "run", grid, "--quiet", "--no-report"], check=True)
-    measured = {r["method"]: r for r in Store(out).results()}
+    measured = {r.method: r for r in Store(out).results()}
     print("| Method | Peak memory predicted / measured (MB) | Error | Run time predicted / measured (s) | Error |")
     print("|---|---|---|---|---|")
     total_p = total_m = 0.0
     for row in planned["rows"]:
         m = measured[row["method"]]
-        mem, secs = m["memory"]["peak_memory_mb"], m["timing"]["wall_seconds"]
+        mem, secs = m.memory.peak_memory_mb, m.timing.wall_seconds
         total_p, total_m = total_p + row["run_seconds"], total_m + secs
         print(f"| {row['method']} | {row['peak_memory_mb']:.0f} / {mem:.0f} | {row['peak_memory_mb'] / mem - 1:+.1%} | "
               f"{row['run_seconds']:.0f} / {secs:.0f} | {row['run_seconds'] / secs - 1:+.1%} |")
     print(f"| grid total | | | {total_p:.0f} / {total_m:.0f} | {total_p / total_m - 1:+.1%} |")
-    contended = [r["method"] for r in measured.values() if r["timing"].get("contended")]
+    contended = [r.method for r in measured.values() if r.timing.contended]
     print(f"\nContended runs (timings unreliable): {', '.join(contended) or 'none'}; load average "
           f"{os.getloadavg()[0]:.2f}.")
 

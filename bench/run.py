@@ -166,10 +166,10 @@ def side_metric(padding: str) -> dict:
     cpu0 = usage()
     run_grid(load_grid(data=grid(out, padding=padding)), in_process=True, show_progress=False, echo=lambda *a: None)
     [res] = Store(out).results()
-    return {"seconds": res["timing"]["train_seconds"], "cpu_seconds": usage() - cpu0,
-            "samples": res["training"]["samples_seen"], "steps": res["training"]["optimizer_steps"],
-            "peak_rss_mb": res["memory"]["peak_rss_mb"], "accuracy": res["test"]["metrics"]["accuracy"],
-            "macro_f1": res["test"]["metrics"]["macro_f1"], "test_loss": res["test"]["loss"]}
+    return {"seconds": res.timing.train_seconds, "cpu_seconds": usage() - cpu0,
+            "samples": res.training.samples_seen, "steps": res.training.optimizer_steps,
+            "peak_rss_mb": res.memory.peak_rss_mb, "accuracy": res.test.metrics["accuracy"],
+            "macro_f1": res.test.metrics["macro_f1"], "test_loss": res.test.loss}
 
 
 SIDES = {"peftbench": side_peftbench, "plain": side_plain, "trainer": side_trainer, "prepare": side_prepare,

@@ -33,9 +33,9 @@ def test_intruders_and_forgetting_through_a_run_and_the_report(family, toy, tmp_
     data["train"]["analysis"] = {"intruders": True, "top_k": 4, "forgetting_text": str(texts), "forgetting_samples": 10}
     assert run_grid(load_grid(data=data), in_process=True, show_progress=False).failed == []
     store = Store(tmp_path / "out")
-    results = {r["method"]: r for r in store.results()}
+    results = {r.method: r for r in store.results()}
     store.close()
-    full, lora, prompt = (results[m]["analysis"] for m in ("full", "lora", "prompt_tuning"))
+    full, lora, prompt = (results[m].analysis for m in ("full", "lora", "prompt_tuning"))
     assert full["intruders"]["changed_matrices"] == full["intruders"]["matrices"] > 4  # full changes every matrix
     n_attention = 4 if family == "tiny:bert" else 2  # LoRA's targets: query, value (BERT) / c_attn (GPT-2) x 2 layers
     assert lora["intruders"]["changed_matrices"] == n_attention

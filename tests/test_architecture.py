@@ -8,7 +8,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "peftbench"
 # lowest first; a module may import from its own layer or any below it
 LAYERS = [
     ("base", ["peftbench", "peftbench.errors", "peftbench.options", "peftbench.registry", "peftbench.presets"]),
-    ("config", ["peftbench.config"]),
+    ("config", ["peftbench.config", "peftbench.result"]),
     ("foundations", ["peftbench.families", "peftbench.measure", "peftbench.data"]),
     ("components", ["peftbench.models", "peftbench.heads", "peftbench.tiny", "peftbench.methods", "peftbench.tasks",
                     "peftbench.analysis", "peftbench.sweeps"]),

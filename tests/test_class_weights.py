@@ -102,6 +102,6 @@ def test_a_weighted_run_records_its_weights_and_trains(tmp_path):
                     methods=["full"], epochs=1, class_weights="balanced", threads=1)
     run = expand(load_grid(data=data))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    weights = result["training"]["class_weights"]
+    weights = result.training.class_weights
     assert set(weights) == {"neg", "pos"} and weights["neg"] > 1 > weights["pos"]
-    assert math.isfinite(result["test"]["loss"]) and result["training"]["optimizer_steps"] > 0
+    assert math.isfinite(result.test.loss) and result.training.optimizer_steps > 0

@@ -42,13 +42,13 @@ def test_a_task_a_method_and_a_family_registered_from_outside_run_through_the_gr
     summary = run_grid(grid, in_process=True, show_progress=False)
     assert summary.failed == [] and len(summary.finished) == 2
     store = Store(tmp_path / "out")
-    results = {r["method"]: r for r in store.results()}
+    results = {r.method: r for r in store.results()}
     store.close()
     for r in results.values():
-        assert r["task_type"] == "keyword" and r["model_info"]["architecture"] == "toy-encoder"
-        assert r["model_info"]["padding_side"] == "left" and 0 <= r["test"]["metrics"]["accuracy"] <= 1
-    assert results["head_and_norms"]["parameters"]["trainable"] > results["head"]["parameters"]["trainable"]
-    assert results["head"]["method_notes"] == {"norms": False}
+        assert r.task_type == "keyword" and r.model_info["architecture"] == "toy-encoder"
+        assert r.model_info["padding_side"] == "left" and 0 <= r.test.metrics["accuracy"] <= 1
+    assert results["head_and_norms"].parameters.trainable > results["head"].parameters.trainable
+    assert results["head"].method_notes == {"norms": False}
     md, _ = render(tmp_path / "out", echo=lambda *a: None)
     assert "head_and_norms" in md.read_text()
 

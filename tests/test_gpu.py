@@ -33,16 +33,16 @@ def _run(toy, out, **train):
 def test_cuda_runs_measure_gpu_memory_and_train_in_each_precision(toy, tmp_path, precision):
     results = _run(toy, tmp_path / "out", precision=precision)
     for r in results:
-        m, hw = r["memory"], r["provenance"]["hardware"]
-        assert m["peak_memory_kind"] == "cuda_allocated" and hw["device"].startswith("cuda"), (m, hw)
-        assert 0 < m["cuda_peak_allocated_mb"] <= m["cuda_peak_reserved_mb"], m
-        assert m["peak_memory_mb"] == m["cuda_peak_allocated_mb"]
+        m, hw = r.memory, r.provenance["hardware"]
+        assert m.peak_memory_kind == "cuda_allocated" and hw["device"].startswith("cuda"), (m, hw)
+        assert 0 < m.cuda_peak_allocated_mb <= m.cuda_peak_reserved_mb, m
+        assert m.peak_memory_mb == m.cuda_peak_allocated_mb
         assert hw.get("gpu") and hw.get("gpu_memory_gb", 0) > 1 and hw.get("cuda")
-        losses = [c["train_loss"] for c in r["curves"] if c.get("train_loss") is not None]
-        assert losses and all(math.isfinite(x) for x in losses), (precision, r["slug"], losses)
-        if r["method"] == "full":
-            assert r["test"]["metrics"]["accuracy"] > 0.6  # the toy set is learnable
-    by = {(r["model"], r["method"]): r["memory"]["cuda_peak_allocated_mb"] for r in results}
+        losses = [c["train_loss"] for c in r.curves if c.get("train_loss") is not None]
+        assert losses and all(math.isfinite(x) for x in losses), (precision, r.slug, losses)
+        if r.method == "full":
+            assert r.test.metrics["accuracy"] > 0.6  # the toy set is learnable
+    by = {(r.model, r.method): r.memory.cuda_peak_allocated_mb for r in results}
     for model in ("llama", "bert"):
         assert by[(model, "full")] > by[(model, "lora")]  # gradients and Adam state for every weight
     md, _ = render(tmp_path / "out", echo=lambda *a: None, resamples=50)
@@ -52,7 +52,7 @@ def test_cuda_runs_measure_gpu_memory_and_train_in_each_precision(toy, tmp_path,
 
 def test_tf32_and_8bit_adamw_on_cuda(toy, tmp_path):
     results = _run(toy, tmp_path / "tf32", tf32=True)
-    assert all(r["memory"]["peak_memory_kind"] == "cuda_allocated" for r in results)
+    assert all(r.memory.peak_memory_kind == "cuda_allocated" for r in results)
     pytest.importorskip("bitsandbytes")
     results = _run(toy, tmp_path / "adam8", optimizer="adamw_8bit")
-    assert all(math.isfinite(r["test"]["loss"]) for r in results)
+    assert all(math.isfinite(r.test.loss) for r in results)

@@ -32,9 +32,9 @@ def test_minilm_lora_on_nusax_english_sentiment(tmp_path):
     from peftbench.store import Store
 
     res = Store(tmp_path / "r").results()[0]
-    assert res["data"]["rows"]["train"] == 300 and res["data"]["rows"]["test"] == 400
-    assert res["labels"] == ["negative", "neutral", "positive"]
-    assert res["test"]["metrics"]["accuracy"] > 0.55  # chance is about 0.38 (majority class)
+    assert res.data["rows"]["train"] == 300 and res.data["rows"]["test"] == 400
+    assert res.labels == ["negative", "neutral", "positive"]
+    assert res.test.metrics["accuracy"] > 0.55  # chance is about 0.38 (majority class)
 
 
 @pytest.mark.skipif(not (MODELS / "me5-small" / "DONE").exists(),
@@ -47,7 +47,7 @@ def test_me5_lora_parsinlu_food_binary(tmp_path):
     assert run_grid(grid, show_progress=False).failed == []
     from peftbench.store import Store
 
-    assert Store(tmp_path / "r").results()[0]["test"]["metrics"]["macro_f1"] >= 0.88
+    assert Store(tmp_path / "r").results()[0].test.metrics["macro_f1"] >= 0.88
 
 
 def test_hub_id_offline_fails_with_a_clear_message(monkeypatch):

@@ -115,42 +115,42 @@ def test_method_trains_and_counts_are_exact(method, family, toy, tmp_path):
     lr = {"full": 2e-3, "head_only": 1e-1, "houlsby": 1e-2, "pfeiffer": 1e-2}.get(method, 3e-2)
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[family], methods=[method], lr=lr, epochs=6)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    p = result["parameters"]
-    assert p["trainable"] == hand_count(method, family)
-    assert p["total"] == p["trainable"] + p["non_trainable"]
-    losses = [c["train_loss"] for c in result["curves"]]
+    p = result.parameters
+    assert p.trainable == hand_count(method, family)
+    assert p.total == p.trainable + p.non_trainable
+    losses = [c["train_loss"] for c in result.curves]
     assert losses[-1] < losses[0] - 0.02, losses  # it learns
     # the task head is trainable and saved with the weights
     saved = list((tmp_path / "run" / "weights").iterdir())
     assert saved, "nothing saved"
     if method in ("houlsby", "pfeiffer"):
-        assert result["method_notes"]["adapters"] > 0 and result["method_notes"]["variant"] == method
+        assert result.method_notes["adapters"] > 0 and result.method_notes["variant"] == method
     elif method not in ("full", "bitfit", "head_only"):
-        assert result["method_notes"]["modules_to_save"], "task head not in modules_to_save"
-        assert result["method_notes"]["target_modules"] or method in PROMPT
+        assert result.method_notes["modules_to_save"], "task head not in modules_to_save"
+        assert result.method_notes["target_modules"] or method in PROMPT
         from safetensors import safe_open
 
         with safe_open(str(tmp_path / "run" / "weights" / "adapter_model.safetensors"), "pt") as f:
             keys = list(f.keys())
-        heads = result["method_notes"]["modules_to_save"]
+        heads = result.method_notes["modules_to_save"]
         assert any(f".{h}." in k for k in keys for h in heads), keys  # the head is saved with the adapter
-    assert all(k in result["memory"] for k in ("peak_rss_mb", "peak_memory_mb"))
-    assert result["timing"]["train_seconds"] > 0 and result["timing"]["train_tokens_per_second"] > 0
-    assert len(list(open(tmp_path / "run" / "predictions.jsonl"))) == result["test"]["samples"]
+    assert result.memory.peak_rss_mb > 0 and result.memory.peak_memory_mb > 0
+    assert result.timing.train_seconds > 0 and result.timing.train_tokens_per_second > 0
+    assert len(list(open(tmp_path / "run" / "predictions.jsonl"))) == result.test.samples
 
 
 def test_adalora_budget_shrinks_and_orth_regulariser_is_in_the_loss(toy, tmp_path):
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["adalora"], epochs=5)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    notes = result["method_notes"]
+    notes = result.method_notes
     n_modules = len([1 for _ in range(2 * 2)])  # 2 layers x (query, value)
-    budgets = [c["rank_budget"] for c in result["curves"]]
-    assert notes["total_step"] == result["training"]["optimizer_steps"]  # total_step from the real schedule
+    budgets = [c["rank_budget"] for c in result.curves]
+    assert notes["total_step"] == result.training.optimizer_steps  # total_step from the real schedule
     assert budgets[0] < notes["init_r"] * n_modules  # pruning started
     assert budgets[-1] == notes["target_r"] * n_modules  # ... and reached the target budget
     assert budgets == sorted(budgets, reverse=True)
     # curves show the task loss; the optimized objective carries the regulariser on top
-    assert all(c["train_objective"] > c["train_loss"] for c in result["curves"])
+    assert all(c["train_objective"] > c["train_loss"] for c in result.curves)
 
     # the orthogonal regulariser is part of the training loss
     from peftbench.methods.adalora import AdaLoRA
@@ -173,10 +173,10 @@ def test_bf16_autocast_and_epoch_fraction(toy, tmp_path):
                     precision="bf16", epoch_fraction=0.5)
     run = expand(load_grid(data=data))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    n_train = result["data"]["rows"]["train"]
-    assert result["training"]["samples_per_epoch"] == round(n_train * 0.5)
-    assert result["training"]["samples_seen"] == 2 * round(n_train * 0.5)
-    assert all(c["train_loss"] == c["train_loss"] for c in result["curves"])  # finite, not NaN
+    n_train = result.data["rows"]["train"]
+    assert result.training.samples_per_epoch == round(n_train * 0.5)
+    assert result.training.samples_seen == 2 * round(n_train * 0.5)
+    assert all(c["train_loss"] == c["train_loss"] for c in result.curves)  # finite, not NaN
 
 
 
@@ -186,13 +186,13 @@ def test_any_peft_method_by_config_name(peft_type, extra, toy, tmp_path):
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[method], lr=3e-2, epochs=4)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
     head = 32 * 2 + 2  # the classifier of tiny:bert
-    assert result["parameters"]["trainable"] > head  # the adapter trains, and so does the head
-    assert result["method_notes"]["peft_type"] == peft_type.upper()
-    assert result["method_notes"]["modules_to_save"]
-    losses = [c["train_loss"] for c in result["curves"]]
+    assert result.parameters.trainable > head  # the adapter trains, and so does the head
+    assert result.method_notes["peft_type"] == peft_type.upper()
+    assert result.method_notes["modules_to_save"]
+    losses = [c["train_loss"] for c in result.curves]
     assert losses[-1] < losses[0], losses
     if peft_type == "lora":  # rsLoRA passes through and changes nothing in the count
-        assert result["parameters"]["trainable"] == hand_count("lora", "tiny:bert")
+        assert result.parameters.trainable == hand_count("lora", "tiny:bert")
 
 
 def test_any_peft_method_errors(toy, tmp_path):
@@ -213,7 +213,7 @@ def test_merged_model_gives_the_same_logits(method, toy, tmp_path):
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[method], lr=3e-2, epochs=2,
                                          export_merged=True)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    assert result["merge_check"]["max_abs_logit_diff"] < 1e-4
+    assert result.merge_check["max_abs_logit_diff"] < 1e-4
     # round trip (AdaLoRA too: saved at init_r with pruned singular values at zero, so the reload is the
     # evaluated model, not the one peft's final rank_pattern would resize): the exported plain checkpoint == the base model + the saved adapter (and trained head)
     from peft import PeftModel
@@ -241,9 +241,9 @@ def test_saved_adalora_adapter_reproduces_the_stored_predictions(toy, tmp_path):
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["adalora"], lr=3e-2,
                                          epochs=8, patience=1)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    notes = result["method_notes"]
-    assert result["training"]["optimizer_steps"] >= notes["total_step"] - notes["tfinal"]  # budget schedule complete
-    assert result["curves"][-1]["rank_budget"] <= notes["target_r"] * 4
+    notes = result.method_notes
+    assert result.training.optimizer_steps >= notes["total_step"] - notes["tfinal"]  # budget schedule complete
+    assert result.curves[-1]["rank_budget"] <= notes["target_r"] * 4
     base, tok, _ = load_model(ModelSpec(source="tiny:bert"), seq_head(2))
     adapted = PeftModel.from_pretrained(base, tmp_path / "run" / "weights").eval()
     texts = list(load_raw(DataSpec(source=str(toy)))[0]["test"]["text"])
@@ -263,7 +263,7 @@ def test_adalora_seq2seq_losses_are_the_task_loss(tmp_path):
             "tasks": [{"name": "mt", "type": "seq2seq", "generation": {"max_new_tokens": 8},
                        "data": {"source": str(path), "text": "en", "label": "es", "max_eval_samples": 8}}]}
     result = execute(expand(load_grid(data=data))[0], tmp_path / "run", show_progress=False)
-    for c in result["curves"]:
+    for c in result.curves:
         assert c["train_objective"] > c["train_loss"] + 1e-3  # the regulariser is in the objective only
 
 
@@ -329,10 +329,10 @@ def test_default_learning_rates_per_method_and_family(toy, tmp_path):
     for run in runs:
         result = execute(run, tmp_path / run.slug, show_progress=False)
         cls = FullFineTuning if run.method.name == "full" else LoRA
-        assert result["training"]["lr"] == cls.lr_for("decoder") and result["training"]["lr_source"] == "default"
+        assert result.training.lr == cls.lr_for("decoder") and result.training.lr_source == "default"
     run = expand(load_grid(data=data, overrides=["methods.1.lr=0.01"]))[1]
     result = execute(run, tmp_path / "explicit", show_progress=False)
-    assert result["training"]["lr"] == 0.01 and result["training"]["lr_source"] == "method"
+    assert result.training.lr == 0.01 and result.training.lr_source == "method"
 
 
 def test_adalora_regulariser_matches_peft_and_reaches_multiple_choice():
@@ -373,9 +373,9 @@ def test_prompt_methods_train_encoder_decoders_on_seq2seq(method, family, tmp_pa
             "tasks": [{"name": "t", "type": "seq2seq", "generation": {"max_new_tokens": 4},
                        "data": {"source": str(data), "text": "en", "label": "es", "max_eval_samples": 4}}]}
     result = execute(expand(load_grid(data=grid))[0], tmp_path / "run", show_progress=False)
-    losses = [c["train_loss"] for c in result["curves"]]
+    losses = [c["train_loss"] for c in result.curves]
     assert losses[-1] < losses[0], losses
-    assert result["method_notes"]["num_virtual_tokens"] == 20
+    assert result.method_notes["num_virtual_tokens"] == 20
 
 
 def test_adalora_is_not_stopped_before_its_rank_budget_reaches_the_target(toy, tmp_path):
@@ -384,14 +384,14 @@ def test_adalora_is_not_stopped_before_its_rank_budget_reaches_the_target(toy, t
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["adalora"], lr=1e-9,
                                          epochs=8, patience=1)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    notes, training = result["method_notes"], result["training"]
-    per_epoch = training["steps_planned"] // 8
+    notes, training = result.method_notes, result.training
+    per_epoch = training.steps_planned // 8
     first_allowed = -(-(notes["total_step"] - notes["tfinal"]) // per_epoch)  # the epoch reaching total - tfinal
-    assert training["stopped_early"] and training["epochs_run"] == first_allowed < 8
-    assert training["optimizer_steps"] >= notes["total_step"] - notes["tfinal"]
+    assert training.stopped_early and training.epochs_run == first_allowed < 8
+    assert training.optimizer_steps >= notes["total_step"] - notes["tfinal"]
     full = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["full"], lr=1e-9, epochs=8,
                                           patience=1)))[0]
-    assert execute(full, tmp_path / "full", show_progress=False)["training"]["epochs_run"] == 2  # others stop as before
+    assert execute(full, tmp_path / "full", show_progress=False).training.epochs_run == 2  # others stop as before
 
 
 def test_min_epochs_holds_off_early_stopping_and_keeps_old_run_ids(toy, tmp_path):
@@ -401,11 +401,11 @@ def test_min_epochs_holds_off_early_stopping_and_keeps_old_run_ids(toy, tmp_path
     def run(**train):
         spec = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["full"], lr=1e-9,
                                                epochs=6, patience=1, **train)))[0]
-        return spec, execute(spec, tmp_path / f"run{len(train)}", show_progress=False)["training"]
+        return spec, execute(spec, tmp_path / f"run{len(train)}", show_progress=False).training
 
     plain, training = run()
-    assert training["stopped_early"] and training["epochs_run"] == 2
+    assert training.stopped_early and training.epochs_run == 2
     held, training = run(min_epochs=4)
-    assert training["stopped_early"] and training["epochs_run"] == 4
+    assert training.stopped_early and training.epochs_run == 4
     assert held.run_id != plain.run_id and held.train.min_epochs == 4
     assert "min_epochs" not in identity(plain.model_dump(mode="json"))["train"]

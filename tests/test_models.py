@@ -72,7 +72,7 @@ def test_gguf_source_trains_and_its_fp32_expansion_is_cached(tmp_path, monkeypat
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=[str(gguf_path)], methods=["lora"], epochs=2)))[0]
     assert run.model.name == "tiny-llama"
     result = execute(run, tmp_path / "run", show_progress=False)
-    assert result["model_info"]["source_kind"] == "gguf" and result["parameters"]["trainable"] > 0
+    assert result.model_info["source_kind"] == "gguf" and result.parameters.trainable > 0
 
 
 @pytest.mark.parametrize("source, family, cls", [

@@ -26,7 +26,7 @@ def test_plan_predicts_every_run_and_marks_what_will_not_fit(toy, tmp_path, caps
     assert full["trainable"] > lora["trainable"] and full["best_copy_mb"] > lora["best_copy_mb"]
     # the prediction against the real runs (tiny models: memory within 15%; times are too short to compare)
     run_grid(load_grid(data=data), in_process=False, show_progress=False)
-    measured = {r["method"]: r["memory"]["peak_memory_mb"] for r in Store(tmp_path / "out").results()}
+    measured = {r.method: r.memory.peak_memory_mb for r in Store(tmp_path / "out").results()}
     for row in result["rows"]:
         assert abs(row["peak_memory_mb"] - measured[row["method"]]) / measured[row["method"]] < 0.15, (row, measured)
     monkeypatch.setenv("PEFTBENCH_MEMORY_BUDGET_MB", "1")

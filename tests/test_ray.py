@@ -19,12 +19,12 @@ def test_a_grid_on_a_local_ray_instance_lands_in_one_store(toy, tmp_path):
     assert all("column 'nope' not in the data" in error for _, error in summary.failed)
     rows, curves = store_rows(tmp_path / "ray")
     assert sorted(r[1] for r in rows) == ["failed", "failed", "ok", "ok"]
-    by_ray = {r["slug"]: r for r in Store(tmp_path / "ray").results()}
-    assert len({r["provenance"]["pid"] for r in by_ray.values()}) == 2  # each run in its own process
+    by_ray = {r.slug: r for r in Store(tmp_path / "ray").results()}
+    assert len({r.provenance["pid"] for r in by_ray.values()}) == 2  # each run in its own process
     data["output_dir"] = str(tmp_path / "local")
     data["tasks"].pop()
     run_grid(load_grid(data=data), in_process=True, show_progress=False)
     for local in Store(tmp_path / "local").results():
-        assert by_ray[local["slug"]]["test"]["metrics"] == local["test"]["metrics"]  # same config, same numbers
+        assert by_ray[local.slug].test.metrics == local.test.metrics  # same config, same numbers
     again = run_grid(load_grid(data=data | {"output_dir": str(tmp_path / "ray")}), show_progress=False, executor="ray")
     assert again.skipped == 2 and again.finished == []

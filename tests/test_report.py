@@ -138,17 +138,18 @@ def test_every_run_records_its_cpu_share_threads_load_and_data_hash(three_seeds)
     cells = store.db.execute("SELECT DISTINCT cell FROM runs WHERE method='lora'").fetchall()
     store.close()
     for r in results:
-        t = r["timing"]
-        assert t["threads"] == 1 and t["train_cpu_seconds"] > 0 and 0 < t["cpu_share"] < 1.5
-        assert isinstance(t["contended"], bool) and t["load_max"] is not None
-        assert set(r["provenance"]["data_sha256"]) == {"train", "validation", "test"}
-    assert len({json.dumps(r["provenance"]["data_sha256"]) for r in results}) == 1  # same data, provably
+        t = r.timing
+        assert t.threads == 1 and t.train_cpu_seconds > 0 and 0 < t.cpu_share < 1.5
+        assert isinstance(t.contended, bool) and t.load_max is not None
+        assert set(r.provenance["data_sha256"]) == {"train", "validation", "test"}
+    assert len({json.dumps(r.provenance["data_sha256"]) for r in results}) == 1  # same data, provably
     assert len(cells) >= 1
 
 
 def test_contended_runs_are_flagged_and_kept_out_of_clean_timings():
     from peftbench.measure import Stopwatch, contention
     from peftbench.report.render import _clean
+    from peftbench.result import RunResult
 
     class Dev:
         type = "cpu"
@@ -159,7 +160,8 @@ def test_contended_runs_are_flagged_and_kept_out_of_clean_timings():
     assert c["contended"] and "0.60 of its 2 threads" in c["reason"] and c["load_max"] == 4.2
     clock.cpu = 19.0
     assert not contention(clock, 2, Dev())["contended"]
-    runs = [{"timing": {"contended": True, "train_seconds": 50}}, {"timing": {"contended": False, "train_seconds": 5}}]
+    runs = [RunResult.load({"timing": {"contended": True, "train_seconds": 50}}),
+            RunResult.load({"timing": {"contended": False, "train_seconds": 5}})]
     assert _clean(runs) == ([runs[1]], False) and _clean(runs[:1]) == (runs[:1], True)
 
 
@@ -187,12 +189,12 @@ def test_data_losses_are_listed_as_warnings_at_the_top_of_the_report():
     from types import SimpleNamespace
 
     from peftbench.report.render import data_warnings
+    from peftbench.result import RunResult
 
-    qa = SimpleNamespace(first={"data": {"rows": {"train": 32, "validation": 8, "test": 8},
-                                         "answers_not_located": {"train": 15, "validation": 0, "test": 2},
-                                         "truncated_at_max_length": {"train": 4, "validation": 0, "test": 0},
-                                         "held_out_of_training": {"train": 9}}})
-    clean = SimpleNamespace(first={"data": {"rows": {"train": 10}, "dropped_by_label_map": {"train": 0}}})
+    qa = SimpleNamespace(first=RunResult.load({"data": {
+        "rows": {"train": 32, "validation": 8, "test": 8}, "answers_not_located": {"train": 15, "validation": 0, "test": 2},
+        "truncated_at_max_length": {"train": 4, "validation": 0, "test": 0}, "held_out_of_training": {"train": 9}}}))
+    clean = SimpleNamespace(first=RunResult.load({"data": {"rows": {"train": 10}, "dropped_by_label_map": {"train": 0}}}))
     assert data_warnings({("m", "rc"): [qa], ("m", "clean"): [clean]}) == [
         "⚠ m · rc — answers not in their context: train 15, test 2; reached max length: train 4 "
         "(rows used: train 32, validation 8, test 8)"]

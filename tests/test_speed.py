@@ -36,20 +36,20 @@ def _one(toy, out, method="lora", **train):
 def test_a_second_run_over_the_same_data_does_no_tokenisation(toy, tmp_path, monkeypatch, tokenizer_calls):
     monkeypatch.setenv("PEFTBENCH_CACHE", str(tmp_path / "cache"))
     first = _one(toy, tmp_path / "a", "lora")
-    assert tokenizer_calls["n"] > 0 and first["data"]["features_cache"]["hit"] is False
-    assert first["data"]["features_cache"]["computed"] == 3  # train, validation, test
+    assert tokenizer_calls["n"] > 0 and first.data["features_cache"]["hit"] is False
+    assert first.data["features_cache"]["computed"] == 3  # train, validation, test
     tokenizer_calls["n"] = 0
     second = _one(toy, tmp_path / "b", "full")  # another grid, another method: the same features
     assert tokenizer_calls["n"] == 0
-    assert second["data"]["features_cache"] == {**first["data"]["features_cache"], "hit": True, "loaded": 3,
+    assert second.data["features_cache"] == {**first.data["features_cache"], "hit": True, "loaded": 3,
                                                 "computed": 0}
     uncached = _one(toy, tmp_path / "c", "full", cache_features=False)
-    assert tokenizer_calls["n"] > 0 and uncached["data"]["features_cache"] is None
-    assert uncached["test"]["metrics"] == second["test"]["metrics"]  # the cache changes nothing but the time
-    assert uncached["run_id"] == second["run_id"]  # nor the run's identity
+    assert tokenizer_calls["n"] > 0 and uncached.data["features_cache"] is None
+    assert uncached.test.metrics == second.test.metrics  # the cache changes nothing but the time
+    assert uncached.run_id == second.run_id  # nor the run's identity
     tokenizer_calls["n"] = 0
     other = _one(toy, tmp_path / "d", "full", max_length=16)  # another max_length: another key
-    assert tokenizer_calls["n"] > 0 and other["data"]["features_cache"]["key"] != first["data"]["features_cache"]["key"]
+    assert tokenizer_calls["n"] > 0 and other.data["features_cache"]["key"] != first.data["features_cache"]["key"]
 
 
 def test_fixed_padding_pads_every_batch_to_max_length_on_the_rows_side():
@@ -95,7 +95,7 @@ def test_fixed_padding_gives_the_outputs_of_dynamic_padding(toy, tmp_path, famil
             torch.testing.assert_close(la, lb, atol=1e-5, rtol=1e-4)
     out = tmp_path / "fixed"
     res = _one(toy, out, "lora", padding="max_length", max_length=32)
-    assert res["provenance"]["options"]["padding"] == "max_length"
+    assert res.provenance["options"]["padding"] == "max_length"
 
 
 def test_length_grouped_batches_cover_the_epoch_once_with_less_padding(toy, tmp_path):
@@ -133,9 +133,9 @@ def test_memory_and_speed_options_train_and_are_recorded(toy, tmp_path):
     from peftbench.preflight import check
 
     res = _one(toy, tmp_path / "gc", "lora", gradient_checkpointing=True, group_by_length=True)
-    options = res["provenance"]["options"]
+    options = res.provenance["options"]
     assert options["gradient_checkpointing"] is True and options["group_by_length"] is True
-    assert res["training"]["optimizer_steps"] > 0 and res["test"]["loss"] == res["test"]["loss"]
+    assert res.training.optimizer_steps > 0 and res.test.loss == res.test.loss
     if importlib.util.find_spec("bitsandbytes") is None:
         grid = load_grid(data=toy_grid(toy, tmp_path / "o", models=["tiny:bert"], methods=["lora"], optimizer="adamw_8bit"))
         assert any(p.startswith("train.optimizer: adamw_8bit needs bitsandbytes") for p in check(grid))

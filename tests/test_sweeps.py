@@ -84,14 +84,14 @@ def test_a_staged_sweep_runs_end_to_end_and_the_report_keeps_the_chosen_rate(toy
     store.close()
     by_seed = {}
     for r in results:
-        by_seed.setdefault(r["seed"], []).append(r["training"]["lr"])
+        by_seed.setdefault(r.seed, []).append(r.training.lr)
     assert sorted(by_seed[1]) == [1e-5, 5e-2]
-    first = {r["training"]["lr"]: r["training"]["best_validation"] for r in results if r["seed"] == 1}
+    first = {r.training.lr: r.training.best_validation for r in results if r.seed == 1}
     chosen = max(first, key=first.get)
     assert by_seed[2] == [chosen] and by_seed[3] == [chosen]
 
     kept, rows = select_sweeps(results)
-    assert sorted(r["seed"] for r in kept) == [1, 2, 3] and {r["training"]["lr"] for r in kept} == {chosen}
+    assert sorted(r.seed for r in kept) == [1, 2, 3] and {r.training.lr for r in kept} == {chosen}
     assert [row[5] for row in rows] == (["1", "3"] if chosen == 5e-2 else ["3", "1"])  # runs per rate
     render(out)
     report = (out / "report.md").read_text(encoding="utf-8")

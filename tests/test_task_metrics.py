@@ -279,8 +279,8 @@ def test_sweep_keeps_the_learning_rate_best_on_validation():
                _result("lora", 1e-3, 1, 0.80, 0.60), _result("lora", 1e-3, 2, 0.78, 0.61),
                {**_result("full", 2e-5, 1, 0.5, 0.5), "sweep": None}]
     kept, rows = select_sweeps(results)
-    lora = [r for r in kept if r["method"] == "lora"]
-    assert {r["training"]["lr"] for r in lora} == {1e-3}  # best mean validation, even though its test is worse
+    lora = [r for r in kept if r.method == "lora"]
+    assert {r.training.lr for r in lora} == {1e-3}  # best mean validation, even though its test is worse
     assert len(kept) == 3 and [r[-1] for r in rows] == ["", "chosen"]
 
 
@@ -313,6 +313,7 @@ def test_a_lower_is_better_metric_is_kept_chosen_and_judged_by_its_direction():
     from peftbench.report.aggregate import Cell
     from peftbench.report.compare import decide
     from peftbench.report.statistics import Comparison
+    from peftbench.result import RunResult
     from peftbench.run.recipe import BestKeeper
     from peftbench.sweeps import choose
     from peftbench.tasks.base import Metric, Task
@@ -330,8 +331,8 @@ def test_a_lower_is_better_metric_is_kept_chosen_and_judged_by_its_direction():
     assert not keeper.offer(4, float("nan"), model) and (keeper.epoch, keeper.score) == (2, 7.5)
     registry.register("task", "perplexity_task", Perplexity)
     try:
-        run = lambda v: {"seed": 1, "task_type": "perplexity_task",  # noqa: E731
-                         "training": {"validation_metric": "perplexity", "best_validation": v}}
+        run = lambda v: RunResult.load({"seed": 1, "task_type": "perplexity_task",  # noqa: E731
+                                        "training": {"validation_metric": "perplexity", "best_validation": v}})
         assert choose({1e-3: [run(12.0)], 1e-2: [run(8.0)]})[0] == 1e-2
         r = Comparison("perplexity", -2.0, -3.0, -1.0, 0.001, None, None, 50, (3, 3), True, 1000,
                        higher_is_better=False)

@@ -42,15 +42,15 @@ def test_task_trains_on_every_family_full_and_lora(task_type, family, tmp_path):
     runs = expand(load_grid(data=task_grid(task_type, tmp_path, [family], ["full", "lora"])))
     for run in runs:
         result = execute(run, tmp_path / run.slug, show_progress=False)
-        losses = [c["train_loss"] for c in result["curves"]]
+        losses = [c["train_loss"] for c in result.curves]
         assert losses[-1] < losses[0], (run.method.name, losses)
-        metrics = result["test"]["metrics"]
+        metrics = result.test.metrics
         assert TASKS[task_type][3] in metrics and all(v == v for v in metrics.values())
         lines = (tmp_path / run.slug / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
-        assert len(lines) == result["test"]["samples"] > 0
+        assert len(lines) == result.test.samples > 0
         assert "reference" in json.loads(lines[0])
         if run.method.name == "lora":
-            assert result["parameters"]["trainable"] < result["parameters"]["total"] / 3
+            assert result.parameters.trainable < result.parameters.total / 3
 
 
 def test_full_fine_tuning_reaches_high_scores_on_the_toy_tasks(tmp_path):
@@ -58,7 +58,7 @@ def test_full_fine_tuning_reaches_high_scores_on_the_toy_tasks(tmp_path):
     for task_type, floor in (("multiple_choice", 0.9), ("token_classification", 0.8), ("question_answering", 60.0)):
         run = expand(load_grid(data=task_grid(task_type, tmp_path, ["tiny:bert"], ["full"], epochs=4)))[0]
         result = execute(run, tmp_path / task_type, show_progress=False)
-        assert result["test"]["metrics"][TASKS[task_type][3]] >= floor, (task_type, result["test"]["metrics"])
+        assert result.test.metrics[TASKS[task_type][3]] >= floor, (task_type, result.test.metrics)
 
 
 @pytest.mark.parametrize("family", ["tiny:bert", "tiny:gpt2", "tiny:llama"])
@@ -70,9 +70,9 @@ def test_prompt_tuning_runs_multiple_choice(family, tmp_path):
                                           epochs=2)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
     # 20 virtual tokens x hidden 32, plus the one-score head: Linear(32, 1), with a bias for BERT
-    assert result["parameters"]["trainable"] == 20 * 32 + 32 + (family == "tiny:bert")
-    assert result["method_notes"]["num_virtual_tokens"] == 20
-    assert all(np.isfinite(c["train_loss"]) for c in result["curves"])
+    assert result.parameters.trainable == 20 * 32 + 32 + (family == "tiny:bert")
+    assert result.method_notes["num_virtual_tokens"] == 20
+    assert all(np.isfinite(c["train_loss"]) for c in result.curves)
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "run" / "weights" / "adapter_model.safetensors"), "pt") as f:
@@ -88,7 +88,7 @@ def test_prompt_tuning_on_token_level_tasks(task_type, family, tmp_path):
     """Virtual tokens shift token positions; labels and spans must still line up."""
     run = expand(load_grid(data=task_grid(task_type, tmp_path, [family], ["prompt_tuning"], lr=3e-2, epochs=3)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    losses = [c["train_loss"] for c in result["curves"]]
+    losses = [c["train_loss"] for c in result.curves]
     assert losses[-1] < losses[0], losses
 
 
@@ -182,10 +182,10 @@ def test_cross_lingual_groups_train_on_some_and_score_each(tmp_path):
             "tasks": [{"name": "xl", "data": {"source": str(path), "group": "lang", "train_groups": ["en"]}}]}
     run = expand(load_grid(data=data))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    assert result["data"]["zero_shot_groups"] == ["xx"]
-    assert result["data"]["held_out_of_training"]["train"] > 0
-    by = result["test"]["metrics_by_group"]
-    assert set(by) == {"en", "xx"} and by["en"]["samples"] + by["xx"]["samples"] == result["test"]["samples"]
+    assert result.data["zero_shot_groups"] == ["xx"]
+    assert result.data["held_out_of_training"]["train"] > 0
+    by = result.test.metrics_by_group
+    assert set(by) == {"en", "xx"} and by["en"]["samples"] + by["xx"]["samples"] == result.test.samples
     with pytest.raises(Exception, match="train_groups needs data.group"):
         load_grid(data={**data, "tasks": [{"name": "xl", "data": {"source": str(path), "train_groups": ["en"]}}]})
 
@@ -193,7 +193,7 @@ def test_cross_lingual_groups_train_on_some_and_score_each(tmp_path):
 def test_multilabel_thresholds_are_tuned_on_validation(tmp_path):
     run = expand(load_grid(data=task_grid("multi_label", tmp_path, ["tiny:bert"], ["full"], lr=2e-3)))[0]
     result = execute(run, tmp_path / "run", show_progress=False)
-    th = result["calibration"]["thresholds"]
+    th = result.calibration["thresholds"]
     assert set(th) == {"economy", "health", "politics"} and all(0 < t < 1 for t in th.values())
     preds = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     labels = sorted(th)
@@ -207,7 +207,7 @@ def test_unanswerable_questions_predict_empty(tmp_path):
                                                                     "max_length": 48},
             "tasks": [{"name": "qa2", "type": "question_answering", "data": {"source": str(path)}}]}
     result = execute(expand(load_grid(data=data))[0], tmp_path / "run", show_progress=False)
-    assert result["data"]["unanswerable"] is True and result["data"]["no_answer_rows"]["test"] > 0
+    assert result.data["unanswerable"] is True and result.data["no_answer_rows"]["test"] > 0
     preds = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     empty = [p for p in preds if p["reference"] == []]
     assert sum(p["prediction"] == "" for p in empty) >= len(empty) // 2  # it learned to abstain
@@ -264,15 +264,15 @@ def test_prompt_tuning_learns_a_seq2seq_task(family, tmp_path):
 
     pre = execute(expand(load_grid(data=grid(family, "full", tmp_path / "mix.jsonl", lr=5e-3, epochs=10,
                                              export_merged=True)))[0], tmp_path / "pre", show_progress=False)
-    assert pre["merge_check"]["max_abs_logit_diff"] == 0.0  # full fine-tuning exports the model itself
+    assert pre.merge_check["max_abs_logit_diff"] == 0.0  # full fine-tuning exports the model itself
     run = expand(load_grid(data=grid(str(tmp_path / "pre" / "merged"), "prompt_tuning", tmp_path / "fr.jsonl",
                                      lr=0.1, epochs=3, eval_before_training=True)))[0]
     result = execute(run, tmp_path / "pt", show_progress=False)
-    val = [c["val_loss"] for c in result["curves"]]
-    assert result["curves"][0]["epoch"] == 0 and result["training"]["epochs_run"] == 3
+    val = [c["val_loss"] for c in result.curves]
+    assert result.curves[0]["epoch"] == 0 and result.training.epochs_run == 3
     assert val[-1] < 0.6 * val[0], val
     # only the virtual tokens train (peft sizes the table for encoder and decoder on encoder-decoders)
-    assert result["parameters"]["trainable"] == 20 * 32 * (2 if family == "tiny:t5" else 1)
+    assert result.parameters.trainable == 20 * 32 * (2 if family == "tiny:t5" else 1)
 
 
 def test_every_task_type_in_one_grid_and_one_report(tmp_path):
@@ -293,7 +293,7 @@ def test_every_task_type_in_one_grid_and_one_report(tmp_path):
     assert summary.failed == [] and len(summary.finished) == len(TASKS)
     store = Store(tmp_path / "out")
     try:
-        assert {r["task_type"] for r in store.results()} == set(TASKS)
+        assert {r.task_type for r in store.results()} == set(TASKS)
     finally:
         store.close()
     md, _ = render(tmp_path / "out", echo=lambda *a: None)

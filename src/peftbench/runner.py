@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .config import GridSpec, RunSpec, expand
+from .result import RunResult
 from .executors import executor as executor_for
 from .run.launch import run_one
 from .store import Store
@@ -93,7 +94,7 @@ class _Grid:
             self.bar.update(1)
         return False
 
-    def record(self, store: Store, run: RunSpec, result: dict | None, error: str | None, status: str) -> None:
+    def record(self, store: Store, run: RunSpec, result: RunResult | None, error: str | None, status: str) -> None:
         """Store what the run gave and release its claim."""
         config = run.model_dump(mode="json")
         try:
@@ -106,7 +107,7 @@ class _Grid:
         with self.lock:
             if result is not None:
                 self.summary.finished.append(run.slug)
-                m = result["test"]["metrics"]
+                m = result.test.metrics
                 self.bar.write(f"done  {run.slug}: " + ", ".join(f"{k}={v:.4f}" for k, v in list(m.items())[:4]))
             elif status != "interrupted":
                 self.summary.failed.append((run.slug, error))

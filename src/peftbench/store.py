@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .errors import OneLine
+from .result import RunResult
 from .run.folder import RunFolder
 
 SCHEMA = """
@@ -178,36 +179,38 @@ class Store:
         row = self.db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return row[0] if row else None
 
-    def result(self, run_id: str) -> dict | None:
+    def result(self, run_id: str) -> RunResult | None:
         """A finished run's result, or None."""
         row = self.db.execute("SELECT result FROM runs WHERE run_id=? AND status='ok'", (run_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return RunResult.load(json.loads(row[0])) if row else None
 
-    def record_result(self, result: dict, config: dict, grid: str) -> None:
-        p, m, t = result["parameters"], result["memory"], result["timing"]
-        rid = result["run_id"]
+    def record_result(self, result: RunResult | dict, config: dict, grid: str) -> None:
+        result = RunResult.load(result)
+        p, m, t = result.parameters, result.memory, result.timing
+        rid = result.run_id
         with self.db:
-            row = dict(run_id=rid, slug=result["slug"], grid=grid, model=result["model"], method=result["method"],
-                       task=result["task"], seed=result["seed"], status="ok", error=None, config=json.dumps(config),
-                       result=json.dumps(result), trainable_params=p["trainable"], non_trainable_params=p["non_trainable"],
-                       total_params=p["total"], peak_memory_mb=m["peak_memory_mb"], train_seconds=t["train_seconds"],
-                       eval_seconds=t["eval_seconds"], train_samples_per_second=t["train_samples_per_second"],
-                       train_tokens_per_second=t["train_tokens_per_second"], updated=time.time(),
-                       train_cpu_seconds=t.get("train_cpu_seconds"), cpu_share=t.get("cpu_share"),
-                       threads=t.get("threads"), contended=t.get("contended"), cell=cell_key(config))
+            row = dict(run_id=rid, slug=result.slug, grid=grid, model=result.model, method=result.method,
+                       task=result.task, seed=result.seed, status="ok", error=None, config=json.dumps(config),
+                       result=json.dumps(result.to_json()), trainable_params=p.trainable,
+                       non_trainable_params=p.non_trainable, total_params=p.total, peak_memory_mb=m.peak_memory_mb,
+                       train_seconds=t.train_seconds, eval_seconds=t.eval_seconds,
+                       train_samples_per_second=t.train_samples_per_second,
+                       train_tokens_per_second=t.train_tokens_per_second, updated=time.time(),
+                       train_cpu_seconds=t.train_cpu_seconds, cpu_share=t.cpu_share, threads=t.threads,
+                       contended=t.contended, cell=cell_key(config))
             self.db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                             tuple(row.values()))
             self.db.execute("DELETE FROM curves WHERE run_id=?", (rid,))
             self.db.execute("DELETE FROM metrics WHERE run_id=?", (rid,))
             self.db.execute("DELETE FROM claims WHERE run_id=?", (rid,))  # a finished run needs no claim (recovered
             # from its folder after its runner died, the claim would otherwise outlive it)
-            for c in result["curves"]:
+            for c in result.curves:
                 extra = {k: v for k, v in c.items() if k not in ("epoch", "train_loss", "val_loss", "val_metrics")}
                 self.db.execute("INSERT INTO curves VALUES (?,?,?,?,?,?)", (rid, c["epoch"], c["train_loss"],
                                 c["val_loss"], json.dumps(c["val_metrics"]), json.dumps(extra)))
-            for name, value in result["test"]["metrics"].items():
+            for name, value in result.test.metrics.items():
                 self.db.execute("INSERT INTO metrics VALUES (?,?,?,?)", (rid, "test", name, value))
-            self.db.execute("INSERT INTO metrics VALUES (?,?,?,?)", (rid, "test", "loss", result["test"]["loss"]))
+            self.db.execute("INSERT INTO metrics VALUES (?,?,?,?)", (rid, "test", "loss", result.test.loss))
 
     def record_failure(self, run_id: str, slug: str, config: dict, grid: str, status: str, error: str) -> None:
         with self.db:
@@ -221,30 +224,30 @@ class Store:
         """Record finished run folders the database does not know yet (e.g. after the grid process was killed)."""
         found = self.unrecorded()
         for r in found:
-            self.record_result({k: v for k, v in r.items() if k not in ("config", "folder")}, r["config"], grid)
+            self.record_result(r, r.config, grid)
         return len(found)
 
-    def unrecorded(self) -> list[dict]:
+    def unrecorded(self) -> list[RunResult]:
         """Finished run folders the database does not know yet, as ``results(with_config=True)`` gives them,
         without recording them (``sync`` records)."""
         out = []
         for d in sorted(self.runs_dir.iterdir()) if self.runs_dir.exists() else []:
             folder = RunFolder(d)
             if folder.finished():
-                result = folder.read(folder.result)
-                if self.status(result["run_id"]) != "ok":
-                    out.append({**result, "config": folder.read(folder.config), "folder": str(d)})
+                result = RunResult.load(folder.read(folder.result))
+                if self.status(result.run_id) != "ok":
+                    out.append(result.model_copy(update={"config": folder.read(folder.config), "folder": str(d)}))
         return out
 
-    def results(self, status: str = "ok", with_config: bool = False) -> list[dict]:
+    def results(self, status: str = "ok", with_config: bool = False) -> list[RunResult]:
         """Finished runs' results; ``with_config`` adds each run's resolved config as ``config`` and the folder."""
         rows = self.db.execute("SELECT result, config, slug FROM runs WHERE status=? ORDER BY model, task, method, seed",
                                (status,))
         out = []
         for result, config, slug in rows:
-            r = json.loads(result)
+            r = RunResult.load(json.loads(result))
             if with_config:
-                r.update(config=json.loads(config), folder=str(self.run_dir(slug)))
+                r = r.model_copy(update={"config": json.loads(config), "folder": str(self.run_dir(slug))})
             out.append(r)
         return out
 
@@ -268,15 +271,15 @@ def merge(sources: list, into) -> tuple[int, int]:
                 folder = RunFolder(d)
                 if not folder.finished():
                     continue
-                result = folder.read(folder.result)
-                if target.status(result["run_id"]) == "ok":
+                result = RunResult.load(folder.read(folder.result))
+                if target.status(result.run_id) == "ok":
                     duplicates += 1
                     continue
                 dest = target.run_dir(d.name)
                 if dest.exists():
                     shutil.rmtree(dest)
                 shutil.copytree(d, dest)
-                target.record_result(result, folder.read(folder.config), grids.get(result["run_id"], ""))
+                target.record_result(result, folder.read(folder.config), grids.get(result.run_id, ""))
                 added += 1
     finally:
         target.close()

@@ -14,24 +14,26 @@ import statistics
 from typing import Callable, Iterable
 
 from .config import GridSpec, RunSpec, combos, variants
+from .result import RunResult
 from .tasks.base import declared
 
 
-def choose(by_lr: dict[float, list[dict]]) -> tuple[float, dict[float, float]]:
+def choose(by_lr: dict[float, list[RunResult | dict]]) -> tuple[float, dict[float, float]]:
     """(the chosen rate, each rate's score) from finished results grouped by learning rate; the best score is
     the highest unless the task declares its validation metric lower-is-better."""
-    common = set.intersection(*({r["seed"] for r in runs} for runs in by_lr.values()))
-    score = {lr: statistics.fmean(r["training"]["best_validation"] for r in runs if not common or r["seed"] in common)
+    by_lr = {lr: [RunResult.load(r) for r in runs] for lr, runs in by_lr.items()}
+    common = set.intersection(*({r.seed for r in runs} for runs in by_lr.values()))
+    score = {lr: statistics.fmean(r.training.best_validation for r in runs if not common or r.seed in common)
              for lr, runs in by_lr.items()}
     best = max if higher_is_better(next(iter(by_lr.values()))[0]) else min
     return best(score, key=score.get), score
 
 
-def higher_is_better(result: dict) -> bool:
+def higher_is_better(result: RunResult) -> bool:
     """Whether a result's validation metric is better higher (its task's declaration; yes where unknown)."""
-    if "task_type" not in result:  # a hand-made result
+    if not result.task_type:  # a hand-made result
         return True
-    return declared(result["task_type"], result["training"]["validation_metric"]).higher_is_better
+    return declared(result.task_type, result.training.validation_metric).higher_is_better
 
 
 def staged(grid: GridSpec) -> Iterable[tuple]:
@@ -42,7 +44,7 @@ def staged(grid: GridSpec) -> Iterable[tuple]:
             yield model, task, method, grid.seeds[:k], grid.seeds[k:]
 
 
-def follow_ups(grid: GridSpec, result_of: Callable[[str], dict | None],
+def follow_ups(grid: GridSpec, result_of: Callable[[str], RunResult | None],
                shard: tuple[int, int] | None = None) -> tuple[list[RunSpec], list[str]]:
     """The staged sweeps' later runs whose rate is chosen (``result_of``: a run id's finished result, or None),
     and one line for each sweep still waiting for its comparison runs. ``shard=(i, n)``: the later runs are
@@ -61,7 +63,7 @@ def follow_ups(grid: GridSpec, result_of: Callable[[str], dict | None],
             waiting.append(f"{model.name} / {method.label} / {task.name}: {sum(d is None for d in done)} of "
                            f"{len(done)} comparison run(s) not finished; seeds {later} wait for the chosen rate")
             continue
-        by_lr: dict[float, list[dict]] = {}
+        by_lr: dict[float, list[RunResult]] = {}
         for r, d in zip(compared, done):
             by_lr.setdefault(r.method.lr, []).append(d)
         best, _ = choose(by_lr)

@@ -50,7 +50,7 @@ def test_a_kill_during_a_write_leaves_no_half_result_and_a_rerun_completes_the_g
                           timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     store = Store(out)
-    finished = [r["slug"] for r in store.results()]
+    finished = [r.slug for r in store.results()]
     claims = store.db.execute("SELECT pid FROM claims").fetchall()
     store.close()
     assert len(finished) == 1  # the first run; the second was being written when the process died
@@ -142,10 +142,10 @@ def test_the_same_config_and_seed_give_identical_results_on_cpu(toy, tmp_path):
         run_grid(load_grid(data=toy_grid(toy, out, models=["tiny:bert"], methods=["lora"], epochs=2, threads=1,
                                          epoch_fraction=0.5)), in_process=True, show_progress=False)
         [res] = Store(out).results()
-        results.append((res, (out / "runs" / res["slug"] / "predictions.jsonl").read_bytes()))
+        results.append((res, (out / "runs" / res.slug / "predictions.jsonl").read_bytes()))
     (a, pa), (b, pb) = results
-    assert a["test"]["metrics"] == b["test"]["metrics"] and a["test"]["loss"] == b["test"]["loss"]
-    assert [c["train_loss"] for c in a["curves"]] == [c["train_loss"] for c in b["curves"]]
+    assert a.test.metrics == b.test.metrics and a.test.loss == b.test.loss
+    assert [c["train_loss"] for c in a.curves] == [c["train_loss"] for c in b.curves]
     assert pa == pb
 
 

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .. import registry
+from ..result import RunResult
 from ..store import cell_key
 from ..sweeps import choose
 
@@ -22,32 +23,35 @@ class Cell:
     task: str
     label: str  # the method's label, plus what differs from the other cells of the same method, if anything
     method_name: str
-    runs: list[dict] = field(default_factory=list)
+    runs: list[RunResult] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.runs = [RunResult.load(r) for r in self.runs]
 
     @property
-    def first(self) -> dict:
+    def first(self) -> RunResult:
         return self.runs[0]
 
     @property
     def seeds(self) -> list[int]:
-        return sorted(r["seed"] for r in self.runs)
+        return sorted(r.seed for r in self.runs)
 
 
-def select_sweeps(results: list[dict]) -> tuple[list[dict], list[list[str]]]:
+def select_sweeps(results: list[RunResult | dict]) -> tuple[list[RunResult], list[list[str]]]:
     """Learning-rate sweeps: per (model, task, method) with ``sweep``, keep the runs of the learning rate whose
     mean best validation score (over the seeds every rate ran) is highest; the others stay in the store and are
     listed."""
     kept, rows = [], []
     swept: dict = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        if r.get("sweep"):
-            swept[(r["model"], r["task"], r["method"])][r["training"]["lr"]].append(r)
+    for r in map(RunResult.load, results):
+        if r.sweep:
+            swept[(r.model, r.task, r.method)][r.training.lr].append(r)
         else:
             kept.append(r)
     for (model, task, method), by_lr in sorted(swept.items()):
         best, score = choose(by_lr)
         kept += by_lr[best]
-        metric = by_lr[best][0]["training"]["validation_metric"]
+        metric = by_lr[best][0].training.validation_metric
         for lr in sorted(by_lr):
             rows.append([model, task, method, f"{lr:g}", f"{metric} {score[lr]:.4f}", str(len(by_lr[lr])),
                          "chosen" if lr == best else ""])
@@ -73,22 +77,22 @@ def _difference_labels(configs: list[dict]) -> list[str]:
             (", ..." if len(keys) > 3 else "") for f in flats]
 
 
-def build_cells(results: list[dict]) -> dict[tuple[str, str], list[Cell]]:
+def build_cells(results: list[RunResult | dict]) -> dict[tuple[str, str], list[Cell]]:
     """(model, task) -> cells in the method registry's order. Results need their ``config``
     (``Store.results(with_config=True)``); without it each run's own id stands in (no pooling across configs)."""
     order = registry.names("method")
     by_method: dict = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        key = cell_key(r["config"]) if "config" in r else r["run_id"]
-        by_method[(r["model"], r["task"], r["method"])][key].append(r)
+    for r in map(RunResult.load, results):
+        key = cell_key(r.config) if r.config is not None else r.run_id
+        by_method[(r.model, r.task, r.method)][key].append(r)
     groups: dict = defaultdict(list)
     for (model, task, label), cells in by_method.items():
         keys = list(cells)
         names = [label] if len(keys) == 1 else [f"{label} [{d}]" for d in
-                                                _difference_labels([cells[k][0].get("config", {}) for k in keys])]
+                                                _difference_labels([cells[k][0].config or {} for k in keys])]
         for name, k in zip(names, keys):
-            runs = sorted(cells[k], key=lambda r: r["seed"])
-            groups[(model, task)].append(Cell(model, task, name, runs[0]["method_name"], runs))
+            runs = sorted(cells[k], key=lambda r: r.seed)
+            groups[(model, task)].append(Cell(model, task, name, runs[0].method_name, runs))
     for cells in groups.values():
         cells.sort(key=lambda c: (order.index(c.method_name) if c.method_name in order else len(order), c.label))
     return dict(sorted(groups.items()))

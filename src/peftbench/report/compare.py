@@ -12,6 +12,7 @@ from .. import registry
 from ..errors import first_line
 from ..config import TaskSpec
 from ..run.folder import RunFolder
+from ..result import RunResult
 from .aggregate import Cell
 from .statistics import CONFIDENCE, Comparison, adjust, confusion_metric, hierarchical_bootstrap, paired_bootstrap
 
@@ -21,11 +22,11 @@ class _Scores:
     Three ways, fastest first: a confusion matrix (single-label metrics), the mean of per-example scores
     (tasks with ``example_scores``, e.g. span QA), else the task's own ``compute_metrics``."""
 
-    def __init__(self, run: dict):
-        self.task = registry.get("task", run["task_type"])(TaskSpec.model_validate(run["config"]["task"]))
-        self.metric = run["training"]["validation_metric"]
+    def __init__(self, run: RunResult):
+        self.task = registry.get("task", run.task_type)(TaskSpec.model_validate(run.config["task"]))
+        self.metric = run.training.validation_metric
         self.declared = self.task.metric_spec(self.metric)  # how its task computes it
-        self.calibration = run.get("calibration")
+        self.calibration = run.calibration
         self.prep = _StoredPrep(run)
         self.per_example = getattr(self.task, "example_scores", None) if self.declared.per_example else None
         self.n_labels = max(len(self.prep.labels), 1)
@@ -34,7 +35,7 @@ class _Scores:
     def runs(self, cell: Cell) -> list[tuple[list, list]]:
         out = []
         for r in cell.runs:
-            rows = RunFolder(r["folder"]).read_predictions("test")
+            rows = RunFolder(r.folder).read_predictions("test")
             refs = [x["reference"] for x in rows]
             if self.confusion and all(isinstance(x.get("pred"), int) for x in rows):
                 out.append((np.array([x["pred"] for x in rows]), np.array(refs)))
@@ -56,9 +57,9 @@ class _Scores:
 class _StoredPrep:
     """The parts of a task's Prepared that its metrics read, rebuilt from a stored result."""
 
-    def __init__(self, run: dict):
-        self.labels = tuple(run.get("labels") or ())
-        self.extra = {"scheme": (run.get("data") or {}).get("scheme", "IOB2")}
+    def __init__(self, run: RunResult):
+        self.labels = tuple(run.labels)
+        self.extra = {"scheme": run.data.get("scheme", "IOB2")}
 
 
 def resamples_for(requested: int, comparisons: int, alpha: float, cap: int = 20000) -> int:
@@ -76,7 +77,7 @@ def compare(cells: list[Cell], baseline: str = "full", resamples: int = 1000, ma
     to metrics reported in percent). Returns the comparisons and the cells that could not be compared, with
     why (the report lists them)."""
     base = next((c for c in cells if c.method_name == baseline or c.label == baseline), None)
-    if base is None or "config" not in base.first:
+    if base is None or base.first.config is None:
         return [], []
     out, skipped = [], []
     try:
@@ -86,14 +87,14 @@ def compare(cells: list[Cell], baseline: str = "full", resamples: int = 1000, ma
         return [], [(c, f"the baseline's predictions could not be read ({first_line(exc, 100)})")
                     for c in cells if c is not base]
     scale = scores.declared.scale
-    data = base.first["provenance"].get("data_sha256", {}).get("test")
+    data = base.first.provenance.get("data_sha256", {}).get("test")
     for cell in cells:
         if cell is base:
             continue
-        if "config" not in cell.first:
+        if cell.first.config is None:
             skipped.append((cell, "no stored config"))
             continue
-        if data and cell.first["provenance"].get("data_sha256", {}).get("test") != data:
+        if data and cell.first.provenance.get("data_sha256", {}).get("test") != data:
             skipped.append((cell, "tested on other test data (content hash differs)"))
             continue
         try:

@@ -39,13 +39,13 @@ def curves(cells, metric: str) -> tuple[bytes, bytes]:
         offset = 0.03 * (k - len(cells) / 2)
         for i, r in enumerate(cell.runs):
             lab = (cell.label + (f" ({len(cell.runs)} seeds)" if len(cell.runs) > 1 else "")) if i == 0 else None
-            trained = [c for c in r["curves"] if c["train_loss"] is not None]
+            trained = [c for c in r.curves if c["train_loss"] is not None]
             alpha = 1.0 if len(cell.runs) == 1 else 0.75
             axes[0].plot([c["epoch"] + offset for c in trained], [c["train_loss"] for c in trained], "-",
                          marker=marker, ms=4, color=color, alpha=alpha, label=lab)
-            axes[0].plot([c["epoch"] + offset for c in r["curves"]], [c["val_loss"] for c in r["curves"]], "--",
+            axes[0].plot([c["epoch"] + offset for c in r.curves], [c["val_loss"] for c in r.curves], "--",
                          marker=marker, ms=4, mfc="none", color=color, alpha=alpha)
-            axes[1].plot([c["epoch"] + offset for c in r["curves"]], [c["val_metrics"].get(metric) for c in r["curves"]],
+            axes[1].plot([c["epoch"] + offset for c in r.curves], [c["val_metrics"].get(metric) for c in r.curves],
                          style, ms=4, color=color, alpha=alpha, label=lab)
     axes[0].set(title="loss (solid: train, dashed: validation)", xlabel="epoch")
     axes[1].set(title=f"validation {metric}", xlabel="epoch")

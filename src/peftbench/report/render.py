@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import registry
 from ..config import safe_name
+from ..result import RunResult
 from ..store import Store
 from . import plots
 from ..tasks.base import percent_metrics
@@ -51,48 +52,48 @@ def task_info(task_type: str):
 
 def reported_metrics(cells: list[Cell]) -> list[str]:
     """The task type's metrics that these runs report (binary P / R / F1 only where a positive label is named)."""
-    names = task_info(cells[0].first["task_type"])[0]
-    return [m for m in names if any(r["test"]["metrics"].get(m) is not None for c in cells for r in c.runs)]
+    names = task_info(cells[0].first.task_type)[0]
+    return [m for m in names if any(r.test.metrics.get(m) is not None for c in cells for r in c.runs)]
 
 
-def pes_weights(run: dict) -> dict:
-    return run.get("pes_weights") or task_info(run["task_type"])[1]
+def pes_weights(run: RunResult) -> dict:
+    return run.pes_weights or task_info(run.task_type)[1]
 
 
-def memory_for_pes(run: dict) -> tuple[float | None, str]:
+def memory_for_pes(run: RunResult) -> tuple[float | None, str]:
     """V in GB and what it is: GPU memory allocated on CUDA, else the process's peak RSS above its baseline."""
-    m = run["memory"]
-    if m.get("peak_memory_kind") == "cuda_allocated":
-        return m["peak_memory_mb"] / 1024, "GPU peak allocated"
-    delta = m.get("peak_rss_delta_mb")
+    m = run.memory
+    if m.peak_memory_kind == "cuda_allocated":
+        return m.peak_memory_mb / 1024, "GPU peak allocated"
+    delta = m.peak_rss_delta_mb
     return (delta / 1024 if delta is not None else None), "CPU peak RSS above the process baseline"
 
 
-def _clean(runs) -> tuple[list[dict], bool]:
+def _clean(runs) -> tuple[list[RunResult], bool]:
     """The runs whose timings are comparable: the clean ones, or all (flagged) when every run was contended."""
-    clean = [r for r in runs if not r["timing"].get("contended")]
+    clean = [r for r in runs if not r.timing.contended]
     return (clean, False) if clean else (list(runs), True)
 
 
 def resources_table(name: str, cells: list[Cell]) -> Table:
     rows = []
     for c in cells:
-        p = c.first["parameters"]
+        p = c.first.parameters
         timed, flagged = _clean(c.runs)
         mark = f" {CONTENDED}" if flagged else ""
-        t = [r["timing"] for r in timed]
-        share = [x.get("cpu_share_per_thread") for x in t]
-        rows.append([c.label, _int(p["trainable"]), _int(p["total"]), f"{p['trainable_pct']:.3f}",
-                     _fmt(summarise([r["memory"]["peak_memory_mb"] for r in c.runs]).mean, 0),
-                     _fmt(summarise([r["memory"].get("peak_rss_delta_mb") for r in c.runs]).mean, 0),
-                     metric_cell([x["train_seconds"] for x in t], 1) + mark,
-                     _fmt(summarise([x.get("train_cpu_seconds") for x in t]).mean, 1),
-                     ", ".join(sorted({str(x.get("threads", "?")) for x in t})),
+        t = [r.timing for r in timed]
+        share = [x.cpu_share_per_thread for x in t]
+        rows.append([c.label, _int(p.trainable), _int(p.total), f"{p.trainable_pct:.3f}",
+                     _fmt(summarise([r.memory.peak_memory_mb for r in c.runs]).mean, 0),
+                     _fmt(summarise([r.memory.peak_rss_delta_mb for r in c.runs]).mean, 0),
+                     metric_cell([x.train_seconds for x in t], 1) + mark,
+                     _fmt(summarise([x.train_cpu_seconds for x in t]).mean, 1),
+                     ", ".join(sorted({str(x.threads if x.threads is not None else "?") for x in t})),
                      _fmt(summarise(share).mean, 2) + mark,
-                     _fmt(summarise([x["train_samples_per_second"] for x in t]).mean, 1) + mark,
-                     f"{len(c.runs) - len([r for r in c.runs if not r['timing'].get('contended')])}/{len(c.runs)}",
-                     _fmt(summarise([r["training"]["epochs_run"] for r in c.runs]).mean, 1)])
-    kind = cells[0].first["memory"].get("peak_memory_kind")
+                     _fmt(summarise([x.train_samples_per_second for x in t]).mean, 1) + mark,
+                     f"{sum(r.timing.contended for r in c.runs)}/{len(c.runs)}",
+                     _fmt(summarise([r.training.epochs_run for r in c.runs]).mean, 1)])
+    kind = cells[0].first.memory.peak_memory_kind
     mem = "Peak GPU mem (MB)" if kind == "cuda_allocated" else "Peak RSS (MB)"
     return Table(f"resources__{name}", "Parameters and resources",
                  ["Method", "Trainable", "Total", "Trainable %", mem, "RSS above baseline (MB)", "Train time (s)",
@@ -102,10 +103,10 @@ def resources_table(name: str, cells: list[Cell]) -> Table:
 
 
 def metrics_table(name: str, cells: list[Cell], metric_names: list[str]) -> Table:
-    rows = [[c.label, ", ".join(map(str, c.seeds)), *[metric_cell([r["test"]["metrics"].get(m) for r in c.runs])
+    rows = [[c.label, ", ".join(map(str, c.seeds)), *[metric_cell([r.test.metrics.get(m) for r in c.runs])
                                                       for m in metric_names],
-             ", ".join(sorted({f"{r['training']['lr']:g} ({r['training'].get('lr_source', 'config')})" for r in c.runs})),
-             ", ".join(str(r["training"]["best_epoch"]) for r in c.runs)] for c in cells]
+             ", ".join(sorted({f"{r.training.lr:g} ({r.training.lr_source or 'config'})" for r in c.runs})),
+             ", ".join(str(r.training.best_epoch) for r in c.runs)] for c in cells]
     return Table(f"metrics__{name}", "Test metrics (best checkpoint): mean ± std [95% CI] over seeds",
                  ["Method", "Seeds", *metric_names, "Learning rate", "Best epoch"], rows)
 
@@ -116,17 +117,17 @@ def pes_table(name: str, cells: list[Cell]) -> tuple[Table, list[tuple[str, floa
         scores = []
         for r in c.runs:
             gb, kind = memory_for_pes(r)
-            scores.append(pes(r["test"]["metrics"], pes_weights(r), r["parameters"]["total"] / 1e6, gb,
-                              percent_metrics(r["task_type"])))
+            scores.append(pes(r.test.metrics, pes_weights(r), r.parameters.total / 1e6, gb,
+                              percent_metrics(r.task_type)))
         value = summarise([s.value for s in scores])
         variant = summarise([s.variant for s in scores])
         reasons = sorted({s.reason for s in scores if s.reason})
         gb = summarise([memory_for_pes(r)[0] for r in c.runs]).mean
         rows.append([c.label, metric_cell([s.value for s in scores]) if value.mean is not None else "undefined",
-                     metric_cell([s.variant for s in scores]), f"{c.first['parameters']['total'] / 1e6:.2f}",
+                     metric_cell([s.variant for s in scores]), f"{c.first.parameters.total / 1e6:.2f}",
                      _fmt(gb, 3), "; ".join(reasons)])
         bars.append((f"{c.model}/{c.label}", value.mean, variant.mean))
-        means.append((summarise([s.weighted_metric for s in scores]).mean, c.first["parameters"]["total"] / 1e6, gb))
+        means.append((summarise([s.weighted_metric for s in scores]).mean, c.first.parameters.total / 1e6, gb))
     for row, flags in zip(rows, pes_flags(means)):
         row.append("; ".join(flags))
     weights = pes_weights(cells[0].first)
@@ -145,7 +146,7 @@ def per_seed_table(name: str, cells: list[Cell], metric: str) -> Table:
     seeds = sorted({s for c in cells for s in c.seeds})
     rows = []
     for c in cells:
-        by_seed = {r["seed"]: r["test"]["metrics"].get(metric) for r in c.runs}
+        by_seed = {r.seed: r.test.metrics.get(metric) for r in c.runs}
         rows.append([c.label, *[_fmt(by_seed.get(s)) for s in seeds], _fmt(summarise(list(by_seed.values())).mean)])
     return Table(f"seeds__{name}", f"Test {metric} per seed", ["Method", *[f"seed {s}" for s in seeds], "Mean"], rows)
 
@@ -186,7 +187,7 @@ def ranking_section(rep: "Report", groups: dict, alpha: float):
         return
     import numpy as np
 
-    scores = np.array([[summarise([r["test"]["metrics"].get(cells[0].first["training"]["validation_metric"])
+    scores = np.array([[summarise([r.test.metrics.get(cells[0].first.training.validation_metric)
                                    for c in cells if c.label == m for r in c.runs]).mean for m in common]
                        for cells in (groups[b] for b in blocks)], dtype=float)
     if np.isnan(scores).any():
@@ -206,18 +207,18 @@ def ranking_section(rep: "Report", groups: dict, alpha: float):
 
 def breakdown_table(name: str, cells: list[Cell]) -> Table | None:
     """Test metrics per evaluation group (e.g. language) and per-type metrics (``entity_f1/PER``)."""
-    groups = {g for c in cells for r in c.runs for g in (r["test"].get("metrics_by_group") or {})}
-    typed = {k for c in cells for r in c.runs for k in r["test"]["metrics"] if "/" in k}
+    groups = {g for c in cells for r in c.runs for g in (r.test.metrics_by_group or {})}
+    typed = {k for c in cells for r in c.runs for k in r.test.metrics if "/" in k}
     if not groups and not typed:
         return None
-    metric = cells[0].first["training"]["validation_metric"]
+    metric = cells[0].first.training.validation_metric
     rows = []
     for c in cells:
         for g in sorted(groups):
             rows.append([c.label, f"group {g}", metric,
-                         metric_cell([(r["test"].get("metrics_by_group") or {}).get(g, {}).get(metric) for r in c.runs])])
+                         metric_cell([(r.test.metrics_by_group or {}).get(g, {}).get(metric) for r in c.runs])])
         for k in sorted(typed):
-            rows.append([c.label, k.split("/", 1)[1], k.split("/", 1)[0], metric_cell([r["test"]["metrics"].get(k)
+            rows.append([c.label, k.split("/", 1)[1], k.split("/", 1)[0], metric_cell([r.test.metrics.get(k)
                                                                                        for r in c.runs])])
     return Table(f"breakdown__{name}", "Breakdown (per evaluation group / per type)",
                  ["Method", "Group / type", "Metric", "Test"], rows)
@@ -227,7 +228,7 @@ def analysis_table(name: str, cells: list[Cell]) -> tuple[Table | None, list]:
     """Intruder dimensions and forgetting per method (means over seeds), where the runs computed them."""
     rows, bars = [], []
     for c in cells:
-        got = [r.get("analysis") or {} for r in c.runs]
+        got = [r.analysis or {} for r in c.runs]
         intr = [a.get("intruders") for a in got if a.get("intruders")]
         forg = [a.get("forgetting") for a in got if a.get("forgetting")]
         if not intr and not forg:
@@ -263,7 +264,7 @@ DROPS = {"dropped_by_label_map": "dropped by the label map", "dropped_empty_sent
 def data_table(name: str, cells: list[Cell]) -> Table:
     """What loading and preparing did to the data, per split: rows used, and everything dropped, capped,
     carved or truncated, with why (from the first run; runs of a cell share the data, by content hash)."""
-    report = cells[0].first.get("data") or {}
+    report = cells[0].first.data
     splits = ("train", "validation", "test")
     rows = [["rows used", *[str((report.get("rows") or {}).get(s, "–")) for s in splits]]]
     for key, what in DROPS.items():
@@ -276,7 +277,7 @@ def data_table(name: str, cells: list[Cell]) -> Table:
         rows.append([f"carved from train ({split})", *[f"{frac:.0%}" if s == split else "" for s in splits]])
     if report.get("tags_not_in_train"):
         rows.append(["tags never in train", ", ".join(report["tags_not_in_train"]), "", ""])
-    hashes = (cells[0].first.get("provenance") or {}).get("data_sha256") or {}
+    hashes = cells[0].first.provenance.get("data_sha256") or {}
     rows.append(["content sha256", *[hashes.get(s, "")[:12] for s in splits]])
     return Table(f"data__{name}", f"Data: {report.get('source', '')}", ["", *splits], rows)
 
@@ -286,7 +287,7 @@ def data_warnings(groups: dict) -> list[str]:
     context, truncation): shown at the top of the report, not only in the per-task Data table."""
     lines = []
     for (model, task), cells in groups.items():
-        report = cells[0].first.get("data") or {}
+        report = cells[0].first.data
         rows = report.get("rows") or {}
         found = []
         for key, what in DROPS.items():
@@ -306,24 +307,24 @@ def summary_table(task: str, groups: dict) -> Table:
     rows = []
     for model in sorted({c.model for c in cells}):
         mine = [c for c in cells if c.model == model]
-        metric = mine[0].first["training"]["validation_metric"]
-        mine.sort(key=lambda c: -(summarise([r["test"]["metrics"].get(metric) for r in c.runs]).mean or -1e9))
+        metric = mine[0].first.training.validation_metric
+        mine.sort(key=lambda c: -(summarise([r.test.metrics.get(metric) for r in c.runs]).mean or -1e9))
         for rank, c in enumerate(mine, 1):
-            rows.append([model, str(rank), c.label, *[metric_cell([r["test"]["metrics"].get(m) for r in c.runs])
+            rows.append([model, str(rank), c.label, *[metric_cell([r.test.metrics.get(m) for r in c.runs])
                                                       for m in metric_names],
-                         f"{c.first['parameters']['trainable_pct']:.3f}",
-                         _fmt(summarise([r["memory"]["peak_memory_mb"] for r in c.runs]).mean, 0)])
+                         f"{c.first.parameters.trainable_pct:.3f}",
+                         _fmt(summarise([r.memory.peak_memory_mb for r in c.runs]).mean, 0)])
     return Table(f"summary__{safe_name(task)}", f"{task}: test metrics per model × method",
                  ["Model", "Rank", "Method", *metric_names, "Trainable %", "Peak memory (MB)"], rows)
 
 
-def provenance_table(results: list[dict]) -> Table:
+def provenance_table(results: list[RunResult]) -> Table:
     rows = []
     for r in results:
-        p = r["provenance"]
+        p = r.provenance
         v = p["versions"]
         hw = p["hardware"]
-        rows.append([r["slug"], p["config_hash"][:12], str(p["seed"]), str(p.get("git_commit"))[:14],
+        rows.append([r.slug, p["config_hash"][:12], str(p["seed"]), str(p.get("git_commit"))[:14],
                      ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "peft") if v.get(k)),
                      f"{hw.get('gpu') or hw.get('processor') or hw.get('machine')}, {hw.get('cpu_count')} CPU, "
                      f"{hw.get('ram_gb')} GB", (p.get("data_sha256") or {}).get("test", "")[:12]])
@@ -428,11 +429,11 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         name = f"{safe_name(model)}__{safe_name(task)}"
         first = cells[0].first
         metric_names = reported_metrics(cells)
-        metric = first["training"]["validation_metric"]
+        metric = first.training.validation_metric
         body_start = len(rep.h)
         rep.heading(f"{model} · {task}")
         seeds = sorted({s for c in cells for s in c.seeds})
-        rep.text(f"Seeds: {', '.join(map(str, seeds))}. Device: {first['provenance']['hardware']['device']}.")
+        rep.text(f"Seeds: {', '.join(map(str, seeds))}. Device: {first.provenance['hardware']['device']}.")
         rep.table(data_table(name, cells))
         rep.table(resources_table(name, cells))
         rep.table(metrics_table(name, cells, metric_names))
@@ -458,10 +459,10 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
                        plots.analyses(f"{model} · {task}", bars))
         rep.heading("Learning curves", 3)
         rep.figure(f"curves__{name}", "learning curves", plots.curves(cells, metric))
-        points = [{"label": c.label, "metric": summarise([r["test"]["metrics"].get(metric) for r in c.runs]).mean,
-                   "memory_mb": summarise([r["memory"]["peak_memory_mb"] for r in c.runs]).mean,
-                   "train_seconds": summarise([r["timing"]["train_seconds"] for r in _clean(c.runs)[0]]).mean,
-                   "trainable": c.first["parameters"]["trainable"]} for c in cells]
+        points = [{"label": c.label, "metric": summarise([r.test.metrics.get(metric) for r in c.runs]).mean,
+                   "memory_mb": summarise([r.memory.peak_memory_mb for r in c.runs]).mean,
+                   "train_seconds": summarise([r.timing.train_seconds for r in _clean(c.runs)[0]]).mean,
+                   "trainable": c.first.parameters.trainable} for c in cells]
         rep.heading("Quality against cost", 3)
         rep.figure(f"pareto__{name}", "Pareto fronts", plots.pareto(task, metric, points))
         rep.h.insert(body_start, f"<section class='cell' data-key='{html.escape(f'{model} {task} ' + ' '.join(c.label for c in cells))}'>")

@@ -7,6 +7,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..result import RunResult
+
 
 def write_json(path: Path, obj, keep_existing: bool = False) -> None:
     """Write atomically: a reader sees the old file or the whole new one, never half.
@@ -53,9 +55,9 @@ class RunFolder:
     def write_config(self, config: dict) -> None:
         write_json(self.config, config)
 
-    def write_result(self, result: dict) -> None:
-        write_json(self.curves, result["curves"])
-        write_json(self.result, result)
+    def write_result(self, result: RunResult) -> None:
+        write_json(self.curves, result.curves)
+        write_json(self.result, result.to_json())
 
     def write_error(self, message: str, traceback: str, position: dict | None = None,
                     keep_existing: bool = False) -> None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..config import RunSpec
+from ..result import RunResult
 from .folder import RunFolder
 
 
@@ -47,7 +48,7 @@ def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         code = proc.returncode
     if folder.result.exists():
-        return folder.read(folder.result), None, "ok"
+        return RunResult.load(folder.read(folder.result)), None, "ok"
     if folder.error.exists():
         error = folder.read(folder.error)["error"]
         return None, error, "interrupted" if error.startswith("KeyboardInterrupt") else "failed"

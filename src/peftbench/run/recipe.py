@@ -31,6 +31,7 @@ from ..methods.adapter import ModelAdapter, base_model
 from ..methods.base import Method, MethodContext
 from ..tasks.base import Prepared, Task, class_weights, source_hash
 from ..models import inspect_model, load_weights
+from ..result import VERSION as RESULT_VERSION, RunResult
 from .batching import eval_loader, lengths, train_loader
 from .distributed import Ranks
 from .failure import Position, RunFailed
@@ -382,7 +383,7 @@ def export_merged(s: Setup, folder: Path) -> dict:
     return {"max_abs_logit_diff": float((before - after).abs().max()), "batch_size": len(before), "folder": "merged"}
 
 
-def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | None:
+def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> RunResult | None:
     """The run into ``run_dir``; its result (None on the ranks other than 0 of a run on several processes)."""
     tally = Tally(Position(phase="loading data and model"))
     try:
@@ -392,7 +393,7 @@ def execute(run: RunSpec, run_dir: Path, show_progress: bool = True) -> dict | N
         raise
 
 
-def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> dict | None:
+def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> RunResult | None:
     folder = RunFolder(run_dir)
     folder.path.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -442,8 +443,7 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None
     folder.write_predictions(test["predictions"], test["references"])
     folder.write_predictions(validation["predictions"], validation["references"], "validation")
-    result = build_result(s, curves, best, test, calibration, memory, merge_check, stopped_early, t_start)
-    return {**result, "analysis": analysis} if analysis else result
+    return build_result(s, curves, best, test, calibration, memory, merge_check, stopped_early, t_start, analysis)
 
 
 def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> dict:
@@ -452,11 +452,11 @@ def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> di
 
 
 def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, merge_check, stopped_early,
-                 t_start) -> dict:
+                 t_start, analysis=None) -> RunResult:
     run, tally, train, ev = s.run, s.tally, s.tally.train_clock, s.tally.eval_clock
     per_second = (lambda n, secs: n / secs if secs else None)
-    return {
-        "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
+    return RunResult.load({
+        "version": RESULT_VERSION, "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
         "method_name": run.method.name, "sweep": run.method.sweep.model_dump() if run.method.sweep else None,
         "task": run.task.name, "task_type": run.task.type, "seed": run.seed,
         "parameters": s.parameters, "memory": memory,
@@ -482,4 +482,5 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
         "provenance": {**provenance(s.device), "seed": run.seed, "config_hash": run.run_id,
                        "data_sha256": s.data_report["content_sha256"], "options": s.options, "pid": os.getpid(),
                        "started": t_start, "finished": time.time()},
-    }
+        **({"analysis": analysis} if analysis else {}),
+    })
