@@ -33,9 +33,9 @@ def test_grid_over_three_families_and_four_methods_stores_everything(toy, tmp_pa
             for k in keys:
                 assert res[section].get(k) is not None, (section, k)
         assert trainable > 0 and peak > 0
-        assert curves[run_id] == res.training.epochs_run
-        assert set(res.test.metrics) == {"accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc"}
-        assert res.provenance["hardware"]["device"] == "cpu"
+        assert curves[run_id] == res["training"]["epochs_run"]
+        assert set(res["test"]["metrics"]) == {"accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc"}
+        assert res["provenance"]["hardware"]["device"] == "cpu"
     md, html = render(out, echo=lambda *a: None)
     text = md.read_text()
     for fam in ("bert", "t5", "gpt2"):
@@ -69,8 +69,8 @@ def test_demo_entry_point_runs_the_embedded_grid(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--output", str(out), "--quiet", "methods=[lora]", "train.epochs=4"]) == 0
     res = json.loads(sqlite3.connect(out / "peftbench.sqlite").execute("SELECT result FROM runs").fetchone()[0])
-    assert res.model == "minilm-l6" and res.model_info["source_kind"] == "package"
-    assert res.test.samples == 44 and res.test.metrics["accuracy"] > 0.6
+    assert res["model"] == "minilm-l6" and res["model_info"]["source_kind"] == "package"
+    assert res["test"]["samples"] == 44 and res["test"]["metrics"]["accuracy"] > 0.6
     assert (out / "report.html").exists() and (out / "report.md").exists()
 
 
