@@ -135,7 +135,11 @@ class Store:
         with self.db:
             for name, kind in ADDED_COLUMNS:
                 if name not in have:
-                    self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                    try:
+                        self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as exc:  # another runner opening the store added it first
+                        if "duplicate column" not in str(exc):
+                            raise
 
     def close(self):
         self.db.close()

@@ -45,6 +45,9 @@ class MultiLabel(Classification):
                 return []
             if isinstance(v, str):
                 return [x.strip() for x in v.split(sep) if x.strip()]
+            if not isinstance(v, (list, tuple)):
+                raise DataError(f"task '{self.spec.name}': label column '{spec.label}' holds {v!r}; a multi-label "
+                                f"row needs a list of labels or a '{sep}'-separated string")
             return [str(x) for x in v]
 
         for split in dd:
