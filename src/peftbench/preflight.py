@@ -241,8 +241,9 @@ def _read_data(i: int, task) -> str | None:
     src, field, copies = task.data.source, f"tasks[{i}].data", {}
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="peftbench-head-") as tmp:
-        if source_kind(src) != "recipe":
-            size = _data_size(src) if source_kind(src) == "local" else None
+        kind = source_kind(src)
+        if kind != "recipe":
+            size = _data_size(src) if kind == "local" else None
             if size is None:
                 return None
             if size > SMALL_DATA_BYTES:
