@@ -306,7 +306,7 @@ def test_bottleneck_errors_are_one_line(toy, tmp_path):
     for options, expected in (({"variant": "x"}, "methods[0].options.variant: unknown option of method 'houlsby'; "
                                                  "allowed: reduction_factor, activation"),
                               ({"bogus": 1}, "unknown option"),
-                              ({"activation": "nope"}, "methods[0].options.activation: Input should be 'relu'")):
+                              ({"activation": "nope"}, "methods[0].options.activation: 'nope' is not one of relu")):
         with pytest.raises(ConfigError) as info:
             load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[{"name": "houlsby", "options": options}]))
         assert expected in str(info.value) and "\n" not in str(info.value)

@@ -94,7 +94,7 @@ def test_report_settings_come_from_the_grid_and_the_command_line(three_seeds, tm
     capsys.readouterr()
     assert main(["report", str(out), "--correction", "hochberg"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--correction: Input should be 'holm', 'bonferroni' or 'none'" in err[0]
+    assert len(err) == 1 and "--correction: 'hochberg' is not one of holm, bonferroni, none" in err[0]
     with pytest.raises(Exception, match="report.baseline: 'dora' is not a method of this grid; allowed: full, lora"):
         load_grid(data={**three_seeds[1], "report": {"baseline": "dora"}})
 

@@ -8,6 +8,7 @@ from importlib import resources
 
 from . import __version__, registry
 from .config import ConfigError, expand, load_grid
+from .config.errors import message
 from .sweeps import count_follow_ups, staged
 from .store import StoreError
 
@@ -123,7 +124,7 @@ def cmd_report(args) -> int:
         raise ConfigError(str(exc)) from None
     except ValidationError as exc:
         e = exc.errors()[0]
-        raise ConfigError(f"--{str(e['loc'][-1]).replace('_', '-')}: {e['msg']} (got {e.get('input')!r})") from None
+        raise ConfigError(f"--{str(e['loc'][-1]).replace('_', '-')}: {message(e)}") from None
     return 0
 
 

@@ -110,9 +110,6 @@ class Task:
     generative: ClassVar[bool] = False  # evaluation generates text (slower; timed apart)
     calibrated: ClassVar[bool] = False  # calibrate() fits settings on validation before the test pass
     weighted: ClassVar[bool] = False  # its loss takes per-class weights (train.class_weights, prep.extra)
-    # data.options added after results were first stored, with their defaults: left out of a run's identity while
-    # they hold them, so that stored runs keep their ids
-    options_added: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

@@ -7,10 +7,11 @@ PES in place of the macro ones.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import model_validator
 
+from ..config import Identity
 from ..data.loading import DataError, load_raw
 from .base import (Metric, MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits,
                    require_columns, require_text, softmax_list, with_group)
@@ -43,8 +44,8 @@ def classification_metrics(preds, refs, positive: int | None = None) -> dict:
 class ClassificationOptions(Options):
     """``average: binary`` scores the class ``positive_label`` (a label name after the label map) as well."""
 
-    average: Literal["macro", "binary"] = "macro"
-    positive_label: Optional[str] = None
+    average: Annotated[Literal["macro", "binary"], Identity.ADDED] = "macro"  # (added later: old run ids kept)
+    positive_label: Annotated[Optional[str], Identity.ADDED] = None
 
     @model_validator(mode="after")
     def _positive(self):
@@ -93,7 +94,6 @@ class Classification(Task):
     name = "classification"
     weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = ClassificationOptions
-    options_added = {"average": "macro", "positive_label": None}
     default_metric = "macro_f1"
     metrics = (*Metric.many("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc", confusion=True),
                *Metric.many(*BINARY_METRICS))

@@ -27,7 +27,6 @@ class MultiLabelOptions(Options):
 class MultiLabel(Classification):
     name = "multi_label"
     Options = MultiLabelOptions
-    options_added = {}  # (not classification's: no binary averaging here)
     calibrated = True
     default_metric = "micro_f1"
     metrics = Metric.many("micro_f1", "macro_f1", "micro_precision", "micro_recall", "subset_accuracy")

@@ -1,48 +1,20 @@
-"""Experiment specs: YAML -> typed, validated config objects.
-
-A grid is models x methods x tasks x seeds plus shared training settings.  Every field can be
-overridden from the command line with dotted ``key=value`` pairs (values parsed as YAML).
-Errors are one line: the field path, the bad value and what is allowed.
-"""
+"""The experiment specs: a grid (models x methods x tasks x seeds plus shared training settings) and the runs it
+expands to. Closed choices are ``Literal`` types; names from a registry are checked against it; what enters a
+run's identity is marked on the fields (``identity.py``). Loading and overrides: ``load.py``, ``overrides.py``."""
 from __future__ import annotations
 
-import copy
-import enum
-import hashlib
-import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union, get_args
+from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import registry
-from .errors import OneLine
-
-
-class ConfigError(OneLine, ValueError):
-    """A one-line, user-facing configuration error."""
-
-
-def one_of(value, allowed):
-    if value not in allowed:
-        raise ValueError(f"'{value}' is not one of {', '.join(allowed)}")
-    return value
+from .. import registry
+from .errors import field_error, message
+from .identity import FEATURES, Identity, config_hash, safe_name, strip
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class Identity(enum.Enum):
-    """What a field is to a run's identity (its run id and its cell), written on the field as
-    ``Annotated[type, Identity.X]``; unmarked fields are part of it. ``identity()`` reads the marks."""
-
-    NEUTRAL = "neutral"  # how a run is carried out or which runs a grid holds, not what a run computes: never in it
-    ADDED = "added"  # added after results were first stored: in it only when set off its default (old ids kept)
-
-
-FEATURES = "features"  # a task field the tokenised features depend on (data/cache.features_key reads only these)
 
 
 class ModelSpec(_Spec):
@@ -52,13 +24,8 @@ class ModelSpec(_Spec):
     name: Optional[str] = None  # short label for tables; derived from source when empty
     gguf_file: Optional[str] = None  # for a hub repo or folder holding several GGUF files
     revision: Optional[str] = None
-    dtype: str = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False  # run a hub repo's own Python code: only when you trust it
-
-    @field_validator("dtype")
-    @classmethod
-    def _dtype(cls, v):
-        return one_of(v, ("float32", "bfloat16", "float16"))
 
     @model_validator(mode="after")
     def _name(self):
@@ -141,8 +108,8 @@ def validate_options(model: type[BaseModel], values: dict, owner: str, where: st
         elif e["type"] == "missing":
             msg = f"required option of {owner} is missing"
         else:
-            msg = f"{e['msg'].removeprefix('Value error, ')} (got {json.dumps(e.get('input'), default=str)[:80]})"
-        raise ValueError(f"@{where}{'.' + name if name else ''}|{msg}") from None
+            msg = message(e)
+        raise field_error(f"{where}{'.' + name if name else ''}", msg) from None
     return {**checked, **{k: v for k, v in values.items() if k in extra_allowed}}
 
 
@@ -221,20 +188,20 @@ class TaskSpec(_Spec):
         names = getattr(cls, "metric_names", ())
         unreported = cls.unreported(self.data.options)
         if self.metric is not None and self.metric not in names:
-            raise ValueError(f"@metric|'{self.metric}' is not a metric of task type '{self.type}'; allowed: "
+            raise field_error("metric", f"'{self.metric}' is not a metric of task type '{self.type}'; allowed: "
                              f"{', '.join(names)}")
         if self.metric in unreported:
-            raise ValueError(f"@metric|'{self.metric}' is not reported with data.options {self.data.options or '{}'} "
+            raise field_error("metric", f"'{self.metric}' is not reported with data.options {self.data.options or '{}'} "
                              f"(binary metrics need data.options average: binary and positive_label)")
         for key, weight in (self.pes_weights or {}).items():
             if key not in names:
-                raise ValueError(f"@pes_weights.{key}|not a metric of task type '{self.type}'; allowed: "
+                raise field_error(f"pes_weights.{key}", f"not a metric of task type '{self.type}'; allowed: "
                                  f"{', '.join(names)}")
             if key in unreported:
-                raise ValueError(f"@pes_weights.{key}|not reported with data.options {self.data.options or '{}'} "
+                raise field_error(f"pes_weights.{key}", f"not reported with data.options {self.data.options or '{}'} "
                                  f"(binary metrics need data.options average: binary and positive_label)")
             if not weight > 0:
-                raise ValueError(f"@pes_weights.{key}|weights must be > 0 (got {weight})")
+                raise field_error(f"pes_weights.{key}", f"weights must be > 0 (got {weight})")
         return self
 
 
@@ -275,26 +242,26 @@ class TrainSpec(_Spec):
     max_length: int = Field(128, ge=8)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    scheduler: str = "linear"
+    scheduler: Literal["linear", "constant", "cosine"] = "linear"
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: Optional[float] = 1.0
     patience: Optional[int] = Field(1, ge=0)  # None or 0 disables early stopping
     min_epochs: Annotated[int, Identity.ADDED] = Field(0, ge=0)  # no early stop before this epoch (lets runs leave a majority-class plateau)
     epoch_fraction: float = Field(1.0, gt=0, le=1)  # "feed a random 50% of train each epoch"
-    precision: str = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     eval_before_training: bool = False  # validation pass before the first step: curves start at epoch 0
     export_merged: bool = False  # LoRA family: merge the adapter into the base model, check logits, save it
     device: str = "auto"
     threads: Optional[int] = Field(None, ge=1)  # None: every core this process may use (runs go one at a time)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
-    padding: Annotated[str, Identity.ADDED] = "dynamic"  # dynamic | max_length; max_length: the studies' fixed padding (exact reproduction)
+    padding: Annotated[Literal["dynamic", "max_length"], Identity.ADDED] = "dynamic"  # dynamic | max_length; max_length: the studies' fixed padding (exact reproduction)
     group_by_length: Annotated[bool, Identity.ADDED] = False  # batch rows of similar length together (less padding computed)
     cache_features: Annotated[bool, Identity.NEUTRAL] = True  # tokenised features cached on disk ($PEFTBENCH_CACHE), shared across runs and grids
     log_every: Annotated[int, Identity.NEUTRAL] = Field(16, ge=1)  # optimizer steps between progress-bar loss updates (and GPU NaN checks)
     tf32: Annotated[bool, Identity.ADDED] = False  # CUDA: TensorFloat-32 matmuls (faster on Ampere+, slightly less exact)
     gradient_checkpointing: Annotated[bool, Identity.ADDED] = False  # recompute activations in the backward pass: less memory, more time
     compile: Annotated[bool, Identity.ADDED] = False  # torch.compile the model (where it works; the first steps are slower)
-    optimizer: Annotated[str, Identity.ADDED] = "adamw"  # adamw | adamw_8bit; adamw_8bit: bitsandbytes' 8-bit AdamW (CUDA)
+    optimizer: Annotated[Literal["adamw", "adamw_8bit"], Identity.ADDED] = "adamw"  # adamw | adamw_8bit; adamw_8bit: bitsandbytes' 8-bit AdamW (CUDA)
     launcher: Annotated[Optional[LauncherSpec], Identity.ADDED] = None  # one run on several processes / GPUs (accelerate launch, DDP)
     # weighted cross-entropy for classification, token classification and multiple choice: "balanced"
     # (scikit-learn's n_samples / (n_classes * count), from the training split) or {label: weight}
@@ -304,11 +271,11 @@ class TrainSpec(_Spec):
     def _global_batch(self):
         n = self.launcher.num_processes if self.launcher else 1
         if self.batch_size % n:
-            raise ValueError(f"@batch_size|{self.batch_size} is not a multiple of launcher.num_processes ({n}): "
+            raise field_error("batch_size", f"{self.batch_size} is not a multiple of launcher.num_processes ({n}): "
                              "each process takes an equal share of every batch; use a multiple")
         conflict = self.fsdp_conflict() if self.launcher and self.launcher.fsdp else None
         if conflict:
-            raise ValueError(f"@{conflict[0]}|{conflict[1]}")
+            raise field_error(*conflict)
         return self
 
     def fsdp_conflict(self) -> Optional[tuple[str, str]]:
@@ -319,26 +286,6 @@ class TrainSpec(_Spec):
         if self.analysis.intruders or self.analysis.forgetting_text:
             return "analysis", "not with launcher.fsdp (the analyses read whole weight matrices); run it without FSDP"
         return None
-
-    @field_validator("scheduler")
-    @classmethod
-    def _sched(cls, v):
-        return one_of(v, ("linear", "constant", "cosine"))
-
-    @field_validator("precision")
-    @classmethod
-    def _prec(cls, v):
-        return one_of(v, ("fp32", "bf16", "fp16"))
-
-    @field_validator("padding")
-    @classmethod
-    def _padding(cls, v):
-        return one_of(v, ("dynamic", "max_length"))
-
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizer(cls, v):
-        return one_of(v, ("adamw", "adamw_8bit"))
 
     @field_validator("device")
     @classmethod
@@ -375,7 +322,7 @@ class GridSpec(_Spec):
         for i, t in enumerate(self.tasks):
             unknown = [n for n in t.models or () if n not in names]
             if unknown:
-                raise ValueError(f"@tasks[{i}].models|{unknown} are not models of this grid; allowed: {', '.join(names)}")
+                raise field_error(f"tasks[{i}].models", f"{unknown} are not models of this grid; allowed: {', '.join(names)}")
         return self
 
     @model_validator(mode="after")
@@ -384,7 +331,7 @@ class GridSpec(_Spec):
             for i, t in enumerate(self.tasks):
                 if not getattr(registry.get("task", t.type), "weighted", False):
                     weighted = [n for n in registry.names("task") if getattr(registry.get("task", n), "weighted", False)]
-                    raise ValueError(f"@train.class_weights|weights the loss of {', '.join(weighted)} tasks; "
+                    raise field_error("train.class_weights", f"weights the loss of {', '.join(weighted)} tasks; "
                                      f"tasks[{i}] ('{t.name}') is {t.type}")
         return self
 
@@ -393,7 +340,7 @@ class GridSpec(_Spec):
         if "baseline" in self.report.model_fields_set:
             known = [m.label for m in self.methods] + [m.name for m in self.methods]
             if self.report.baseline not in known:
-                raise ValueError(f"@report.baseline|'{self.report.baseline}' is not a method of this grid; allowed: "
+                raise field_error("report.baseline", f"'{self.report.baseline}' is not a method of this grid; allowed: "
                                  f"{', '.join(dict.fromkeys(known))}")
         return self
 
@@ -447,200 +394,30 @@ class RunSpec(_Spec):
         return self.task.max_length or self.train.max_length
 
 
-def safe_name(s: str) -> str:
-    """A string usable in file names: anything but letters, digits and -_. becomes '-'."""
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
-
-
 def identity(config: dict) -> dict:
-    """What identifies a run's config (its id, its cell): the resolved config less its ``Identity.NEUTRAL``
-    fields, less its ``Identity.ADDED`` fields while they hold their defaults, and less the task options a task
-    type added later (``Task.options_added``) while they hold theirs."""
-    out = _identity(RunSpec, config)
-    task = out.get("task")
+    """What identifies a run's config (its id, its cell): the resolved config less what the marks of its fields
+    leave out (``identity.strip``), the method's and the task type's options read by their own option models."""
+    out = strip(RunSpec, config)
+    method, task = out.get("method"), out.get("task")
+    if isinstance(method, dict) and isinstance(method.get("options"), dict):
+        method["options"] = _strip_options("method", method.get("name"), method["options"])
     data = task.get("data") if isinstance(task, dict) else None
-    added = _options_added(task.get("type")) if isinstance(task, dict) else {}
-    if added and isinstance(data, dict) and isinstance(data.get("options"), dict):
-        task["data"] = {**data, "options": {k: v for k, v in data["options"].items()
-                                            if not (k in added and v == added[k])}}
+    if isinstance(data, dict) and isinstance(data.get("options"), dict):
+        task["data"] = {**data, "options": _strip_options("task", task.get("type"), data["options"])}
     return out
 
 
-def _identity(model: type[BaseModel], config: dict) -> dict:
-    out = {}
-    for name, value in config.items():
-        f = model.model_fields.get(name)
-        marks = f.metadata if f is not None else ()
-        if Identity.NEUTRAL in marks or (Identity.ADDED in marks and value == f.default):
-            continue
-        nested = _spec_class(f.annotation) if f is not None else None
-        out[name] = _identity(nested, value) if nested and isinstance(value, dict) else value
-    return out
-
-
-def _spec_class(annotation) -> Optional[type[BaseModel]]:
-    """The spec class a field holds (``X`` or ``Optional[X]``), or None."""
-    for a in (annotation, *get_args(annotation)):
-        if isinstance(a, type) and issubclass(a, _Spec):
-            return a
-    return None
+def _strip_options(kind: str, name, options: dict) -> dict:
+    try:
+        model = registry.options(kind, name)
+    except (ValueError, TypeError):  # (an old stored config whose method or task is no longer registered)
+        return options
+    return strip(model, options) if model is not None else options
 
 
 def features_fields(task: dict) -> dict:
     """The fields of a task's spec (a JSON dump) that its tokenised features depend on (marked ``FEATURES``)."""
     return {k: v for k, v in task.items() if FEATURES in TaskSpec.model_fields[k].metadata}
-
-
-def _options_added(task_type) -> dict:
-    try:
-        return dict(getattr(registry.get("task", task_type), "options_added", {}))
-    except (ValueError, TypeError):
-        return {}
-
-
-def config_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-# ---------------------------------------------------------------- loading, overrides, errors
-
-def _format_error(err: ValidationError, origin: str) -> str:
-    e = err.errors()[0]
-    loc = ""
-    for part in e["loc"]:
-        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-    msg = e["msg"].removeprefix("Value error, ")
-    if msg.startswith("@"):  # an option error: its own path below this field
-        path, _, msg = msg[1:].partition("|")
-        loc = f"{loc}.{path}" if loc else path
-    elif e["type"] == "extra_forbidden":
-        model = _model_at(e["loc"])
-        allowed = ", ".join(model.model_fields) if model else "see the docs"
-        msg = f"unknown field; allowed fields here: {allowed}"
-    elif e["type"] == "missing":
-        msg = "required field is missing"
-    elif "input" in e and not msg.startswith("'"):
-        shown = json.dumps(e["input"], default=str)
-        msg = f"{msg} (got {shown[:80]})"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{origin}: {loc or '<top>'}: {msg}{more}"
-
-
-def _model_at(loc) -> Optional[type[BaseModel]]:
-    model: Any = GridSpec
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        for cand in (ann, *getattr(ann, "__args__", ())):
-            for c in (cand, *getattr(cand, "__args__", ())):
-                if isinstance(c, type) and issubclass(c, BaseModel):
-                    model = c
-                    break
-    return model
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML). Lists of specs take ``methods.0.r=4``
-    or, for a key of every element, ``methods.*.r=4``."""
-    data = copy.deepcopy(data)
-    for ov in overrides:
-        if "=" not in ov:
-            raise ConfigError(f"override '{ov}': expected key=value, e.g. train.lr=1e-4 or seeds=[1,2,3]")
-        key, raw = ov.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        parts = key.strip().split(".")
-        _set(data, parts, value, key)
-    return data
-
-
-def _set(node, parts, value, key):
-    head, rest = parts[0], parts[1:]
-    if isinstance(node, list):
-        idx = range(len(node)) if head == "*" else [_index(head, node, key)]
-        for i in idx:
-            if rest:
-                _set(node[i], rest, value, key)
-            else:
-                node[i] = value
-        return
-    if not isinstance(node, dict):
-        raise ConfigError(f"override '{key}': '{head}' cannot be set inside a {type(node).__name__}")
-    if rest:
-        node.setdefault(head, {} if not rest[0].isdigit() and rest[0] != "*" else [])
-        _set(node[head], rest, value, key)
-    else:
-        node[head] = value
-
-
-def _index(head, node, key):
-    try:
-        i = int(head)
-        node[i]
-        return i
-    except (ValueError, IndexError):
-        raise ConfigError(f"override '{key}': '{head}' is not an index into a list of {len(node)} (use 0..{len(node) - 1} or *)")
-
-
-def load_grid(path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None) -> GridSpec:
-    origin = str(path) if path else "<config>"
-    if data is None:
-        try:
-            from .presets import resolve
-
-            text = resolve(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{origin}: cannot read the grid file ({exc.strerror}); check the path")
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow (its text spans lines)
-                where, problem = f" at character {exc.position + 1}", f"character {exc.character!r} is not allowed"
-            else:
-                problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise ConfigError(f"{origin}: not valid YAML{where}: {problem}")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: the top level must be a mapping with models, methods, tasks (got {type(data).__name__})")
-    data = _normalise_shorthand(apply_overrides(_normalise_shorthand(data), overrides or []))
-    try:
-        return GridSpec.model_validate(data)
-    except ValidationError as err:
-        message = _format_error(err, origin)
-        field = message[len(origin) + 2:].split(": ", 1)[0]
-        culprit = next((ov for ov in reversed(overrides or []) if _covers(ov.split("=", 1)[0], field)), None)
-        if culprit:  # the bad value came from the command line: say so
-            message = f"override '{culprit}' ({origin}): " + message[len(origin) + 2:]
-        raise ConfigError(message) from None
-
-
-def _covers(key: str, field: str) -> bool:
-    """Whether an override key (``methods.0.r``, ``methods.*.options.r``) sets the error's field
-    (``methods[0].options.r``) or a field below it; option shorthand (``methods.0.r``) counts."""
-    import re
-
-    dotted = field.replace("[", ".").replace("]", "")
-    pattern = r"\.".join(r"\d+" if part == "*" else re.escape(part) for part in key.strip().split("."))
-    candidates = {dotted, dotted.replace(".options.", ".", 1)}
-    return any(re.fullmatch(pattern + r"(\..*)?", c) for c in candidates)
-
-
-def _normalise_shorthand(data: dict) -> dict:
-    """Allow ``models: [tiny:bert]`` and ``methods: [lora, full]`` as shorthand for full specs."""
-    data = dict(data)
-    for key, field in (("models", "source"), ("methods", "name")):
-        if isinstance(data.get(key), list):
-            data[key] = [{field: x} if isinstance(x, str) else x for x in data[key]]
-    if isinstance(data.get("seeds"), int):
-        data["seeds"] = [data["seeds"]]
-    return data
 
 
 def combos(grid: GridSpec) -> list[tuple[ModelSpec, TaskSpec, MethodSpec]]:
