@@ -60,6 +60,7 @@ class Training(_Section):
     optimizer_steps: Optional[int] = None
     validation_metric: Optional[str] = None
     best_validation: Optional[float] = None
+    resumed_after: Optional[list[int]] = None  # train.checkpoint_every: the epochs after which a killed run went on
 
 
 class Test(_Section):

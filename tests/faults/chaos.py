@@ -6,12 +6,14 @@ the kernel's OOM killer or a pre-empted node would stop it: no ``finally``, no `
   result.json   after ``result.json.PID.tmp`` is written, before it is renamed into place (the run's last write)
   predictions   half-way through writing ``predictions.jsonl``
   commit        inside the store's transaction that records a finished run, before it commits
+  checkpoint    after a run's checkpoint (train.checkpoint_every) is renamed into place (the N-th epoch saved)
 """
 import os
 import signal
 import sys
 
 from peftbench.config import load_grid
+from peftbench.run import checkpoint as checkpoint_module
 from peftbench.run import folder as folder_module
 from peftbench.runner import run_grid
 from peftbench.store import Store
@@ -72,6 +74,16 @@ elif fault == "commit":
         return real_record(self, result, config, grid)
 
     Store.record_result = record_result
+elif fault == "checkpoint":
+    real_save = checkpoint_module.save
+
+    def save(*args, **kwargs):
+        path = real_save(*args, **kwargs)
+        if reached():
+            die()
+        return path
+
+    checkpoint_module.save = save
 else:
     sys.exit(f"unknown fault {fault!r}")
 

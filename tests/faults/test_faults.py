@@ -149,6 +149,58 @@ def test_the_same_config_and_seed_give_identical_results_on_cpu(toy, tmp_path):
     assert pa == pb
 
 
+@pytest.mark.parametrize("method", ["lora", "adalora"])
+def test_a_run_killed_after_an_epoch_resumes_from_its_checkpoint_with_the_same_metrics(toy, tmp_path, method):
+    """train.checkpoint_every: epoch. SIGKILL after epoch 1 of 3 is saved; running the grid again goes on from
+    epoch 2 and ends with the test metrics, losses, curves and predictions of an uninterrupted run (dropout,
+    the epoch sampler, the optimizer, the schedule and AdaLoRA's importance scores all put back); the checkpoint
+    is removed once the run has finished."""
+    settings = dict(models=["tiny:bert"], methods=[method], epochs=3, threads=1, epoch_fraction=0.7,
+                    checkpoint_every="epoch")
+    clean = tmp_path / "clean"
+    run_grid(load_grid(data=toy_grid(toy, clean, **settings)), in_process=True, show_progress=False)
+    [expected] = Store(clean).results()
+    assert expected.training.resumed_after is None
+
+    out = tmp_path / "results"
+    grid = _grid_file(tmp_path, toy, out, **settings)
+    proc = subprocess.run([sys.executable, str(CHAOS), "checkpoint@1", str(grid)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    [folder] = (out / "runs").iterdir()
+    assert (folder / "checkpoint" / "state.pt").exists() and not (folder / "result.json").exists()
+    assert main(["run", str(grid), "--quiet", "--no-report", "--in-process"]) == 0
+    [resumed] = Store(out).results()
+    assert resumed.training.resumed_after == [1]
+    assert resumed.test.metrics == expected.test.metrics and resumed.test.loss == expected.test.loss
+    assert [c["train_loss"] for c in resumed.curves] == [c["train_loss"] for c in expected.curves]
+    assert [c["val_metrics"] for c in resumed.curves] == [c["val_metrics"] for c in expected.curves]
+    assert resumed.training.optimizer_steps == expected.training.optimizer_steps
+    assert resumed.training.model_extra["samples_seen"] == expected.training.model_extra["samples_seen"]
+    assert (folder / "predictions.jsonl").read_bytes() == (clean / "runs" / folder.name / "predictions.jsonl").read_bytes()
+    assert not (folder / "checkpoint").exists()  # removed once the run had written its result
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed_from_and_keep_checkpoints_keeps_it(toy, tmp_path):
+    from peftbench.run.launch import resumable
+    from peftbench.run.folder import RunFolder
+    from peftbench.config import expand
+
+    out = tmp_path / "results"
+    grid = load_grid(data=toy_grid(toy, out, models=["tiny:bert"], methods=["lora"], epochs=2, threads=1,
+                                   checkpoint_every="epoch", keep_checkpoints=True))
+    run_grid(grid, in_process=True, show_progress=False)
+    [run] = expand(grid)
+    folder = RunFolder(out / "runs" / run.slug)
+    assert (folder.checkpoint / "state.pt").exists()  # kept
+    assert resumable(folder, run)
+    other = expand(load_grid(data=toy_grid(toy, out, models=["tiny:bert"], methods=["lora"], epochs=3, threads=1,
+                                           checkpoint_every="epoch")))[0]
+    assert not resumable(folder, other)  # another run id
+    plain = expand(load_grid(data=toy_grid(toy, out, models=["tiny:bert"], methods=["lora"], epochs=2, threads=1)))[0]
+    assert plain.run_id == run.run_id and not resumable(folder, plain)  # checkpoints not asked for: start over
+
+
 def test_failed_run_is_recorded_and_the_grid_goes_on(toy, tmp_path):
     out = tmp_path / "results"
     data = toy_grid(toy, out, models=["tiny:bert"], methods=["lora"], epochs=1)

@@ -262,6 +262,10 @@ class TrainSpec(_Spec):
     gradient_checkpointing: Annotated[bool, Identity.ADDED] = False  # recompute activations in the backward pass: less memory, more time
     compile: Annotated[bool, Identity.ADDED] = False  # torch.compile the model (where it works; the first steps are slower)
     optimizer: Annotated[Literal["adamw", "adamw_8bit"], Identity.ADDED] = "adamw"  # adamw | adamw_8bit; adamw_8bit: bitsandbytes' 8-bit AdamW (CUDA)
+    # after every epoch, save what the rest of the run depends on in its folder (checkpoint/): a killed run started
+    # again goes on from its last saved epoch with the same final metrics (run/checkpoint.py)
+    checkpoint_every: Annotated[Optional[Literal["epoch"]], Identity.NEUTRAL] = None
+    keep_checkpoints: Annotated[bool, Identity.NEUTRAL] = False  # keep checkpoint/ when the run has finished
     launcher: Annotated[Optional[LauncherSpec], Identity.ADDED] = None  # one run on several processes / GPUs (accelerate launch, DDP)
     # weighted cross-entropy for classification, token classification and multiple choice: "balanced"
     # (scikit-learn's n_samples / (n_classes * count), from the training split) or {label: weight}
@@ -273,6 +277,9 @@ class TrainSpec(_Spec):
         if self.batch_size % n:
             raise field_error("batch_size", f"{self.batch_size} is not a multiple of launcher.num_processes ({n}): "
                              "each process takes an equal share of every batch; use a multiple")
+        if self.checkpoint_every and n > 1:
+            raise field_error("checkpoint_every", f"not with train.launcher on {n} processes (each would need its own "
+                              "state); a run on several processes starts again from its beginning")
         conflict = self.fsdp_conflict() if self.launcher and self.launcher.fsdp else None
         if conflict:
             raise field_error(*conflict)

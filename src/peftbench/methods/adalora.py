@@ -52,6 +52,20 @@ class AdaLoRA(LoRA):
     def state(self, model):
         return {"rank_budget": rank_budget(model)}
 
+    def checkpoint_state(self, model):
+        """peft's rank allocator keeps its importance scores (and the config its rank pattern) outside the
+        parameters; a resumed run needs them to prune as the uninterrupted run does."""
+        allocator = model.base_model.rankallocator
+        return {"ipt": allocator.ipt, "exp_avg_ipt": allocator.exp_avg_ipt, "exp_avg_unc": allocator.exp_avg_unc,
+                "rank_pattern": model.peft_config["default"].rank_pattern}
+
+    def restore_checkpoint_state(self, model, state):
+        allocator = model.base_model.rankallocator
+        device = next(model.parameters()).device
+        for key in ("ipt", "exp_avg_ipt", "exp_avg_unc"):
+            setattr(allocator, key, {n: t.to(device) for n, t in state[key].items()})
+        model.peft_config["default"].rank_pattern = state["rank_pattern"]
+
     def may_stop(self, model, step):
         cfg = model.peft_config["default"]
         return step >= cfg.total_step - cfg.tfinal

@@ -52,6 +52,14 @@ class Method:
         """Method-specific numbers logged each epoch (e.g. AdaLoRA's remaining rank budget)."""
         return {}
 
+    def checkpoint_state(self, model) -> dict:
+        """What this method keeps outside the model's parameters and buffers that the rest of training depends on
+        (AdaLoRA's importance scores and rank pattern); saved with a run's checkpoint (``run/checkpoint.py``)."""
+        return {}
+
+    def restore_checkpoint_state(self, model, state: dict) -> None:
+        """Put back what ``checkpoint_state`` returned."""
+
     def may_stop(self, model, step: int) -> bool:
         """Whether early stopping may end training after ``step`` optimizer steps (AdaLoRA: only once its rank
         budget has reached the target, so that it is compared at the budget it was given)."""

@@ -45,12 +45,20 @@ class RunFolder:
     validation_predictions = property(lambda self: self.path / "validation_predictions.jsonl")  # best checkpoint
     weights = property(lambda self: self.path / "weights")  # what the method trained (adapter + head)
     merged = property(lambda self: self.path / "merged")  # train.export_merged: the merged checkpoint
+    checkpoint = property(lambda self: self.path / "checkpoint")  # train.checkpoint_every: the last saved epoch
 
-    def reset(self) -> None:
-        """Start clean (leftovers of an interrupted attempt are removed)."""
+    def reset(self, keep_checkpoint: bool = False) -> None:
+        """Start clean: leftovers of an interrupted attempt are removed, but for its checkpoint where
+        ``keep_checkpoint`` (the run will go on from it)."""
         if self.path.exists():
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True)
+            for entry in self.path.iterdir():
+                if keep_checkpoint and entry == self.checkpoint:
+                    continue
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def remove_checkpoint(self) -> None:
+        shutil.rmtree(self.checkpoint, ignore_errors=True)
 
     def write_config(self, config: dict) -> None:
         write_json(self.config, config)

@@ -29,7 +29,7 @@ def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress
     """Execute one run into ``run_dir``. Returns (result, error message, status). ``env``: extra environment
     for the run's process (its device, its thread count)."""
     folder = RunFolder(run_dir)
-    folder.reset()
+    folder.reset(keep_checkpoint=resumable(folder, run))
     folder.write_config(run.model_dump(mode="json"))
     if in_process:
         from .worker import main as worker_main
@@ -57,6 +57,17 @@ def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress
         hint = " (likely out of memory)" if name == "SIGKILL" else ""
         return None, f"run process killed by {name}{hint}", "killed"
     return None, f"run process exited with code {code} and wrote no result", "failed"
+
+
+def resumable(folder: RunFolder, run: RunSpec) -> bool:
+    """Whether ``folder`` holds a checkpoint this run may go on from: it asks for checkpoints and the folder's
+    config is the same run (the same run id)."""
+    if not (run.train.checkpoint_every and folder.checkpoint.is_dir() and folder.config.exists()):
+        return False
+    try:
+        return RunSpec.model_validate(folder.read(folder.config)).run_id == run.run_id
+    except (ValueError, OSError):  # an unreadable or outdated config: start over
+        return False
 
 
 def slot_env(slot: int, jobs: int, devices: list[str] | None) -> dict:

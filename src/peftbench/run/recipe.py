@@ -32,6 +32,7 @@ from ..methods.base import Method, MethodContext
 from ..tasks.base import Prepared, Task, class_weights, source_hash
 from ..models import inspect_model, load_weights
 from ..result import VERSION as RESULT_VERSION, RunResult
+from . import checkpoint
 from .batching import eval_loader, lengths, train_loader
 from .distributed import Ranks
 from .failure import Position, RunFailed
@@ -401,13 +402,21 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
     metric, epochs, tr = s.task.metric, run.epochs(), run.train
     rng = np.random.default_rng(run.seed)
     curves, best, bad_epochs, stopped_early = [], BestKeeper(s.task.metric_spec(metric).higher_is_better), 0, False
+    first, resumed_after, saved_memory = 1, [], None
+    state = checkpoint.load(s, folder.checkpoint) if tr.checkpoint_every else None
+    if state is not None:  # a run killed after a saved epoch goes on from there
+        loop = checkpoint.restore(s, state, rng)
+        curves, bad_epochs, stopped_early = loop["curves"], loop["bad_epochs"], loop["stopped_early"]
+        best.score, best.epoch, best.weights, best.validation = loop["best"]
+        first = epochs + 1 if stopped_early else state["epoch"] + 1
+        resumed_after, saved_memory = [*loop["resumed_after"], state["epoch"]], state["memory"]
     bar = tqdm(total=s.steps_per_epoch * epochs, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
-               disable=not s.show, leave=False)
+               disable=not s.show, leave=False, initial=tally.steps)
     try:
-        if tr.eval_before_training:  # where the curves start: the untrained model (or adapter at its init)
+        if tr.eval_before_training and first == 1:  # where the curves start: the untrained model (or adapter at its init)
             curves.append(_curve_point(s, 0, 0, {"train_loss": None, "train_objective": None},
                                        evaluate(s, "validation")))
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first, epochs + 1):
             losses = train_epoch(s, epoch, rng, bar)
             val = evaluate(s, "validation")
             curves.append(_curve_point(s, epoch, tally.steps, losses, val))
@@ -418,7 +427,13 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
                 if run.patience() and bad_epochs >= run.patience() and tr.min_epochs <= epoch < epochs and \
                         s.method.may_stop(s.model, tally.steps):
                     stopped_early = True
-                    break
+            if tr.checkpoint_every == "epoch":
+                tally.position.phase = "saving a checkpoint"
+                checkpoint.save(s, folder.checkpoint, epoch, rng, {
+                    "curves": curves, "bad_epochs": bad_epochs, "stopped_early": stopped_early,
+                    "best": (best.score, best.epoch, best.weights, best.validation), "resumed_after": resumed_after})
+            if stopped_early:
+                break
     finally:  # a failing run leaves no half-drawn bar above its one-line reason
         bar.close()
     best.restore(s.model, metric)
@@ -429,7 +444,7 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
     else:
         calibration = None
     test = evaluate(s, "test", calibration)
-    memory = s.meter.read()
+    memory = s.meter.read() if saved_memory is None else checkpoint.merge_memory(saved_memory, s.meter.read())
     if s.ranks.world > 1:  # one run on several processes: rank 0 gathers the others' readings and writes the run
         memory = merge_ranks(s.ranks.gather(memory))
         cpu = s.ranks.gather((tally.train_clock.cpu, tally.eval_clock.cpu))
@@ -443,7 +458,8 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None
     folder.write_predictions(test["predictions"], test["references"])
     folder.write_predictions(validation["predictions"], validation["references"], "validation")
-    return build_result(s, curves, best, test, calibration, memory, merge_check, stopped_early, t_start, analysis)
+    return build_result(s, curves, best, test, calibration, memory, merge_check, stopped_early, t_start, analysis,
+                        resumed_after)
 
 
 def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> dict:
@@ -452,7 +468,7 @@ def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> di
 
 
 def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, merge_check, stopped_early,
-                 t_start, analysis=None) -> RunResult:
+                 t_start, analysis=None, resumed_after=()) -> RunResult:
     run, tally, train, ev = s.run, s.tally, s.tally.train_clock, s.tally.eval_clock
     per_second = (lambda n, secs: n / secs if secs else None)
     return RunResult.load({
@@ -473,7 +489,8 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
                      "steps_planned": s.steps_per_epoch * run.epochs(), "samples_per_epoch": s.samples_per_epoch,
                      "samples_seen": tally.samples, "tokens_seen": tally.tokens,
                      "validation_metric": s.task.metric, "best_validation": best.score,
-                     "class_weights": s.class_weights},
+                     "class_weights": s.class_weights,
+                     **({"resumed_after": list(resumed_after)} if resumed_after else {})},
         "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"],
                  **({"metrics_by_group": test["metrics_by_group"]} if "metrics_by_group" in test else {})},
         "calibration": calibration, "metric_info": tally.metric_info, "curves": curves, "method_notes": s.ctx.notes,

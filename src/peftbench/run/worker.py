@@ -55,6 +55,8 @@ def main(argv=None) -> int:
         return 1
     if result is not None:  # None: a rank other than 0 of a run on several processes (rank 0 writes)
         folder.write_result(result)
+        if not run.train.keep_checkpoints:
+            folder.remove_checkpoint()
     return 0
 
 
