@@ -73,6 +73,36 @@ class Test(_Section):
         return self.metrics.get(name) if name else None
 
 
+class Speed(_Section):
+    batch_size: Optional[int] = None
+    rows: Optional[int] = None                # rows timed (over every pass)
+    batches: Optional[int] = None
+    latency_ms_median: Optional[float] = None  # one batch's forward pass
+    latency_ms_max: Optional[float] = None
+    rows_per_second: Optional[float] = None
+    wall_seconds: Optional[float] = None
+    cpu_seconds: Optional[float] = None
+    contended: bool = False
+
+
+class Setting(_Section):
+    batch1: Speed = Field(default_factory=Speed)
+    eval_batch: Speed = Field(default_factory=Speed)
+
+
+class Inference(_Section):
+    """``train.inference_cost``: what the run saved, and its forward pass's speed (run/inference.py)."""
+    saved_mb: Optional[float] = None
+    threads: Optional[int] = None
+    device: Optional[str] = None
+    unmerged: Optional[Setting] = None
+    merged: Optional[Setting] = None           # where the method folds into the weights
+    merged_speedup_batch1: Optional[float] = None  # unmerged / merged batch-1 latency, measured side by side
+    merged_speedup_eval_batch: Optional[float] = None  # merged / unmerged eval-batch throughput
+    merge: Optional[str] = None                # why there is no merged measurement
+    skipped: Optional[str] = None
+
+
 class RunResult(BaseModel):
     """One run's measurements. ``RunResult.load(dict)`` reads any result.json; ``to_json()`` writes it."""
     model_config = ConfigDict(extra="allow")
@@ -104,6 +134,7 @@ class RunResult(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)       # what was loaded: sources, caps, rows, hashes
     provenance: dict[str, Any] = Field(default_factory=dict)  # versions, commit, hardware, seed, config hash
     analysis: Optional[dict[str, Any]] = None                 # train.analysis: intruder dimensions, forgetting
+    inference: Optional[Inference] = None                     # train.inference_cost
     # added by the store when asked for them, never written to result.json
     config: Optional[dict[str, Any]] = Field(None, exclude=True)
     folder: Optional[str] = Field(None, exclude=True)

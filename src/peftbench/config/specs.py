@@ -266,6 +266,8 @@ class TrainSpec(_Spec):
     # again goes on from its last saved epoch with the same final metrics (run/checkpoint.py)
     checkpoint_every: Annotated[Optional[Literal["epoch"]], Identity.NEUTRAL] = None
     keep_checkpoints: Annotated[bool, Identity.NEUTRAL] = False  # keep checkpoint/ when the run has finished
+    # after the run: saved size, forward latency / throughput at batch 1 and the eval batch, merged vs unmerged
+    inference_cost: Annotated[bool, Identity.NEUTRAL] = True
     launcher: Annotated[Optional[LauncherSpec], Identity.ADDED] = None  # one run on several processes / GPUs (accelerate launch, DDP)
     # weighted cross-entropy for classification, token classification and multiple choice: "balanced"
     # (scikit-learn's n_samples / (n_classes * count), from the training split) or {label: weight}

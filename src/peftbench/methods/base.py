@@ -69,6 +69,14 @@ class Method:
         """The model with the method folded into its weights (methods without an adapter: itself)."""
         return model
 
+    # why ``merged_view`` is None (the inference-cost measurement records it)
+    merge_note = "nothing to merge: the method trains the model's own weights"
+
+    def merged_view(self, model):
+        """A context manager (a callable giving one) inside which ``model`` computes with the method folded into
+        its weights, unfolded again on exit; None where the method cannot be merged or has nothing to merge."""
+        return None
+
     def save(self, model, folder, state: dict | None = None) -> None:
         """Save what this method trained (adapter + head, or all trainable weights). ``state``: the full weights
         by parameter name where the model's own are shards (FSDP)."""

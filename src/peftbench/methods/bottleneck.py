@@ -96,6 +96,8 @@ class Bottleneck(Method):
                          train_layer_norms=o.train_layer_norms, norm_tensors=norms, trained=sorted(ctx.head_modules))
         return model
 
+    merge_note = "non-linear adapters: they cannot be merged into the base weights"
+
     def merge(self, model):
         raise ValueError("bottleneck adapters are non-linear and cannot be merged into the base weights; "
                          "unset train.export_merged")

@@ -91,6 +91,25 @@ class PeftMethod(Method):
 
         return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
+    def merged_view(self, model):
+        """peft's ``merge_adapter`` / ``unmerge_adapter``: the same model object, adapter folded in and out."""
+        from contextlib import contextmanager
+
+        from peft import PeftModel
+
+        if not isinstance(model, PeftModel) or model.peft_config["default"].is_prompt_learning:
+            return None
+
+        @contextmanager
+        def merged():
+            model.merge_adapter()
+            try:
+                yield model
+            finally:
+                model.unmerge_adapter()
+
+        return merged
+
     def save(self, model, folder, state=None):
         from peft import PeftModel
 

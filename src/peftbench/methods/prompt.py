@@ -48,6 +48,11 @@ class PromptTuning(PeftMethod):
         ctx.notes["num_virtual_tokens"] = o.num_virtual_tokens
         return opts
 
+    merge_note = "virtual tokens, not weight deltas: nothing to merge"
+
+    def merged_view(self, model):
+        return None
+
     def merge(self, model):
         raise ValueError(f"{self.name} adds virtual tokens, not weight deltas: there is nothing to merge into the base "
                          "model; unset train.export_merged (the saved adapter reloads with peft)")

@@ -75,12 +75,14 @@ def pes_bars(task: str, rows: list[tuple[str, float | None, float | None]]) -> t
 
 
 def pareto(task: str, metric: str, points: list[dict]) -> tuple[bytes, bytes]:
-    """The metric against peak memory, train time and trainable parameters (log scale); the Pareto front
-    (no other point is cheaper and better) is drawn as a step line. points: label, metric, memory_mb,
-    train_seconds, trainable."""
+    """The metric against peak memory, train time, trainable parameters and, where measured, batch-1 inference
+    latency (log scale where a cost spans decades); the Pareto front (no other point is cheaper and better) is
+    drawn as a step line. points: label, metric, memory_mb, train_seconds, trainable, latency_ms."""
     plt = _plt()
     axes_spec = [("memory_mb", "peak memory (MB)"), ("train_seconds", "train time (s)"), ("trainable", "trainable parameters")]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    if any(p.get("latency_ms") for p in points):  # train.inference_cost measured
+        axes_spec.append(("latency_ms", "inference latency, batch 1 (ms)"))
+    fig, axes = plt.subplots(1, len(axes_spec), figsize=(4 * len(axes_spec), 3.6))
     for ax, (key, xlabel) in zip(axes, axes_spec):
         pts = [p for p in points if p.get(key) and p.get("metric") is not None]
         for p in pts:

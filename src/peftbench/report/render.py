@@ -102,6 +102,48 @@ def resources_table(name: str, cells: list[Cell]) -> Table:
                                "below 0.7), timings not comparable.")
 
 
+def _speed(runs: list[RunResult], setting: str, key: str, field: str):
+    """The mean of one inference figure over the runs that measured it (their clean measurements, else all)."""
+    speeds = [getattr(getattr(r.inference, setting), key) for r in runs
+              if r.inference is not None and getattr(r.inference, setting) is not None]
+    clean = [x for x in speeds if not x.contended] or speeds
+    return summarise([getattr(x, field) for x in clean]).mean, bool(speeds) and not any(not x.contended for x in speeds)
+
+
+def inference_table(name: str, cells: list[Cell]) -> Table | None:
+    """What a trained run costs to keep and to use (``train.inference_cost``); None where no run measured it."""
+    if not any(r.inference is not None and r.inference.unmerged is not None for c in cells for r in c.runs):
+        return None
+    rows = []
+    for c in cells:
+        measured = [r for r in c.runs if r.inference is not None and r.inference.unmerged is not None]
+        if not measured:
+            rows.append([c.label] + ["–"] * 7 + [""])
+            continue
+        cols = []
+        for setting, key, field, digits in (("unmerged", "batch1", "latency_ms_median", 2),
+                                            ("unmerged", "batch1", "rows_per_second", 1),
+                                            ("unmerged", "eval_batch", "rows_per_second", 1),
+                                            ("merged", "batch1", "latency_ms_median", 2)):
+            mean, flagged = _speed(measured, setting, key, field)
+            cols.append(_fmt(mean, digits) + (f" {CONTENDED}" if flagged else ""))
+        ups = [summarise([getattr(r.inference, f) for r in measured]).mean
+               for f in ("merged_speedup_batch1", "merged_speedup_eval_batch")]
+        note = next((r.inference.merge for r in measured if r.inference.merge), None)
+        rows.append([c.label, _fmt(summarise([r.inference.saved_mb for r in measured]).mean, 2), *cols,
+                     *(["–", "–"] if ups[0] is None else [_fmt(u, 2) + "×" for u in ups]), note or ""])
+    eval_bs = next((r.inference.unmerged.eval_batch.batch_size for c in cells for r in c.runs
+                    if r.inference is not None and r.inference.unmerged is not None), None)
+    return Table(f"inference__{name}", "Inference cost",
+                 ["Method", "Saved (MB)", "Latency, batch 1 (ms)", "Rows/s, batch 1", f"Rows/s, batch {eval_bs}",
+                  "Merged latency, batch 1 (ms)", "Merged speed-up, batch 1", f"Merged speed-up, batch {eval_bs}",
+                  "Not merged because"],
+                 rows,
+                 caption="The task's forward pass on the test split's first rows (median latency of one batch; rows "
+                         "per second over all timed batches), means over seeds; merged and unmerged timed side by "
+                         "side in each run, alternating; ⚠: measured while the cores were shared.")
+
+
 def metrics_table(name: str, cells: list[Cell], metric_names: list[str]) -> Table:
     rows = [[c.label, ", ".join(map(str, c.seeds)), *[metric_cell([r.test.metrics.get(m) for r in c.runs])
                                                       for m in metric_names],
@@ -436,6 +478,9 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         rep.text(f"Seeds: {', '.join(map(str, seeds))}. Device: {first.provenance['hardware']['device']}.")
         rep.table(data_table(name, cells))
         rep.table(resources_table(name, cells))
+        cost = inference_table(name, cells)
+        if cost:
+            rep.table(cost)
         rep.table(metrics_table(name, cells, metric_names))
         if len(seeds) > 1:
             rep.table(per_seed_table(name, cells, metric))
@@ -462,7 +507,8 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         points = [{"label": c.label, "metric": summarise([r.test.metrics.get(metric) for r in c.runs]).mean,
                    "memory_mb": summarise([r.memory.peak_memory_mb for r in c.runs]).mean,
                    "train_seconds": summarise([r.timing.train_seconds for r in _clean(c.runs)[0]]).mean,
-                   "trainable": c.first.parameters.trainable} for c in cells]
+                   "trainable": c.first.parameters.trainable,
+                   "latency_ms": _speed(c.runs, "unmerged", "batch1", "latency_ms_median")[0]} for c in cells]
         rep.heading("Quality against cost", 3)
         rep.figure(f"pareto__{name}", "Pareto fronts", plots.pareto(task, metric, points))
         rep.h.insert(body_start, f"<section class='cell' data-key='{html.escape(f'{model} {task} ' + ' '.join(c.label for c in cells))}'>")

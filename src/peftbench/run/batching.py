@@ -10,6 +10,10 @@ from torch.utils.data import DataLoader
 INPUT_ALIGNED = {"input_ids": "pad", "attention_mask": 0, "token_type_ids": 0, "labels": -100}
 
 
+def to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 class FixedPadding:
     """Pad what the task's collator returns to ``max_length`` along the token axis, on the side the rows are
     padded on (``side``); targets aligned with the inputs (per-token labels) are padded with -100."""

@@ -33,10 +33,11 @@ from ..tasks.base import Prepared, Task, class_weights, source_hash
 from ..models import inspect_model, load_weights
 from ..result import VERSION as RESULT_VERSION, RunResult
 from . import checkpoint
-from .batching import eval_loader, lengths, train_loader
+from .batching import eval_loader, lengths, to_device, train_loader
 from .distributed import Ranks
 from .failure import Position, RunFailed
 from .folder import RunFolder
+from .inference import measure as inference_cost
 
 
 def truncated(features, max_length: int) -> dict:
@@ -70,10 +71,6 @@ def autocast(device: torch.device, precision: str):
     if device.type == "cpu" and precision == "fp16":
         raise RuntimeError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
-def to_device(batch: dict, device) -> dict:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 @dataclass
@@ -455,11 +452,15 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
         return None
     s.method.save(s.model, folder.weights, state)
     analysis = run_analyses(s)  # after the memory reading: its own models do not count
+    inference = None
+    if tr.inference_cost:  # before export_merged, which unloads the adapter
+        inference = inference_cost(s, folder.weights) if s.ranks.world == 1 else \
+            {"skipped": "not measured for a run on several processes (train.launcher)"}
     merge_check = export_merged(s, folder.merged) if tr.export_merged else None
     folder.write_predictions(test["predictions"], test["references"])
     folder.write_predictions(validation["predictions"], validation["references"], "validation")
     return build_result(s, curves, best, test, calibration, memory, merge_check, stopped_early, t_start, analysis,
-                        resumed_after)
+                        resumed_after, inference)
 
 
 def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> dict:
@@ -468,7 +469,7 @@ def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> di
 
 
 def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, merge_check, stopped_early,
-                 t_start, analysis=None, resumed_after=()) -> RunResult:
+                 t_start, analysis=None, resumed_after=(), inference=None) -> RunResult:
     run, tally, train, ev = s.run, s.tally, s.tally.train_clock, s.tally.eval_clock
     per_second = (lambda n, secs: n / secs if secs else None)
     return RunResult.load({
@@ -500,4 +501,5 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
                        "data_sha256": s.data_report["content_sha256"], "options": s.options, "pid": os.getpid(),
                        "started": t_start, "finished": time.time()},
         **({"analysis": analysis} if analysis else {}),
+        **({"inference": inference} if inference else {}),
     })
