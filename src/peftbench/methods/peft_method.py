@@ -92,9 +92,12 @@ class PeftMethod(Method):
         return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
     def merged_view(self, model):
-        """peft's ``merge_adapter`` / ``unmerge_adapter``: the same model object, adapter folded in and out."""
+        """peft's ``merge_adapter`` / ``unmerge_adapter``: the same model object, adapter folded in and out. Unmerging
+        subtracts (or, for IA3, divides) again, which is exact only up to rounding: the base weights the merge
+        touches are copied to the CPU first and put back bit for bit afterwards."""
         from contextlib import contextmanager
 
+        import torch
         from peft import PeftModel
 
         if not isinstance(model, PeftModel) or model.peft_config["default"].is_prompt_learning:
@@ -102,11 +105,16 @@ class PeftMethod(Method):
 
         @contextmanager
         def merged():
+            base = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if ".base_layer." in n}
             model.merge_adapter()
             try:
                 yield model
             finally:
                 model.unmerge_adapter()
+                with torch.no_grad():
+                    for n, p in model.named_parameters():
+                        if n in base:
+                            p.copy_(base[n].to(p.device))
 
         return merged
 
