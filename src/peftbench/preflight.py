@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import registry
 from .config import GridSpec
+from .trackers import missing
 
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".conll", ".bio", ".iob")
 
@@ -276,6 +277,8 @@ def check(grid: GridSpec, read_data: bool = True) -> list[str]:
         problems += found
         if read_data and not found:
             problems.append(_read_data(i, t))
+    for name in grid.train.trackers:
+        problems.append((lambda why: f"train.trackers: {why}" if why else None)(missing(name)))
     if grid.train.optimizer == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("train.optimizer: adamw_8bit needs bitsandbytes, which is not installed; pip install "
                         "bitsandbytes (CUDA), or use adamw")

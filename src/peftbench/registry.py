@@ -10,7 +10,7 @@ From outside the project, an installed package declares entry points (``pyprojec
     head_and_norms = "my_package.methods:HeadAndNorms"
 
 (groups ``peftbench.methods``, ``peftbench.tasks``, ``peftbench.architectures``, ``peftbench.recipes``,
-``peftbench.tiny``). They are read from the installed packages' metadata by every process that looks a name
+``peftbench.tiny``, ``peftbench.trackers``). They are read from the installed packages' metadata by every process that looks a name
 up — the grid's, each run's worker, ``--jobs`` slots, Ray tasks, ``plan`` — so a plugin reaches all of them.
 Plugin architectures are tried before the built-in ones. ``register`` / ``@registered_as`` add an entry in
 this process only (tests, notebooks with in-process runs).
@@ -21,7 +21,7 @@ import importlib
 from importlib.metadata import entry_points
 
 GROUPS = {"method": "peftbench.methods", "task": "peftbench.tasks", "architecture": "peftbench.architectures",
-          "recipe": "peftbench.recipes", "tiny": "peftbench.tiny"}  # registry -> entry-point group
+          "recipe": "peftbench.recipes", "tiny": "peftbench.tiny", "tracker": "peftbench.trackers"}  # registry -> entry-point group
 _plugins_loaded = False
 
 REGISTRIES: dict[str, dict[str, str]] = {
@@ -63,6 +63,12 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "demo_sentiment": "peftbench.data.recipes:demo_sentiment",
         "parsinlu_food_binary": "peftbench.data.recipes:parsinlu_food_binary",
         "nusax_sentiment": "peftbench.data.recipes:nusax_sentiment",
+    },
+    "tracker": {
+        "tensorboard": "peftbench.trackers.tensorboard:TensorBoard",
+        "mlflow": "peftbench.trackers.mlflow:MLflow",
+        "trackio": "peftbench.trackers.trackio:Trackio",
+        "wandb": "peftbench.trackers.wandb:WandB",
     },
     "tiny": {
         "bert": "peftbench.tiny:bert",

@@ -266,6 +266,9 @@ class TrainSpec(_Spec):
     # again goes on from its last saved epoch with the same final metrics (run/checkpoint.py)
     checkpoint_every: Annotated[Optional[Literal["epoch"]], Identity.NEUTRAL] = None
     keep_checkpoints: Annotated[bool, Identity.NEUTRAL] = False  # keep checkpoint/ when the run has finished
+    # experiment trackers (optional extras): per-step loss, per-epoch validation, config, final costs; files under
+    # the run folder unless a tracker's own settings send them elsewhere (trackers/)
+    trackers: Annotated[list[registered("tracker")], Identity.NEUTRAL] = Field(default_factory=list)
     # after the run: saved size, forward latency / throughput at batch 1 and the eval batch, merged vs unmerged
     inference_cost: Annotated[bool, Identity.NEUTRAL] = True
     launcher: Annotated[Optional[LauncherSpec], Identity.ADDED] = None  # one run on several processes / GPUs (accelerate launch, DDP)
@@ -279,6 +282,8 @@ class TrainSpec(_Spec):
         if self.batch_size % n:
             raise field_error("batch_size", f"{self.batch_size} is not a multiple of launcher.num_processes ({n}): "
                              "each process takes an equal share of every batch; use a multiple")
+        if len(set(self.trackers)) < len(self.trackers):
+            raise field_error("trackers", f"{self.trackers} names a tracker twice; name each once")
         if self.checkpoint_every and n > 1:
             raise field_error("checkpoint_every", f"not with train.launcher on {n} processes (each would need its own "
                               "state); a run on several processes starts again from its beginning")

@@ -46,13 +46,14 @@ class RunFolder:
     weights = property(lambda self: self.path / "weights")  # what the method trained (adapter + head)
     merged = property(lambda self: self.path / "merged")  # train.export_merged: the merged checkpoint
     checkpoint = property(lambda self: self.path / "checkpoint")  # train.checkpoint_every: the last saved epoch
+    trackers = property(lambda self: self.path / "trackers")  # train.trackers: their files, one folder each
 
     def reset(self, keep_checkpoint: bool = False) -> None:
-        """Start clean: leftovers of an interrupted attempt are removed, but for its checkpoint where
-        ``keep_checkpoint`` (the run will go on from it)."""
+        """Start clean: leftovers of an interrupted attempt are removed, but for its checkpoint and its trackers'
+        records where ``keep_checkpoint`` (the run will go on from it)."""
         if self.path.exists():
             for entry in self.path.iterdir():
-                if keep_checkpoint and entry == self.checkpoint:
+                if keep_checkpoint and entry in (self.checkpoint, self.trackers):
                     continue
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         self.path.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ from .distributed import Ranks
 from .failure import Position, RunFailed
 from .folder import RunFolder
 from .inference import measure as inference_cost
+from ..trackers import Trackers
 
 
 def truncated(features, max_length: int) -> dict:
@@ -117,6 +118,7 @@ class Setup:
     row_lengths: list | None = None  # train rows' lengths (train.group_by_length)
     options: dict = field(default_factory=dict)  # speed / memory options in effect (recorded in provenance)
     class_weights: dict | None = None  # label -> weight in the loss (train.class_weights)
+    trackers: Trackers | None = None  # train.trackers (the main process only)
 
     def loader(self, split: str, indices=None, generator=None, rows=None) -> DataLoader:
         if split == "train":
@@ -260,6 +262,9 @@ def train_epoch(s: Setup, epoch: int, rng: np.random.Generator, bar) -> dict:
                 if tally.steps % tr.log_every == 0:  # the one host read between logging points
                     check_finite(objective)
                     bar.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+                    if s.trackers:
+                        s.trackers.log({"train/loss": loss.item(), "train/objective": objective.item(),
+                                        "train/lr": s.scheduler.get_last_lr()[0]}, tally.steps)
         if s.device.type == "cuda":
             torch.cuda.synchronize(s.device)
     sums = s.ranks.sum(sums)  # over the run's processes (each trained on its share of every batch)
@@ -396,6 +401,25 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
     folder.path.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     s = setup(run, show_progress, tally)
+    if run.train.trackers and s.ranks.main:
+        s = dataclasses.replace(s, trackers=Trackers(run.train.trackers, run.slug, run.model_dump(mode="json"),
+                                                     folder.trackers))
+    try:
+        result = _train_and_test(s, run, folder, t_start)
+    except BaseException:
+        if s.trackers:
+            s.trackers.abort()
+        raise
+    if s.trackers and result is not None:
+        result.provenance["trackers"] = s.trackers.where
+        s.trackers.finish({"test": {"loss": result.test.loss, **result.test.metrics}, "parameters": result.parameters.model_dump(),
+                           "memory": result.memory.model_dump(), "timing": result.timing.model_dump(),
+                           "inference": result.inference.model_dump() if result.inference else {}})
+    return result
+
+
+def _train_and_test(s: Setup, run: RunSpec, folder: RunFolder, t_start: float) -> RunResult | None:
+    tally = s.tally
     metric, epochs, tr = s.task.metric, run.epochs(), run.train
     rng = np.random.default_rng(run.seed)
     curves, best, bad_epochs, stopped_early = [], BestKeeper(s.task.metric_spec(metric).higher_is_better), 0, False
@@ -417,6 +441,10 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
             losses = train_epoch(s, epoch, rng, bar)
             val = evaluate(s, "validation")
             curves.append(_curve_point(s, epoch, tally.steps, losses, val))
+            if s.trackers:
+                s.trackers.log({"epoch": epoch, "train/epoch_loss": losses["train_loss"], "validation/loss": val["loss"],
+                                **{f"validation/{k}": v for k, v in val["metrics"].items()},
+                                **{f"method/{k}": v for k, v in s.method.state(s.model).items()}}, tally.steps)
             if best.offer(epoch, val["metrics"][metric], s.model, val):
                 bad_epochs = 0
             else:
