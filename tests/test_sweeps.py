@@ -77,7 +77,7 @@ def test_a_staged_sweep_runs_end_to_end_and_the_report_keeps_the_chosen_rate(toy
     lines = []
     summary = run_grid(grid, in_process=True, show_progress=False, echo=lines.append)
     assert summary.total == 4 and len(summary.finished) == 4 and not summary.failed and not summary.waiting
-    assert any("staged sweeps: 2 run(s) at the chosen learning rates" in x for x in lines)
+    assert any("staged sweeps: 2 run(s) at the chosen settings" in x for x in lines)
 
     store = Store(out)
     results = store.results(with_config=True)
@@ -95,7 +95,7 @@ def test_a_staged_sweep_runs_end_to_end_and_the_report_keeps_the_chosen_rate(toy
     assert [row[5] for row in rows] == (["1", "3"] if chosen == 5e-2 else ["3", "1"])  # runs per rate
     render(out)
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "Learning-rate sweeps" in report and "seeds every rate ran" in report
+    assert "## Sweeps" in report and "seeds every setting ran" in report
     assert "1, 2, 3" in report  # one cell over the three seeds
 
     again = run_grid(grid, in_process=True, show_progress=False, echo=lines.append)
@@ -121,3 +121,63 @@ def test_validate_and_run_count_the_later_seeds(toy, tmp_path, capsys):
     path.write_text(json.dumps(bad), encoding="utf-8")
     assert main(["validate", str(path)]) == 2
     assert "methods[0].sweep.seeds" in capsys.readouterr().err
+
+
+def test_a_sweep_over_options_and_training_settings_runs_every_combination():
+    """Any run field: method options go to the options, training settings to the runs' train, lr to the method;
+    every combination is one variant with its setting recorded; each value is checked as what it sets."""
+    grid = load_grid(data={"models": ["tiny:bert"], "tasks": [{"name": "t", "data": {"source": "x.jsonl"}}],
+                           "methods": [{"name": "lora", "sweep": {"lr": [1e-3], "r": [4, 8], "batch_size": [8, 16]}},
+                                       {"name": "full", "train": {"batch_size": 4}}], "seeds": [1]})
+    runs = expand(grid)
+    assert len(runs) == 5 and len({r.run_id for r in runs}) == 5
+    swept = [(r.method.point, r.method.options["r"], r.train.batch_size, r.method.lr) for r in runs[:4]]
+    assert swept == [({"lr": 1e-3, "r": r, "batch_size": b}, r, b, 1e-3) for r in (4, 8) for b in (8, 16)]
+    assert runs[4].train.batch_size == 4 and grid.train.batch_size == 32  # a method's own training settings
+    lr_only = load_grid(data={**_grid(None).model_dump(mode="json")})
+    assert [r.run_id for r in expand(lr_only)] == [r.run_id for r in expand(_grid(None))]  # (points: not in ids)
+
+
+def test_bad_sweep_fields_and_values_are_refused_in_one_line():
+    import pytest
+
+    from peftbench.config import ConfigError
+
+    base = {"models": ["tiny:bert"], "tasks": [{"name": "t", "data": {"source": "x.jsonl"}}], "seeds": [1]}
+    for sweep, expected in (({"rr": [4]}, "methods[0].sweep.rr: not an option of method 'lora' or a training "
+                                         "setting; allowed: lr, target_modules, peft_config, r, lora_alpha"),
+                            ({"r": [4, 0]}, "methods[0].sweep.r: Input should be greater than or equal to 1"),
+                            ({"batch_size": [8, 0]}, "methods[0].sweep.batch_size: Input should be greater than or "
+                                                     "equal to 1 (got 0)"),
+                            ({"scheduler": ["step"]}, "methods[0].sweep.scheduler: 'step' is not one of linear"),
+                            ({"r": 4}, "methods[0].sweep.r: a sweep lists the values to try"),
+                            ({"seeds": 1}, "methods[0].sweep: a sweep needs at least one field")):
+        with pytest.raises(ConfigError) as info:
+            load_grid(data={**base, "methods": [{"name": "lora", "sweep": sweep}]})
+        assert expected in str(info.value) and "\n" not in str(info.value), str(info.value)
+    with pytest.raises(ConfigError, match=r"methods\[0\].train.threads: not a training setting a method may set"):
+        load_grid(data={**base, "methods": [{"name": "full", "train": {"threads": 1}}]})
+
+
+def test_a_staged_sweep_over_the_rank_chooses_on_validation_and_reports_the_setting(toy, tmp_path):
+    out = tmp_path / "out"
+    data = toy_grid(toy, out, models=["tiny:bert"], methods=[
+        {"name": "lora", "sweep": {"r": [1, 8], "warmup_ratio": [0.0, 0.2], "seeds": 1}}], epochs=1, threads=1)
+    data["seeds"] = [1, 2]
+    summary = run_grid(load_grid(data=data), in_process=True, show_progress=False, echo=lambda *a: None)
+    assert summary.total == 5 and len(summary.finished) == 5 and not summary.failed
+    store = Store(out)
+    results = store.results()
+    store.close()
+    first = {json.dumps(r.sweep_point, sort_keys=True): r.training.best_validation for r in results if r.seed == 1}
+    assert len(first) == 4
+    listed = [{"r": r, "warmup_ratio": w} for r in (1, 8) for w in (0.0, 0.2)]  # the order of the sweep
+    top = max(first.values())
+    best = next(p for p in listed if first[json.dumps(p, sort_keys=True)] == top)  # a tie: the first listed
+    [later] = [r for r in results if r.seed == 2]
+    assert later.sweep_point == best
+    kept, rows = select_sweeps(results)
+    assert {json.dumps(r.sweep_point, sort_keys=True) for r in kept} == {json.dumps(best, sort_keys=True)}
+    chosen = [row for row in rows if row[-1] == "chosen"]
+    assert len(rows) == 4 and len(chosen) == 1
+    assert chosen[0][3] == ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items())

@@ -114,6 +114,7 @@ class RunResult(BaseModel):
     method: str = ""          # the method's label (its name unless a grid names two variants)
     method_name: str = ""
     sweep: Optional[dict[str, Any]] = None
+    sweep_point: Optional[dict[str, Any]] = None  # the sweep's setting this run ran (e.g. {lr: 3e-4, r: 8})
     task: str = ""
     task_type: str = ""
     seed: int = 0

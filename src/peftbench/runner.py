@@ -168,7 +168,7 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
             execute(runs)
             later, summary.waiting = follow_ups(grid, store.result, shard)  # staged sweeps: the chosen rate's seeds
             if later:
-                echo(f"staged sweeps: {len(later)} run(s) at the chosen learning rates")
+                echo(f"staged sweeps: {len(later)} run(s) at the chosen settings")
                 execute(later)
             for line in summary.waiting:
                 echo(f"waiting: {line}")

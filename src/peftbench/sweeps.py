@@ -1,26 +1,43 @@
-"""Learning-rate sweeps: the rate a sweep chose, and the runs a staged sweep adds once it has chosen.
+"""Sweeps: the setting a sweep chose, and the runs a staged sweep adds once it has chosen.
 
-``sweep: {lr: [...]}`` runs every rate on every seed of the grid. ``sweep: {lr: [...], seeds: k}`` compares the
-rates on the grid's first ``k`` seeds only; once every one of those runs has finished, the other seeds run at
-the chosen rate alone -- the usual protocol (tune on one seed, then repeat), ``L*k + (S-k)`` runs instead of
-``L*S``. Every run keeps the id it has in the full sweep, so switching between the two reuses finished runs.
+``sweep: {lr: [...], r: [...]}`` runs every combination (a *setting*) on every seed of the grid.
+``sweep: {..., seeds: k}`` compares the settings on the grid's first ``k`` seeds only; once every one of those
+runs has finished, the other seeds run at the chosen setting alone -- the usual protocol (tune on one seed,
+then repeat), ``L*k + (S-k)`` runs instead of ``L*S``. Every run keeps the id it has in the full sweep, so
+switching between the two reuses finished runs.
 
-The rate is chosen by the mean best validation score over the seeds that every rate has run (the report uses
-the same rule: later seeds of the chosen rate do not tip the comparison); a tie goes to the rate listed first.
+The setting is chosen on validation only: by the mean best validation score over the seeds that every setting
+has run (the report uses the same rule: later seeds of the chosen setting do not tip the comparison); a tie
+goes to the setting listed first.
 """
 from __future__ import annotations
 
+import json
 import statistics
-from typing import Callable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
-from .config import GridSpec, RunSpec, combos, variants
+from .config import GridSpec, RunSpec, combos, run_spec, variants
 from .result import RunResult
 from .tasks.base import declared
 
 
-def choose(by_lr: dict[float, list[RunResult | dict]]) -> tuple[float, dict[float, float]]:
-    """(the chosen rate, each rate's score) from finished results grouped by learning rate; the best score is
-    the highest unless the task declares its validation metric lower-is-better."""
+def point_of(result: RunResult) -> dict[str, Any]:
+    """The sweep setting a result ran (results written before settings were recorded: their learning rate)."""
+    return result.sweep_point or {"lr": result.training.lr}
+
+
+def point_key(point: dict[str, Any]) -> str:
+    return json.dumps(point, sort_keys=True, default=str)
+
+
+def point_text(point: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+
+
+def choose(by_lr: dict[Hashable, list[RunResult | dict]]) -> tuple[Hashable, dict[Hashable, float]]:
+    """(the chosen setting, each setting's score) from finished results grouped by setting (any key: a learning
+    rate, a ``point_key``); the best score is the highest unless the task declares its validation metric
+    lower-is-better."""
     by_lr = {lr: [RunResult.load(r) for r in runs] for lr, runs in by_lr.items()}
     common = set.intersection(*({r.seed for r in runs} for runs in by_lr.values()))
     score = {lr: statistics.fmean(r.training.best_validation for r in runs if not common or r.seed in common)
@@ -56,19 +73,18 @@ def follow_ups(grid: GridSpec, result_of: Callable[[str], RunResult | None],
             number, later = number + len(later), mine
             if not later:
                 continue
-        compared = [RunSpec(model=model, method=v, task=task, train=grid.train, seed=s)
-                    for v in variants(method) for s in first]
+        compared = [run_spec(model, v, task, grid.train, s) for v in variants(method) for s in first]
         done = [result_of(r.run_id) for r in compared]
         if any(d is None for d in done):
             waiting.append(f"{model.name} / {method.label} / {task.name}: {sum(d is None for d in done)} of "
-                           f"{len(done)} comparison run(s) not finished; seeds {later} wait for the chosen rate")
+                           f"{len(done)} comparison run(s) not finished; seeds {later} wait for the chosen setting")
             continue
-        by_lr: dict[float, list[RunResult]] = {}
+        by_point: dict[str, list[RunResult]] = {}
         for r, d in zip(compared, done):
-            by_lr.setdefault(r.method.lr, []).append(d)
-        best, _ = choose(by_lr)
-        chosen = next(v for v in variants(method) if v.lr == best)
-        runs += [RunSpec(model=model, method=chosen, task=task, train=grid.train, seed=s) for s in later]
+            by_point.setdefault(point_key(r.method.point), []).append(d)
+        best, _ = choose(by_point)
+        chosen = next(v for v in variants(method) if point_key(v.point) == best)
+        runs += [run_spec(model, chosen, task, grid.train, s) for s in later]
     return runs, waiting
 
 

@@ -11,9 +11,9 @@ from .load import load_grid
 from .overrides import apply_overrides
 from .specs import (AnalysisSpec, DataSpec, GenerationSpec, GridSpec, LauncherSpec, MethodSpec, ModelSpec, ReportSpec,
                     RunSpec, SweepSpec, TaskSpec, TrainSpec, combos, expand, features_fields, identity, registered,
-                    validate_options, variants)
+                    run_spec, validate_options, variants)
 
 __all__ = ["FIELD_ERROR", "AnalysisSpec", "ConfigError", "DataSpec", "FEATURES", "GenerationSpec", "GridSpec", "Identity",
            "LauncherSpec", "MethodSpec", "ModelSpec", "ReportSpec", "RunSpec", "SweepSpec", "TaskSpec", "TrainSpec",
            "apply_overrides", "combos", "config_hash", "expand", "features_fields", "field_error", "identity",
-           "load_grid", "registered", "safe_name", "validate_options", "variants"]
+           "load_grid", "registered", "run_spec", "safe_name", "validate_options", "variants"]

@@ -27,7 +27,7 @@ def strip(model: type[BaseModel], config: dict) -> dict:
     for name, value in config.items():
         f = model.model_fields.get(name)
         marks = f.metadata if f is not None else ()
-        if Identity.NEUTRAL in marks or (Identity.ADDED in marks and value == f.default):
+        if Identity.NEUTRAL in marks or (Identity.ADDED in marks and value == f.get_default(call_default_factory=True)):
             continue
         nested = spec_class(f.annotation) if f is not None else None
         out[name] = strip(nested, value) if nested and isinstance(value, dict) else value

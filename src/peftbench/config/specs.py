@@ -3,6 +3,7 @@ expands to. Closed choices are ``Literal`` types; names from a registry are chec
 run's identity is marked on the fields (``identity.py``). Loading and overrides: ``load.py``, ``overrides.py``."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -39,19 +40,42 @@ class ModelSpec(_Spec):
 
 
 class SweepSpec(_Spec):
-    """A small learning-rate sweep for one method: every value is run (and stored); the report keeps the
-    value with the best mean validation score over seeds and shows only its test scores. ``seeds: k`` compares
-    the values on the grid's first k seeds only and runs the other seeds at the chosen value (``sweeps.py``)."""
+    """A small sweep for one method: every combination of the listed values is run (and stored); the report keeps
+    the combination with the best mean validation score over seeds and shows only its test scores. Any run field
+    may be listed: ``lr``, the method's options (``r``, ``lora_alpha``, ``lora_dropout`` ...) and the training
+    settings (``batch_size``, ``warmup_ratio``, ``weight_decay``, ``epochs`` ...), e.g.
+    ``{lr: [1e-4, 3e-4], r: [8, 16]}``: four settings. ``seeds: k`` compares them on the grid's first k seeds only
+    and runs the other seeds at the chosen one (``sweeps.py``)."""
 
-    lr: list[float] = Field(min_length=1)
+    model_config = ConfigDict(extra="allow", validate_assignment=True)  # the other fields swept: name -> values
+
+    lr: Optional[list[float]] = Field(None, min_length=1)
     seeds: Annotated[Optional[int], Identity.NEUTRAL] = Field(None, ge=1)  # None: every value on every seed
 
     @field_validator("lr")
     @classmethod
     def _positive(cls, v):
-        if any(x <= 0 for x in v):
+        if v is not None and any(x <= 0 for x in v):
             raise ValueError(f"learning rates must be > 0 (got {v})")
         return v
+
+    @model_validator(mode="after")
+    def _lists(self):
+        for name, values in (self.model_extra or {}).items():
+            if not isinstance(values, list) or not values:
+                raise field_error(name, f"a sweep lists the values to try, e.g. {name}: [a, b] (got {values!r})")
+        if not self.axes():
+            raise ValueError("a sweep needs at least one field with values to try, e.g. lr: [1.0e-4, 3.0e-4]")
+        return self
+
+    def axes(self) -> dict[str, list]:
+        """Field -> the values tried, in the order given (``lr`` first)."""
+        return {**({"lr": self.lr} if self.lr else {}), **(self.model_extra or {})}
+
+
+SWEEPABLE_TRAIN = ("epochs", "batch_size", "grad_accum", "weight_decay", "warmup_ratio", "scheduler", "max_grad_norm",
+                   "max_length", "epoch_fraction", "patience", "min_epochs", "precision", "padding", "optimizer",
+                   "class_weights")  # training settings a sweep or a method's own ``train`` may set
 
 
 def registered(kind: str):
@@ -69,6 +93,9 @@ class MethodSpec(_Spec):
     lr: Optional[float] = Field(None, gt=0)  # overrides task and train learning rates for this method
     sweep: Optional[SweepSpec] = None  # e.g. {lr: [1e-4, 3e-4, 1e-3]}: one run per value, best on validation
     options: dict[str, Any] = Field(default_factory=dict)  # the method's options, defaults filled in
+    # training settings of this method's runs over the grid's (e.g. {batch_size: 16} for full fine-tuning only)
+    train: Annotated[dict[str, Any], Identity.ADDED] = {}
+    point: Annotated[Optional[dict[str, Any]], Identity.NEUTRAL] = None  # a sweep's setting this variant runs
 
     @model_validator(mode="before")
     @classmethod
@@ -90,6 +117,20 @@ class MethodSpec(_Spec):
             checked = validate_options(model, self.options, f"method '{self.name}'", "options")
             if checked != self.options:  # (assignment re-runs this validator)
                 self.options = checked
+        unknown = [k for k in self.train if k not in SWEEPABLE_TRAIN]
+        if unknown:
+            raise field_error(f"train.{unknown[0]}", f"not a training setting a method may set; allowed: "
+                              f"{', '.join(SWEEPABLE_TRAIN)}")
+        for name, values in (self.sweep.axes() if self.sweep else {}).items():
+            if name == "lr":
+                continue
+            if model is not None and name in model.model_fields:
+                for value in values:  # each value checked as the option it sets
+                    validate_options(model, {**self.options, name: value}, f"method '{self.name}'", "sweep")
+            elif name not in SWEEPABLE_TRAIN:
+                options = ", ".join(model.model_fields) if model is not None else ""
+                raise field_error(f"sweep.{name}", f"not an option of method '{self.name}' or a training setting; "
+                                  f"allowed: lr, {options + ', ' if options else ''}{', '.join(SWEEPABLE_TRAIN)}")
         return self
 
 
@@ -350,6 +391,25 @@ class GridSpec(_Spec):
         return self
 
     @model_validator(mode="after")
+    def _method_training(self):
+        """A method's own training settings, and each training setting a sweep tries, checked as the grid's
+        training settings with it."""
+        for i, m in enumerate(self.methods):
+            tries = [("train", m.train)] if m.train else []
+            for name, values in (m.sweep.axes() if m.sweep else {}).items():
+                if name in SWEEPABLE_TRAIN and not (name in _option_fields(m.name)):
+                    tries += [(f"sweep.{name}", {**m.train, name: v}) for v in values]
+            for where, overrides in tries:
+                try:
+                    TrainSpec.model_validate({**self.train.model_dump(), **overrides})
+                except ValidationError as err:
+                    e = err.errors()[0]
+                    field = ".".join(str(x) for x in e["loc"]) or where
+                    raise field_error(f"methods[{i}].{where}" + (f" ({field})" if where == "train" else ""),
+                                      message(e)) from None
+        return self
+
+    @model_validator(mode="after")
     def _baseline(self):
         if "baseline" in self.report.model_fields_set:
             known = [m.label for m in self.methods] + [m.name for m in self.methods]
@@ -440,16 +500,45 @@ def combos(grid: GridSpec) -> list[tuple[ModelSpec, TaskSpec, MethodSpec]]:
             for me in grid.methods]
 
 
+def run_spec(model: ModelSpec, method: MethodSpec, task: TaskSpec, train: TrainSpec, seed: int) -> RunSpec:
+    """One run: the grid's training settings with the method's own (``method.train``) over them."""
+    if method.train:
+        train = TrainSpec.model_validate({**train.model_dump(), **method.train})
+    return RunSpec(model=model, method=method, task=task, train=train, seed=seed)
+
+
 def expand(grid: GridSpec) -> list[RunSpec]:
-    """The grid's runs in a stable order (model, task, method, seed); a method with ``sweep.lr`` gives one
-    run per learning rate. A staged sweep (``sweep.seeds: k``) gives its first k seeds here; the others follow
-    once the rate is chosen (``sweeps.follow_ups``)."""
-    return [RunSpec(model=m, method=v, task=t, train=grid.train, seed=s)
+    """The grid's runs in a stable order (model, task, method, seed); a method with a ``sweep`` gives one run
+    per setting. A staged sweep (``sweep.seeds: k``) gives its first k seeds here; the others follow once the
+    setting is chosen (``sweeps.follow_ups``)."""
+    return [run_spec(m, v, t, grid.train, s)
             for m, t, me in combos(grid) for v in variants(me)
             for s in (grid.seeds[:me.sweep.seeds] if me.sweep and me.sweep.seeds else grid.seeds)]
 
 
 def variants(method: MethodSpec) -> list[MethodSpec]:
+    """The method once per setting of its sweep (every combination of the values listed, in the order given),
+    each with the setting in ``point``; the method itself where it has no sweep."""
     if not method.sweep:
         return [method]
-    return [method.model_copy(update={"lr": lr}) for lr in method.sweep.lr]
+    axes = method.sweep.axes()
+    own = _option_fields(method.name)
+    out = []
+    for combo in itertools.product(*axes.values()):
+        point = dict(zip(axes, combo))
+        update: dict[str, Any] = {"point": point}
+        if "lr" in point:
+            update["lr"] = point["lr"]
+        options = {k: v for k, v in point.items() if k in own}
+        if options:
+            update["options"] = {**method.options, **options}
+        train = {k: v for k, v in point.items() if k != "lr" and k not in own}
+        if train:
+            update["train"] = {**method.train, **train}
+        out.append(method.model_copy(update=update))
+    return out
+
+
+def _option_fields(method_name: str) -> tuple[str, ...]:
+    model = registry.options("method", method_name)
+    return tuple(model.model_fields) if model is not None else ()

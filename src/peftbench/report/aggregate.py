@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .. import registry
 from ..result import RunResult
 from ..store import cell_key
-from ..sweeps import choose
+from ..sweeps import choose, point_key, point_of, point_text
 
 
 @dataclass
@@ -38,24 +38,29 @@ class Cell:
 
 
 def select_sweeps(results: list[RunResult | dict]) -> tuple[list[RunResult], list[list[str]]]:
-    """Learning-rate sweeps: per (model, task, method) with ``sweep``, keep the runs of the learning rate whose
-    mean best validation score (over the seeds every rate ran) is highest; the others stay in the store and are
-    listed."""
+    """Sweeps: per (model, task, method) with ``sweep``, keep the runs of the setting whose mean best validation
+    score (over the seeds every setting ran) is best; the others stay in the store and are listed."""
     kept, rows = [], []
     swept: dict = defaultdict(lambda: defaultdict(list))
     for r in map(RunResult.load, results):
         if r.sweep:
-            swept[(r.model, r.task, r.method)][r.training.lr].append(r)
+            swept[(r.model, r.task, r.method)][point_key(point_of(r))].append(r)
         else:
             kept.append(r)
-    for (model, task, method), by_lr in sorted(swept.items()):
-        best, score = choose(by_lr)
-        kept += by_lr[best]
-        metric = by_lr[best][0].training.validation_metric
-        for lr in sorted(by_lr):
-            rows.append([model, task, method, f"{lr:g}", f"{metric} {score[lr]:.4f}", str(len(by_lr[lr])),
-                         "chosen" if lr == best else ""])
+    for (model, task, method), by_point in sorted(swept.items()):
+        best, score = choose(by_point)
+        kept += by_point[best]
+        metric = by_point[best][0].training.validation_metric
+        for key in sorted(by_point, key=lambda k: _order(point_of(by_point[k][0]))):
+            rows.append([model, task, method, point_text(point_of(by_point[key][0])), f"{metric} {score[key]:.4f}",
+                         str(len(by_point[key])), "chosen" if key == best else ""])
     return kept, rows
+
+
+def _order(point: dict) -> list:
+    """A sort key for settings: numbers by value, anything else by its text."""
+    return [(k, (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v)))
+            for k, v in sorted(point.items())]
 
 
 def _flat(d, prefix="") -> dict:

@@ -519,11 +519,11 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         rep.heading(f"PES · {task}")
         rep.figure(f"pes__{safe_name(task)}", f"PES {task}", plots.pes_bars(task, bars))
     if sweep_rows:
-        rep.heading("Learning-rate sweeps")
-        rep.text("Only the chosen learning rate's test scores appear above; every run is in the store. The rates are "
-                 "compared by the mean best validation score over the seeds every rate ran (a staged sweep, "
-                 "`sweep.seeds`, runs its later seeds at the chosen rate only).")
-        rep.table(Table("sweeps", "Sweeps", ["Model", "Task", "Method", "Learning rate", "Mean best validation",
+        rep.heading("Sweeps")
+        rep.text("Only the chosen setting's test scores appear above; every run is in the store. The settings are "
+                 "compared on validation only, by the mean best validation score over the seeds every setting ran "
+                 "(a staged sweep, `sweep.seeds`, runs its later seeds at the chosen setting only).")
+        rep.table(Table("sweeps", "Sweeps", ["Model", "Task", "Method", "Setting", "Mean best validation",
                                              "Runs", ""], sweep_rows))
     if failures:
         rep.table(Table("failures", "Runs that did not finish", ["Run", "Status", "Error"], [list(f) for f in failures]),

@@ -503,6 +503,7 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
     return RunResult.load({
         "version": RESULT_VERSION, "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
         "method_name": run.method.name, "sweep": run.method.sweep.model_dump() if run.method.sweep else None,
+        **({"sweep_point": run.method.point} if run.method.point else {}),
         "task": run.task.name, "task_type": run.task.type, "seed": run.seed,
         "parameters": s.parameters, "memory": memory,
         "timing": {"train_seconds": round(train.wall, 3), "eval_seconds": round(ev.wall, 3),
