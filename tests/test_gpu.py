@@ -56,3 +56,30 @@ def test_tf32_and_8bit_adamw_on_cuda(toy, tmp_path):
     pytest.importorskip("bitsandbytes")
     results = _run(toy, tmp_path / "adam8", optimizer="adamw_8bit")
     assert all(math.isfinite(r.test.loss) for r in results)
+
+
+def test_qlora_loads_a_4bit_base_and_trains_its_adapter(toy, tmp_path):
+    """models[].quantization: a tiny Llama saved as a checkpoint, loaded in 4-bit NF4 by bitsandbytes, LoRA
+    trained on it: finite losses, the quantisation recorded, the report labelling it beside the bf16 LoRA."""
+    pytest.importorskip("bitsandbytes")
+    from peftbench.families import Head, HeadKind
+    from peftbench.models import load_model
+
+    model, tok, _ = load_model(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:llama"], methods=["lora"])).models[0],
+                               Head(HeadKind.SEQUENCE, ("a", "b")))
+    folder = tmp_path / "llama"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "out"
+    data = toy_grid(toy, out, models=[{"source": str(folder), "name": "llama", "dtype": "bfloat16"},
+                                      {"source": str(folder), "name": "llama-4bit", "dtype": "bfloat16",
+                                       "quantization": {"bits": 4}}], methods=["lora"], epochs=2, precision="bf16")
+    assert run_grid(load_grid(data=data), in_process=False, show_progress=False).failed == []
+    store = Store(out)
+    results = {r.model: r for r in store.results()}
+    store.close()
+    q = results["llama-4bit"]
+    assert q.model_info["quantization"]["bits"] == 4 and q.model_info["quantization"]["quant_type"] == "nf4"
+    assert all(math.isfinite(c["train_loss"]) for c in q.curves)
+    md, _ = render(out, echo=lambda *a: None, resamples=50)
+    assert "lora (4-bit nf4)" in md.read_text()

@@ -66,7 +66,10 @@ def test_news_study_grid():
 def test_hungarian_study_grid():
     g = grid("hulu-puli")
     runs = expand(g)
-    assert len(runs) == 3 * (3 + 3) * 5  # three learning rates per method: the best is reported
+    assert len(runs) == 3 * (3 + 3) * 5 + 3 * 5  # three learning rates per method: the best is reported; + QLoRA
+    qlora = [r for r in runs if r.model.quantization]
+    assert len(qlora) == 15 and {r.method.name for r in qlora} == {"lora"}
+    assert qlora[0].model.quantization.describe() == "4-bit nf4" and qlora[0].model.source.endswith("Llama-3.1")
     metrics = {t.name: t.metric for t in g.tasks}
     assert metrics == {"hucola": "mcc", "hucopa": "mcc", "hurte": "mcc", "husst": "accuracy", "huwnli": "accuracy"}
     lora = next(m for m in g.methods if m.name == "lora")

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoTokenizer
 from . import registry
 from .config import ModelSpec
 from .data.cache import peftbench_cache
-from .families import Architecture, Head, detect, model_type
+from .families import HEAD_MODULES, Architecture, Head, detect, model_type
 from .errors import OneLine, first_line
 
 
@@ -180,9 +180,10 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
             torch.manual_seed(init_seed)  # the tiny "pretrained" weights are the same for every run
             model = auto_class.from_config(config, dtype=dtype)
     else:
+        quantized = quantization_kwargs(spec, head) if spec.quantization else {}
         try:
             model = auto_class.from_pretrained(info["resolved"], config=config, revision=spec.revision, dtype=dtype,
-                                               **remote_code(spec))
+                                               **remote_code(spec), **quantized)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load weights of '{spec.source}' as {auto_class.__name__}: "
                                  f"{first_line(exc)}") from None
@@ -194,7 +195,27 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
                                  f"{first_line(exc, 120)}): the file is empty or truncated; download or "
                                  "build the checkpoint again") from None
     info["model_class"] = type(model).__name__
+    if spec.quantization:
+        info["quantization"] = {**spec.quantization.model_dump(), "method": "bitsandbytes"}
     return model
+
+
+def quantization_kwargs(spec: ModelSpec, head: Head) -> dict:
+    """``from_pretrained`` arguments that load ``spec`` quantised by bitsandbytes on the current CUDA device (QLoRA:
+    ``{bits: 4}`` is 4-bit NF4 with double quantisation and bf16 compute); the task head stays unquantised."""
+    from transformers import BitsAndBytesConfig
+
+    q = spec.quantization
+    heads = list(HEAD_MODULES[head.kind])  # (with a list given, transformers drops its own default, the LM head)
+    skip = q.skip_modules if q.skip_modules is not None else ([*heads, "lm_head"] if heads else None)
+    if q.bits == 4:
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q.quant_type,
+                                    bnb_4bit_use_double_quant=q.double_quant,
+                                    bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype), llm_int8_skip_modules=skip)
+    else:
+        config = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
+    return {"quantization_config": config, "device_map": {"": device}}
 
 
 def load_model(spec: ModelSpec, head: Head, what: str = "this task"):

@@ -264,6 +264,19 @@ def _read_data(i: int, task) -> str | None:
     return None
 
 
+def _quantization(i: int, q) -> str | None:
+    """A quantised base needs bitsandbytes and a CUDA GPU: refused here, before any run, where either is missing."""
+    field = f"models[{i}].quantization"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return f"{field}: {q.describe()} loading needs bitsandbytes, which is not installed; pip install bitsandbytes"
+    import torch
+
+    if not torch.cuda.is_available():
+        return (f"{field}: {q.describe()} bitsandbytes models need a CUDA GPU and this machine has none; run the grid "
+                "on a GPU, or drop quantization to train the base in full precision here")
+    return None
+
+
 def check(grid: GridSpec, read_data: bool = True) -> list[str]:
     """Every problem found, one line each (empty: ready to run). ``read_data`` also loads small local data and
     recipes the way the runs will, so a wrong column or label value is caught before any model loads."""
@@ -277,6 +290,9 @@ def check(grid: GridSpec, read_data: bool = True) -> list[str]:
         problems += found
         if read_data and not found:
             problems.append(_read_data(i, t))
+    for i, model in enumerate(grid.models):
+        if model.quantization is not None:
+            problems.append(_quantization(i, model.quantization))
     for name in grid.train.trackers:
         problems.append((lambda why: f"train.trackers: {why}" if why else None)(missing(name)))
     if grid.train.optimizer == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:

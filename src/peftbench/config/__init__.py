@@ -9,11 +9,12 @@ from .errors import FIELD_ERROR, ConfigError, field_error
 from .identity import FEATURES, Identity, config_hash, safe_name
 from .load import load_grid
 from .overrides import apply_overrides
-from .specs import (AnalysisSpec, DataSpec, GenerationSpec, GridSpec, LauncherSpec, MethodSpec, ModelSpec, ReportSpec,
+from .specs import (AnalysisSpec, DataSpec, GenerationSpec, GridSpec, LauncherSpec, MethodSpec, ModelSpec,
+                    QuantizationSpec, ReportSpec,
                     RunSpec, SweepSpec, TaskSpec, TrainSpec, combos, expand, features_fields, identity, registered,
                     run_spec, validate_options, variants)
 
 __all__ = ["FIELD_ERROR", "AnalysisSpec", "ConfigError", "DataSpec", "FEATURES", "GenerationSpec", "GridSpec", "Identity",
-           "LauncherSpec", "MethodSpec", "ModelSpec", "ReportSpec", "RunSpec", "SweepSpec", "TaskSpec", "TrainSpec",
+           "LauncherSpec", "MethodSpec", "ModelSpec", "QuantizationSpec", "ReportSpec", "RunSpec", "SweepSpec", "TaskSpec", "TrainSpec",
            "apply_overrides", "combos", "config_hash", "expand", "features_fields", "field_error", "identity",
            "load_grid", "registered", "run_spec", "safe_name", "validate_options", "variants"]

@@ -26,7 +26,8 @@ def message(e: ErrorDetails) -> str:
     """One of pydantic's errors as a short message with the bad value: a ``Literal``'s choices listed plainly."""
     got = e.get("input")
     if e["type"] == "literal_error":
-        choices = re.findall(r"'([^']*)'", e["ctx"]["expected"]) or [e["ctx"]["expected"]]
+        expected = e["ctx"]["expected"]  # "'a', 'b' or 'c'" (strings), "4 or 8" (numbers)
+        choices = re.findall(r"'([^']*)'", expected) or re.split(r", | or ", expected)
         return f"'{got}' is not one of {', '.join(choices)}" if isinstance(got, str) else \
             f"{json.dumps(got, default=str)[:80]} is not one of {', '.join(choices)}"
     msg = e["msg"].removeprefix("Value error, ")

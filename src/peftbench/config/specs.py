@@ -18,6 +18,20 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class QuantizationSpec(_Spec):
+    """A quantised base model through bitsandbytes (QLoRA: 4-bit NF4, double quantisation, bf16 compute): the
+    base weights are frozen at ``bits``; only a method's adapter (and the head) trains. Needs a CUDA GPU."""
+
+    bits: Literal[4, 8] = 4
+    quant_type: Literal["nf4", "fp4"] = "nf4"  # 4-bit only
+    double_quant: bool = True  # 4-bit only: quantise the quantisation constants too (QLoRA)
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # 4-bit only: the matmuls' dtype
+    skip_modules: Optional[list[str]] = None  # modules kept unquantised (default: the task heads)
+
+    def describe(self) -> str:
+        return f"{self.bits}-bit {self.quant_type}" if self.bits == 4 else "8-bit"
+
+
 class ModelSpec(_Spec):
     """A model source: hub id (``org/name``), local checkpoint folder, ``*.gguf`` file or ``tiny:<family>``."""
 
@@ -27,6 +41,15 @@ class ModelSpec(_Spec):
     revision: Optional[str] = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False  # run a hub repo's own Python code: only when you trust it
+    quantization: Annotated[Optional[QuantizationSpec], Identity.ADDED] = None  # e.g. {bits: 4}: QLoRA's base
+    methods: Annotated[Optional[list[str]], Identity.NEUTRAL] = None  # labels of the grid's methods run on it (default: every one)
+
+    @model_validator(mode="after")
+    def _quantised_source(self):
+        if self.quantization is not None and self.source.strip().startswith("tiny:"):
+            raise field_error("quantization", "bitsandbytes quantises pretrained weights as they load; a tiny: model "
+                              "is built from a config (save it with save_pretrained and point source at the folder)")
+        return self
 
     @model_validator(mode="after")
     def _name(self):
@@ -381,6 +404,23 @@ class GridSpec(_Spec):
         return self
 
     @model_validator(mode="after")
+    def _model_methods(self):
+        labels = [m.label for m in self.methods]
+        for i, model in enumerate(self.models):
+            unknown = [n for n in model.methods or () if n not in labels]
+            if unknown:
+                raise field_error(f"models[{i}].methods", f"{unknown} are not methods of this grid; allowed: "
+                                  f"{', '.join(labels)}")
+            if model.quantization is not None:
+                full = [m.label for m in self.methods if m.name == "full" and (model.methods is None or
+                                                                               m.label in model.methods)]
+                if full:
+                    raise field_error(f"models[{i}].quantization", f"full fine-tuning ('{full[0]}') cannot train a "
+                                      f"{model.quantization.describe()} base (its weights are frozen at that width); "
+                                      f"list the adapter methods in models[{i}].methods, or drop quantization")
+        return self
+
+    @model_validator(mode="after")
     def _weighted(self):
         if self.train.class_weights is not None:
             for i, t in enumerate(self.tasks):
@@ -495,9 +535,10 @@ def features_fields(task: dict) -> dict:
 
 
 def combos(grid: GridSpec) -> list[tuple[ModelSpec, TaskSpec, MethodSpec]]:
-    """(model, task, method) in the grid's stable order (a task's ``models`` restricts it)."""
+    """(model, task, method) in the grid's stable order (a task's ``models`` and a model's ``methods`` restrict
+    it)."""
     return [(m, t, me) for m in grid.models for t in grid.tasks if t.models is None or m.name in t.models
-            for me in grid.methods]
+            for me in grid.methods if m.methods is None or me.label in m.methods]
 
 
 def run_spec(model: ModelSpec, method: MethodSpec, task: TaskSpec, train: TrainSpec, seed: int) -> RunSpec:

@@ -82,14 +82,29 @@ def _difference_labels(configs: list[dict]) -> list[str]:
             (", ..." if len(keys) > 3 else "") for f in flats]
 
 
+def describe(quantization: dict) -> str:
+    """How a base was quantised, for a label: ``4-bit nf4``, ``8-bit``."""
+    bits = quantization.get("bits")
+    return f"{bits}-bit {quantization.get('quant_type', '')}".strip() if bits == 4 else f"{bits}-bit"
+
+
 def build_cells(results: list[RunResult | dict]) -> dict[tuple[str, str], list[Cell]]:
     """(model, task) -> cells in the method registry's order. Results need their ``config``
     (``Store.results(with_config=True)``); without it each run's own id stands in (no pooling across configs)."""
     order = registry.names("method")
+    results = [RunResult.load(r) for r in results]
+    plain: dict = {}  # a checkpoint -> the name of a model entry that loads it unquantised
+    for r in results:
+        if not r.model_info.get("quantization"):
+            plain.setdefault(r.model_info.get("resolved"), r.model)
     by_method: dict = defaultdict(lambda: defaultdict(list))
-    for r in map(RunResult.load, results):
+    for r in results:
         key = cell_key(r.config) if r.config is not None else r.run_id
-        by_method[(r.model, r.task, r.method)][key].append(r)
+        model, label = r.model, r.method
+        quantized = r.model_info.get("quantization")
+        if quantized:  # QLoRA beside full and LoRA of the same checkpoint, its label saying how it was loaded
+            model, label = plain.get(r.model_info.get("resolved"), r.model), f"{r.method} ({describe(quantized)})"
+        by_method[(model, r.task, label)][key].append(r)
     groups: dict = defaultdict(list)
     for (model, task, label), cells in by_method.items():
         keys = list(cells)

@@ -173,9 +173,14 @@ def setup(run: RunSpec, show: bool = True, tally: Tally | None = None) -> Setup:
     method = registry.get("method", run.method.name)()
     ctx = MethodContext(family=arch.family, model_type=model_info["model_type"], head_modules=heads,
                         peft_task_type=arch.peft_task_type(prep.head.kind), total_steps=total_steps)
+    if run.model.quantization:  # QLoRA: frozen k-bit base, norms in fp32, inputs that carry gradients
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=tr.gradient_checkpointing)
     model = method.apply(model, method.Options.model_validate(run.method.options), ctx)
     parameters = count_parameters(model)
-    model.to(device)
+    if not run.model.quantization:  # (a bitsandbytes model is placed as it loads and refuses .to)
+        model.to(device)
     options = speed_options(model, tr, device)
     model = ranks.shard(model, base_model(model))  # FSDP: sharded before the optimizer sees its parameters
     lr = run.lr() or type(method).lr_for(arch.family)
