@@ -13,7 +13,7 @@ LAYERS = [
     ("components", ["peftbench.models", "peftbench.heads", "peftbench.tiny", "peftbench.methods", "peftbench.tasks",
                     "peftbench.analysis", "peftbench.sweeps", "peftbench.trackers"]),
     ("run", ["peftbench.run"]),
-    ("grid", ["peftbench.store", "peftbench.executors", "peftbench.plan", "peftbench.preflight"]),
+    ("grid", ["peftbench.store", "peftbench.executors", "peftbench.plan", "peftbench.footprint", "peftbench.preflight"]),
     ("orchestration", ["peftbench.runner", "peftbench.report"]),
     ("cli", ["peftbench.cli"]),
 ]

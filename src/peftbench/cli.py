@@ -27,12 +27,12 @@ def _grid_from(args):
     return load_grid(args.grid, args.overrides)
 
 
-def _preflight(grid, origin: str) -> None:
+def _preflight(grid, origin: str, here: bool = True) -> None:
     """Refuse the grid on its first problem; otherwise set what its runs' environment needs (offline mode where
-    the hub cannot be reached: inherited by the runs' processes)."""
+    the hub cannot be reached: inherited by the runs' processes). ``here``: the grid runs on this machine."""
     from .preflight import check, offline_env
 
-    problems = check(grid)
+    problems = check(grid, here=here)
     if problems:
         raise ConfigError(f"{origin}: {problems[0]}" + (f" (+{len(problems) - 1} more: peftbench validate lists them)"
                                                          if len(problems) > 1 else ""))
@@ -98,6 +98,18 @@ def cmd_plan(args) -> int:
     from .plan import plan, table
 
     grid = load_grid(args.grid, args.overrides)
+    if args.target:
+        from .footprint import parse_target
+        from .plan import plan_target, target_table
+
+        try:
+            target = parse_target(args.target)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        _preflight(grid, args.grid, here=False)
+        result = plan_target(grid, target, echo=(lambda *a: None) if args.json else print)
+        print(json.dumps(result, indent=1) if args.json else target_table(result))
+        return 0
     _preflight(grid, args.grid)
     result = plan(grid, steps=args.steps, echo=(lambda *a: None) if args.json else print)
     print(json.dumps(result, indent=1) if args.json else table(result))
@@ -250,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("overrides", nargs="*", help="key=value overrides")
     pl.add_argument("--steps", type=int, default=3, help="optimizer steps profiled per (model, method, task)")
     pl.add_argument("--json", action="store_true", help="machine-readable output")
+    pl.add_argument("--target", help="predict peak GPU memory on another machine instead, without a GPU: a GPU name "
+                    "(A100-80GB, H100, L4, T4 ...) or a size (24GB); says which runs fit and the cheapest change "
+                    "for the others")
     mg = sub.add_parser("merge", help="join results folders (e.g. shards) into one, with no run twice")
     mg.add_argument("sources", nargs="+", help="results folders to join")
     mg.add_argument("--into", required=True, help="the results folder that receives them (created if needed)")

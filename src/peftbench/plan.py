@@ -147,6 +147,55 @@ def plan(grid: GridSpec, steps: int = 3, echo=print) -> dict:
                     "on CPU and peak allocated memory on CUDA"}
 
 
+def _combos(grid: GridSpec) -> dict[tuple, list[RunSpec]]:
+    """(model, method name, method label, task) -> its runs, the staged sweeps' later seeds included."""
+    combos: dict[tuple, list[RunSpec]] = {}
+    for r in expand(grid):
+        combos.setdefault((r.model.name, r.method.name, r.method.label, r.task.name), []).append(r)
+    later = {(m.name, me.name, me.label, t.name): len(seeds) for m, t, me, _, seeds in staged(grid)}
+    return {key: members + members[:1] * later.get(key, 0) for key, members in combos.items()}
+
+
+def plan_target(grid: GridSpec, target, echo=print) -> dict:
+    """Each (model, method, task) of the grid on ``target`` (``footprint.Target``), each in its own process:
+    predicted peak GPU memory by component, whether it fits, the cheapest change where it does not."""
+    rows = []
+    for key, members in _combos(grid).items():
+        echo(f"sizing {key[0]} / {key[2]} / {key[3]} for {target.name}")
+        proc = subprocess.run([sys.executable, "-m", "peftbench.footprint", members[0].model_dump_json(), target.name],
+                              capture_output=True, text=True, env=dict(os.environ, PEFTBENCH_PROGRESS="0"))
+        if proc.returncode:
+            lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
+            rows.append({"model": key[0], "method": key[2], "task": key[3], "runs": len(members),
+                         "error": lines[-1][:300] if lines else f"exit code {proc.returncode}"})
+            continue
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row["runs"] = len(members)
+        rows.append(row)
+    return {"grid": grid.name, "target": target.name, "budget_mb": target.budget_mb, "rows": rows,
+            "note": "peak memory PyTorch allocates on the GPU (weights, gradients, optimizer state counted from the "
+                    "shapes; activations measured on CPU on 1- and 2-block copies, scaled); the CUDA context and "
+                    "allocator fragmentation are not included"}
+
+
+def target_table(result: dict) -> str:
+    head = ("| Model | Method | Task | Runs | Weights | Gradients | Optimizer | Activations | Peak (GB) | Fits "
+            f"{result['target']} |")
+    lines = [head, "|" + "---|" * 10]
+    for r in result["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['method']} | {r['task']} | {r['runs']} | – | – | – | – | – | "
+                         f"error: {r['error']} |")
+            continue
+        p = {k: v / 1024 for k, v in r["predicted_mb"].items()}
+        fits = "yes" if r["fits"] else f"no: {r['change']}" + (
+            f" (→ {r['predicted_after_mb'] / 1024:.1f} GB)" if r.get("predicted_after_mb") else "")
+        lines.append(f"| {r['model']} | {r['method']} | {r['task']} | {r['runs']} | {p['weights']:.2f} | "
+                     f"{p['gradients']:.2f} | {p['optimizer']:.2f} | {p['activations']:.2f} | {p['total']:.2f} | {fits} |")
+    lines.append(f"\nbudget: 90% of {result['target']} = {result['budget_mb'] / 1024:.1f} GB; {result['note']}.")
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
     head = "| Model | Method | Task | Runs | Trainable | Peak memory (MB) | s / step | Epoch | Run | Grid | Fits |"
     lines = [head, "|" + "---|" * 11]

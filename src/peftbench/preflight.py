@@ -277,9 +277,11 @@ def _quantization(i: int, q) -> str | None:
     return None
 
 
-def check(grid: GridSpec, read_data: bool = True) -> list[str]:
+def check(grid: GridSpec, read_data: bool = True, here: bool = True) -> list[str]:
     """Every problem found, one line each (empty: ready to run). ``read_data`` also loads small local data and
-    recipes the way the runs will, so a wrong column or label value is caught before any model loads."""
+    recipes the way the runs will, so a wrong column or label value is caught before any model loads. ``here``:
+    the grid runs on this machine (False for ``plan --target``: what this machine lacks to run it is no
+    problem)."""
     problems: list[str | None] = []
     out = Path(grid.output_dir).expanduser()
     if out.exists() and not out.is_dir():
@@ -291,11 +293,11 @@ def check(grid: GridSpec, read_data: bool = True) -> list[str]:
         if read_data and not found:
             problems.append(_read_data(i, t))
     for i, model in enumerate(grid.models):
-        if model.quantization is not None:
+        if model.quantization is not None and here:
             problems.append(_quantization(i, model.quantization))
     for name in grid.train.trackers:
         problems.append((lambda why: f"train.trackers: {why}" if why else None)(missing(name)))
-    if grid.train.optimizer == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
+    if here and grid.train.optimizer == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("train.optimizer: adamw_8bit needs bitsandbytes, which is not installed; pip install "
                         "bitsandbytes (CUDA), or use adamw")
     launcher = grid.train.launcher

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from .. import registry
 from ..config import TaskSpec
 from ..data.cache import FeaturesCache, cached_map
-from ..families import Architecture, Head
+from ..families import Architecture, Head, HeadKind
 from ..options import NoOptions
 
 LABEL_KEYS = ("labels", "start_positions", "end_positions")  # targets: the task scores them, the model never sees them
@@ -109,6 +109,7 @@ class Task:
     pes_weights: ClassVar[dict[str, float]] = {}
     generative: ClassVar[bool] = False  # evaluation generates text (slower; timed apart)
     calibrated: ClassVar[bool] = False  # calibrate() fits settings on validation before the test pass
+    head_kind: ClassVar[HeadKind | None] = None  # the head its prepare() asks for (read by plan --target before any data)
     weighted: ClassVar[bool] = False  # its loss takes per-class weights (train.class_weights, prep.extra)
 
     def __init_subclass__(cls, **kw):

@@ -92,6 +92,7 @@ def map_labels(task_name: str, dd, spec) -> tuple[object, list[str], dict]:
 
 class Classification(Task):
     name = "classification"
+    head_kind = HeadKind.SEQUENCE
     weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = ClassificationOptions
     default_metric = "macro_f1"
@@ -139,7 +140,7 @@ class Classification(Task):
         return Raw(dd, tuple(labels), report)
 
     def head(self, labels) -> Head:
-        return Head(HeadKind.SEQUENCE, labels=tuple(labels))
+        return Head(self.head_kind, labels=tuple(labels))
 
     def encode_labels(self, batch, index: dict) -> list:
         return [index[v] for v in batch["_label_name"]]

@@ -13,7 +13,7 @@ import numpy as np
 from ..options import Options
 
 from ..data.loading import DataError, load_raw
-from ..families import Head, HeadKind
+from ..families import Head
 from .base import Metric, Raw, require_columns, require_text, with_group
 from .classification import Classification
 
@@ -67,7 +67,7 @@ class MultiLabel(Classification):
         return Raw(dd, tuple(labels), report)
 
     def head(self, labels) -> Head:
-        return Head(HeadKind.SEQUENCE, labels=tuple(labels), problem_type="multi_label_classification")
+        return Head(self.head_kind, labels=tuple(labels), problem_type="multi_label_classification")
 
     def encode_labels(self, batch, index) -> list:
         hot = []

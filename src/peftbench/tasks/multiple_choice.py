@@ -60,6 +60,7 @@ class MultipleChoiceOptions(Options):
 
 class MultipleChoice(Task):
     name = "multiple_choice"
+    head_kind = HeadKind.SEQUENCE
     weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = MultipleChoiceOptions
     default_metric = "accuracy"
@@ -126,7 +127,7 @@ class MultipleChoice(Task):
 
         # one score per (context, choice) pair: a sequence head with one output
         return Prepared(map_splits(raw.splits, encode, "tokenising", cache), ChoiceCollator(tokenizer),
-                        Head(HeadKind.SEQUENCE, num_outputs=1), raw.labels, tokenizer, arch)
+                        Head(self.head_kind, num_outputs=1), raw.labels, tokenizer, arch)
 
     def forward(self, adapter, batch, prep):
         import torch

@@ -45,6 +45,7 @@ class Seq2SeqOptions(Options):
 
 class Seq2Seq(Task):
     name = "seq2seq"
+    head_kind = HeadKind.GENERATION
     Options = Seq2SeqOptions
     generative = True
     default_metric = "chrf"
@@ -120,7 +121,7 @@ class Seq2Seq(Task):
 
         # labels padded with -100 on the tokenizer's side (decoders: left, aligned with input_ids)
         collator = MetaCollator(DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, return_tensors="pt"))
-        return Prepared(map_splits(raw.splits, encode, "tokenising", cache), collator, Head(HeadKind.GENERATION), (),
+        return Prepared(map_splits(raw.splits, encode, "tokenising", cache), collator, Head(self.head_kind), (),
                         tokenizer, arch)
 
     def forward(self, adapter, batch, prep):

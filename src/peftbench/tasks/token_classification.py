@@ -98,6 +98,7 @@ class TokenClassificationOptions(Options):
 
 class TokenClassification(Task):
     name = "token_classification"
+    head_kind = HeadKind.TOKEN
     weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = TokenClassificationOptions
     default_metric = "entity_f1"
@@ -178,7 +179,7 @@ class TokenClassification(Task):
             return carry_group(batch, out)
 
         return Prepared(map_splits(raw.splits, encode, "tokenising", cache, batch_size=1000), right_padding_collator(tokenizer),
-                        Head(HeadKind.TOKEN, labels=raw.labels), raw.labels, tokenizer, arch,
+                        Head(self.head_kind, labels=raw.labels), raw.labels, tokenizer, arch,
                         extra={"scheme": self.scheme(raw.labels)})
 
     def loss(self, outputs, batch, prep):

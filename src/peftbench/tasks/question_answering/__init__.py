@@ -47,6 +47,7 @@ class QuestionAnsweringOptions(Options):
 
 class QuestionAnswering(Task):
     name = "question_answering"
+    head_kind = HeadKind.SPAN
     Options = QuestionAnsweringOptions
     default_metric = "f1"
     metrics = Metric.many("exact_match", "f1", "rouge1", "rouge2", "rougeL", percent=True, per_example=True)
@@ -89,7 +90,7 @@ class QuestionAnswering(Task):
         feats = map_splits(raw.splits, encode, "windows", cache, with_indices=True)
         feats["train"] = feats["train"].filter(lambda k: k, input_columns="_keep")
         feats = {split: f.remove_columns("_keep") for split, f in feats.items()}
-        return Prepared(feats, right_padding_collator(tokenizer), Head(HeadKind.SPAN, labels=raw.labels), raw.labels, tokenizer, arch,
+        return Prepared(feats, right_padding_collator(tokenizer), Head(self.head_kind, labels=raw.labels), raw.labels, tokenizer, arch,
                         extra={"examples": examples, "unanswerable": unanswerable})
 
     def loss(self, outputs, batch, prep):
