@@ -181,3 +181,19 @@ def test_a_staged_sweep_over_the_rank_chooses_on_validation_and_reports_the_sett
     chosen = [row for row in rows if row[-1] == "chosen"]
     assert len(rows) == 4 and len(chosen) == 1
     assert chosen[0][3] == ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.items())
+
+
+def test_a_tie_goes_to_the_setting_listed_first_whatever_order_the_store_returns_the_runs():
+    """The persian-2025 twin hit this: two rates tied on seed 42; the runner's staged sweep ran seeds 43 / 44 at
+    the first listed (3e-5) while the report, taking the rates in the store's order, kept 1e-4 with one seed."""
+    sweep = {"lr": [3e-05, 1e-4], "seeds": 1}
+
+    def run(lr, seed, val):
+        return {"run_id": f"{lr}-{seed}", "model": "m", "task": "t", "method": "full", "seed": seed, "sweep": sweep,
+                "training": {"lr": lr, "best_validation": val}}
+
+    runs = [run(1e-4, 42, 0.88), run(3e-05, 42, 0.88), run(3e-05, 43, 0.89), run(3e-05, 44, 0.92)]
+    for order in (runs, runs[::-1]):
+        kept, rows = select_sweeps(order)
+        assert sorted(r.seed for r in kept) == [42, 43, 44] and {r.training.lr for r in kept} == {3e-05}
+        assert [row[-1] for row in rows if row[3] == "lr=3e-05"] == ["chosen"]

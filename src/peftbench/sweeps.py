@@ -34,6 +34,24 @@ def point_text(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
 
 
+def listed(sweep: dict | None) -> list[str]:
+    """The ``point_key`` of every setting of a sweep (as a result records it), in the order the grid runs them
+    (``config.variants``): what breaks a tie between settings."""
+    import itertools
+
+    sweep = sweep or {}
+    axes = {**({"lr": sweep["lr"]} if sweep.get("lr") else {}),
+            **{k: v for k, v in sweep.items() if k not in ("lr", "seeds") and isinstance(v, list)}}
+    return [point_key(dict(zip(axes, combo))) for combo in itertools.product(*axes.values())] if axes else []
+
+
+def in_listed_order(by_point: dict[str, list], sweep: dict | None) -> dict[str, list]:
+    """``by_point`` reordered as the sweep lists its settings (any it does not list last, in their order)."""
+    order = listed(sweep)
+    rank = {k: i for i, k in enumerate(order)}
+    return dict(sorted(by_point.items(), key=lambda kv: rank.get(kv[0], len(order))))
+
+
 def choose(by_lr: dict[Hashable, list[RunResult | dict]]) -> tuple[Hashable, dict[Hashable, float]]:
     """(the chosen setting, each setting's score) from finished results grouped by setting (any key: a learning
     rate, a ``point_key``); the best score is the highest unless the task declares its validation metric

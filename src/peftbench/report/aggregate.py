@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .. import registry
 from ..result import RunResult
 from ..store import cell_key
-from ..sweeps import choose, point_key, point_of, point_text
+from ..sweeps import choose, in_listed_order, point_key, point_of, point_text
 
 
 @dataclass
@@ -48,6 +48,8 @@ def select_sweeps(results: list[RunResult | dict]) -> tuple[list[RunResult], lis
         else:
             kept.append(r)
     for (model, task, method), by_point in sorted(swept.items()):
+        # in the order the grid lists the settings, so that a tie goes where the runner's staged sweep sent it
+        by_point = in_listed_order(by_point, next(iter(by_point.values()))[0].sweep)
         best, score = choose(by_point)
         kept += by_point[best]
         metric = by_point[best][0].training.validation_metric
