@@ -117,38 +117,26 @@ def advice(row: dict) -> str:
 
 def plan(grid: GridSpec, steps: int = 3, echo=print) -> dict:
     """Profile each (model, method, task) in its own process; predict every run of the grid."""
-    runs = expand(grid)
-    combos: dict[tuple, list[RunSpec]] = {}
-    for r in runs:
-        combos.setdefault((r.model.name, r.method.name, r.method.label, r.task.name), []).append(r)
-    later = {(m.name, me.name, me.label, t.name): len(seeds) for m, t, me, _, seeds in staged(grid)}  # staged sweeps
-    rows = []
-    for key, members in combos.items():
-        members = members + members[:1] * later.get(key, 0)  # their later seeds cost what the compared ones do
-        echo(f"profiling {key[0]} / {key[2]} / {key[3]} ({steps} steps)")
-        proc = subprocess.run([sys.executable, "-m", "peftbench.plan", members[0].model_dump_json(), str(steps)],
-                              capture_output=True, text=True, env=dict(os.environ, PEFTBENCH_PROGRESS="0"))
-        if proc.returncode:
-            lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
-            rows.append({"model": key[0], "method": key[2], "task": key[3], "runs": len(members),
-                         "error": lines[-1][:300] if lines else f"exit code {proc.returncode}"})
+    rows = _in_processes(grid, lambda run: ["peftbench.plan", run.model_dump_json(), str(steps)],
+                         f"profiling {{}} ({steps} steps)", echo)
+    for row in rows:
+        if "error" in row:
             continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        row["runs"] = len(members)
-        row["grid_seconds"] = row["run_seconds"] * len(members)
+        row["grid_seconds"] = row["run_seconds"] * row["runs"]
         row["budget_mb"] = memory_budget_mb(row["device"])
         row["fits"] = row["peak_memory_mb"] <= row["budget_mb"]
         if not row["fits"]:
             row["advice"] = advice(row)
-        rows.append(row)
     total = sum(r.get("grid_seconds", 0) for r in rows)
-    return {"grid": grid.name, "runs": len(runs) + sum(later.values()), "rows": rows, "total_seconds": total,
+    later = sum(len(seeds) for *_, seeds in staged(grid))
+    return {"grid": grid.name, "runs": len(expand(grid)) + later, "rows": rows, "total_seconds": total,
             "note": "times are upper bounds where early stopping ends runs early; memory is the process's peak RSS "
                     "on CPU and peak allocated memory on CUDA"}
 
 
 def _combos(grid: GridSpec) -> dict[tuple, list[RunSpec]]:
-    """(model, method name, method label, task) -> its runs, the staged sweeps' later seeds included."""
+    """(model, method name, method label, task) -> its runs, the staged sweeps' later seeds included (they cost
+    what the compared ones do)."""
     combos: dict[tuple, list[RunSpec]] = {}
     for r in expand(grid):
         combos.setdefault((r.model.name, r.method.name, r.method.label, r.task.name), []).append(r)
@@ -156,22 +144,28 @@ def _combos(grid: GridSpec) -> dict[tuple, list[RunSpec]]:
     return {key: members + members[:1] * later.get(key, 0) for key, members in combos.items()}
 
 
-def plan_target(grid: GridSpec, target, echo=print) -> dict:
-    """Each (model, method, task) of the grid on ``target`` (``footprint.Target``), each in its own process:
-    predicted peak GPU memory by component, whether it fits, the cheapest change where it does not."""
+def _in_processes(grid: GridSpec, argv, say: str, echo) -> list[dict]:
+    """One row per (model, method, task): ``python -m argv(run)`` in its own process, its last stdout line read as
+    JSON (or its last error line), with the number of runs it stands for."""
     rows = []
     for key, members in _combos(grid).items():
-        echo(f"sizing {key[0]} / {key[2]} / {key[3]} for {target.name}")
-        proc = subprocess.run([sys.executable, "-m", "peftbench.footprint", members[0].model_dump_json(), target.name],
-                              capture_output=True, text=True, env=dict(os.environ, PEFTBENCH_PROGRESS="0"))
+        echo(say.format(f"{key[0]} / {key[2]} / {key[3]}"))
+        proc = subprocess.run([sys.executable, "-m", *argv(members[0])], capture_output=True, text=True,
+                              env=dict(os.environ, PEFTBENCH_PROGRESS="0"))
         if proc.returncode:
             lines = [x for x in proc.stderr.strip().splitlines() if x.strip()]
             rows.append({"model": key[0], "method": key[2], "task": key[3], "runs": len(members),
                          "error": lines[-1][:300] if lines else f"exit code {proc.returncode}"})
             continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        row["runs"] = len(members)
-        rows.append(row)
+        rows.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "runs": len(members)})
+    return rows
+
+
+def plan_target(grid: GridSpec, target, echo=print) -> dict:
+    """Each (model, method, task) of the grid on ``target`` (``footprint.Target``), each in its own process:
+    predicted peak GPU memory by component, whether it fits, the cheapest change where it does not."""
+    rows = _in_processes(grid, lambda run: ["peftbench.footprint", run.model_dump_json(), target.name],
+                         f"sizing {{}} for {target.name}", echo)
     return {"grid": grid.name, "target": target.name, "budget_mb": target.budget_mb, "rows": rows,
             "note": "peak memory PyTorch allocates on the GPU (weights, gradients, optimizer state counted from the "
                     "shapes; activations measured on CPU on 1- and 2-block copies, scaled); the CUDA context and "
