@@ -193,6 +193,11 @@ def model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if not k.startswith("_") and k not in LABEL_KEYS}
 
 
+class WeightedTask(Task):
+    """A task whose loss is cross-entropy over its labels, so ``train.class_weights`` applies."""
+    weighted = True
+
+
 class MetaCollator:
     """Wrap a collator: keys starting with ``_`` are gathered as lists, the rest collated by ``base``."""
 

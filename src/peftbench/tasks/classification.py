@@ -13,7 +13,7 @@ from pydantic import model_validator
 
 from ..config import Identity
 from ..data.loading import DataError, load_raw
-from .base import (Metric, MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits,
+from .base import (Metric, MetaCollator, Prepared, Raw, WeightedTask, carry_group, cross_entropy, label_index, map_splits,
                    require_columns, require_text, softmax_list, with_group)
 from ..families import Head, HeadKind
 from ..options import Options
@@ -90,10 +90,9 @@ def map_labels(task_name: str, dd, spec) -> tuple[object, list[str], dict]:
     return dd, order, dropped
 
 
-class Classification(Task):
+class Classification(WeightedTask):
     name = "classification"
     head_kind = HeadKind.SEQUENCE
-    weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = ClassificationOptions
     default_metric = "macro_f1"
     metrics = (*Metric.many("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc", confusion=True),

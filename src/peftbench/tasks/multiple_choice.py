@@ -25,7 +25,7 @@ from ..options import Options
 
 from ..data.loading import DataError, load_raw
 from ..families import Head, HeadKind
-from .base import Metric, MetaCollator, Prepared, Raw, Task, carry_group, cross_entropy, map_splits, model_inputs, \
+from .base import Metric, MetaCollator, Prepared, Raw, WeightedTask, carry_group, cross_entropy, map_splits, model_inputs, \
     require_columns, with_group
 from .classification import MACRO_NOTE, classification_metrics
 
@@ -58,10 +58,9 @@ class MultipleChoiceOptions(Options):
     label_is_text: bool = False  # the label is the answer text itself
 
 
-class MultipleChoice(Task):
+class MultipleChoice(WeightedTask):
     name = "multiple_choice"
     head_kind = HeadKind.SEQUENCE
-    weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = MultipleChoiceOptions
     default_metric = "accuracy"
     metrics = Metric.many("accuracy", "macro_f1", "mcc", confusion=True)

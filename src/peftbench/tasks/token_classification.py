@@ -27,7 +27,7 @@ from typing import Literal, Optional
 from ..data.loading import DataError, load_raw
 from ..families import Head, HeadKind
 from ..options import Options
-from .base import (Metric, Prepared, Raw, Task, carry_group, cross_entropy, label_index, map_splits, require_columns,
+from .base import (Metric, Prepared, Raw, WeightedTask, carry_group, cross_entropy, label_index, map_splits, require_columns,
                    right_padding_collator, with_group)
 from .classification import MACRO_NOTE
 
@@ -96,10 +96,9 @@ class TokenClassificationOptions(Options):
     label_all_subtokens: bool = False  # train every sub-token (continuations of a B- word get its I- tag)
 
 
-class TokenClassification(Task):
+class TokenClassification(WeightedTask):
     name = "token_classification"
     head_kind = HeadKind.TOKEN
-    weighted = True  # train.class_weights applies (weighted cross-entropy over the labels)
     Options = TokenClassificationOptions
     default_metric = "entity_f1"
     metrics = Metric.many("token_accuracy", "macro_precision", "macro_recall", "macro_f1", "entity_precision",
