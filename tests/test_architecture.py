@@ -11,7 +11,7 @@ LAYERS = [
     ("config", ["peftbench.config", "peftbench.result"]),
     ("foundations", ["peftbench.families", "peftbench.measure", "peftbench.data"]),
     ("components", ["peftbench.models", "peftbench.heads", "peftbench.tiny", "peftbench.methods", "peftbench.tasks",
-                    "peftbench.analysis", "peftbench.sweeps", "peftbench.trackers"]),
+                    "peftbench.analysis", "peftbench.sweeps", "peftbench.search", "peftbench.trackers"]),
     ("run", ["peftbench.run"]),
     ("grid", ["peftbench.store", "peftbench.executors", "peftbench.plan", "peftbench.footprint", "peftbench.preflight"]),
     ("orchestration", ["peftbench.runner", "peftbench.report"]),

@@ -9,6 +9,7 @@ from importlib import resources
 from . import __version__, registry
 from .config import ConfigError, expand, load_grid
 from .config.errors import message
+from . import search
 from .sweeps import count_follow_ups, staged
 from .store import StoreError
 
@@ -46,10 +47,10 @@ def cmd_run(args) -> int:
 
     grid = _grid_from(args)
     _preflight(grid, getattr(args, "grid", None) or "demo")
-    runs, later = expand(grid), count_follow_ups(grid)
+    runs, later = expand(grid), count_follow_ups(grid) + search.count(grid)
     print(f"grid '{grid.name}': {len(grid.models)} model(s) x {len(grid.methods)} method(s) x {len(grid.tasks)} task(s) "
           f"x {len(grid.seeds)} seed(s) = {len(runs) + later} run(s)"
-          + (f" ({later} of them after their staged sweep has chosen a rate)" if later else "") + f" -> {grid.output_dir}")
+          + (f" ({later} of them after their staged sweep has chosen a rate or drawn by an optuna search)" if later else "") + f" -> {grid.output_dir}")
     jobs, devices, shard = _scale_args(args)
     save_report_settings(grid.output_dir, grid.report)  # `peftbench report` on this store reads them later
     try:
@@ -162,7 +163,7 @@ def cmd_validate(args) -> int:
             continue
         runs = expand(grid)
         print(f"{path}: valid{' (schema and options; files, packages and hub not checked)' if args.schema else ''}; "
-              f"{len(runs) + count_follow_ups(grid)} run(s):")
+              f"{len(runs) + count_follow_ups(grid) + search.count(grid)} run(s):")
         if not args.brief:
             for r in runs:
                 lr = f"{r.lr():g}" if r.lr() else "method default"
@@ -170,6 +171,12 @@ def cmd_validate(args) -> int:
             for model, task, method, first, seeds in staged(grid):
                 print(f"  {model.name} / {method.label} / {task.name}: seeds {', '.join(map(str, seeds))} at the "
                       f"learning rate chosen on seed(s) {', '.join(map(str, first))}")
+            for model, task, method, first, seeds in search.searches(grid):
+                spec = method.sweep.optuna
+                print(f"  {model.name} / {method.label} / {task.name}: optuna search, {spec.trials} trial(s) "
+                      f"({spec.sampler}, pruner {spec.pruner}) over {', '.join(spec.space)} on seed(s) "
+                      f"{', '.join(map(str, first))}" + (f"; seeds {', '.join(map(str, seeds))} at the chosen setting"
+                                                         if seeds else ""))
     return 2 if failed else 0
 
 

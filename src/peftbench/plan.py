@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 
-from .config import GridSpec, RunSpec, expand
+from . import search
+from .config import GridSpec, RunSpec, at_point, expand, run_spec
 from .sweeps import staged
 
 
@@ -128,7 +129,7 @@ def plan(grid: GridSpec, steps: int = 3, echo=print) -> dict:
         if not row["fits"]:
             row["advice"] = advice(row)
     total = sum(r.get("grid_seconds", 0) for r in rows)
-    later = sum(len(seeds) for *_, seeds in staged(grid))
+    later = sum(len(seeds) for *_, seeds in staged(grid)) + search.count(grid)
     return {"grid": grid.name, "runs": len(expand(grid)) + later, "rows": rows, "total_seconds": total,
             "note": "times are upper bounds where early stopping ends runs early; memory is the process's peak RSS "
                     "on CPU and peak allocated memory on CUDA"}
@@ -140,6 +141,10 @@ def _combos(grid: GridSpec) -> dict[tuple, list[RunSpec]]:
     combos: dict[tuple, list[RunSpec]] = {}
     for r in expand(grid):
         combos.setdefault((r.model.name, r.method.name, r.method.label, r.task.name), []).append(r)
+    for m, t, me, first, seeds in search.searches(grid):  # an optuna search: its first draw stands for its trials
+        spec = me.sweep.optuna
+        run = run_spec(m, at_point(me, search.draw(spec, [], 0)), t, grid.train, first[0])
+        combos[(m.name, me.name, me.label, t.name)] = [run] * (spec.trials * len(first) + len(seeds))
     later = {(m.name, me.name, me.label, t.name): len(seeds) for m, t, me, _, seeds in staged(grid)}
     return {key: members + members[:1] * later.get(key, 0) for key, members in combos.items()}
 
@@ -172,14 +177,19 @@ def plan_target(grid: GridSpec, target, echo=print) -> dict:
                     "allocator fragmentation are not included"}
 
 
+def _error_row(r: dict, columns: int) -> str:
+    """A table row for a (model, method, task) that could not be sized: its four names, dashes, the error last."""
+    return (f"| {r['model']} | {r['method']} | {r['task']} | {r['runs']} | " + "– | " * (columns - 5)
+            + f"error: {r['error']} |")
+
+
 def target_table(result: dict) -> str:
     head = ("| Model | Method | Task | Runs | Weights | Gradients | Optimizer | Activations | Peak (GB) | Fits "
             f"{result['target']} |")
     lines = [head, "|" + "---|" * 10]
     for r in result["rows"]:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['method']} | {r['task']} | {r['runs']} | – | – | – | – | – | "
-                         f"error: {r['error']} |")
+            lines.append(_error_row(r, 10))
             continue
         p = {k: v / 1024 for k, v in r["predicted_mb"].items()}
         fits = "yes" if r["fits"] else f"no: {r['change']}" + (
@@ -195,8 +205,7 @@ def table(result: dict) -> str:
     lines = [head, "|" + "---|" * 11]
     for r in result["rows"]:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['method']} | {r['task']} | {r['runs']} | – | – | – | – | – | – | "
-                         f"error: {r['error']} |")
+            lines.append(_error_row(r, 11))
             continue
         fits = "yes" if r["fits"] else f"no (> {r['budget_mb']:.0f} MB): {r['advice']}"
         lines.append(f"| {r['model']} | {r['method']} | {r['task']} | {r['runs']} | {r['trainable']:,} | "

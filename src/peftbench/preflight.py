@@ -297,6 +297,10 @@ def check(grid: GridSpec, read_data: bool = True, here: bool = True) -> list[str
             problems.append(_quantization(i, model.quantization))
     for name in grid.train.trackers:
         problems.append((lambda why: f"train.trackers: {why}" if why else None)(missing(name)))
+    searching = [i for i, m in enumerate(grid.methods) if m.sweep and m.sweep.optuna is not None]
+    if searching and importlib.util.find_spec("optuna") is None:
+        problems.append(f"methods[{searching[0]}].sweep.optuna: needs optuna, which is not installed; pip install "
+                        "'peftbench[optuna]'")
     if here and grid.train.optimizer == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("train.optimizer: adamw_8bit needs bitsandbytes, which is not installed; pip install "
                         "bitsandbytes (CUDA), or use adamw")

@@ -23,28 +23,34 @@ class Parameters(_Section):
     trainable_pct: float = 0.0
 
 
+Megabytes = Optional[float]  # MiB (2**20 bytes)
+Seconds = Optional[float]  # wall-clock seconds unless the name says cpu
+PerSecond = Optional[float]  # samples or tokens a second
+Count = Optional[int]
+
+
 class Memory(_Section):
-    peak_memory_mb: Optional[float] = None   # CUDA peak allocated, else the process's peak RSS
+    peak_memory_mb: Megabytes = None   # CUDA peak allocated, else the process's peak RSS
     peak_memory_kind: Optional[str] = None   # which of the two
-    peak_rss_mb: Optional[float] = None
-    rss_baseline_mb: Optional[float] = None
-    peak_rss_delta_mb: Optional[float] = None
+    peak_rss_mb: Megabytes = None
+    rss_baseline_mb: Megabytes = None
+    peak_rss_delta_mb: Megabytes = None
 
 
 class Timing(_Section):
-    train_seconds: Optional[float] = None
-    eval_seconds: Optional[float] = None
-    eval_cpu_seconds: Optional[float] = None
-    wall_seconds: Optional[float] = None
-    train_samples_per_second: Optional[float] = None
-    train_tokens_per_second: Optional[float] = None
-    eval_samples_per_second: Optional[float] = None
-    train_cpu_seconds: Optional[float] = None
-    processes: Optional[int] = None
-    threads: Optional[int] = None
+    train_seconds: Seconds = None
+    train_cpu_seconds: Seconds = None
+    eval_seconds: Seconds = None
+    eval_cpu_seconds: Seconds = None
+    wall_seconds: Seconds = None
+    train_samples_per_second: PerSecond = None
+    train_tokens_per_second: PerSecond = None
+    eval_samples_per_second: PerSecond = None
+    processes: Count = None
+    threads: Count = None
+    cores: Count = None
     cpu_share: Optional[float] = None
     cpu_share_per_thread: Optional[float] = None
-    cores: Optional[int] = None
     load_mean: Optional[float] = None
     load_max: Optional[float] = None
     contended: bool = False               # the cores were shared with other work: kept out of clean timings
@@ -61,6 +67,7 @@ class Training(_Section):
     validation_metric: Optional[str] = None
     best_validation: Optional[float] = None
     resumed_after: Optional[list[int]] = None  # train.checkpoint_every: the epochs after which a killed run went on
+    pruned_at: Optional[int] = None  # an optuna trial the median pruner stopped after this epoch (never chosen)
 
 
 class Test(_Section):
@@ -115,6 +122,7 @@ class RunResult(BaseModel):
     method_name: str = ""
     sweep: Optional[dict[str, Any]] = None
     sweep_point: Optional[dict[str, Any]] = None  # the sweep's setting this run ran (e.g. {lr: 3e-4, r: 8})
+    sweep_trial: Optional[int] = None  # an optuna search's trial number
     task: str = ""
     task_type: str = ""
     seed: int = 0

@@ -19,6 +19,7 @@ from .executors import executor as executor_for
 from .run.launch import run_one
 from .store import Store
 from .sweeps import count_follow_ups, follow_ups
+from . import search
 
 
 @dataclass
@@ -152,7 +153,7 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
         if recovered:
             echo(f"recovered {recovered} finished run(s) from run folders")
         runs = shard_of(expand(grid), shard)
-        summary = GridSummary(total=len(runs) + count_follow_ups(grid, shard))
+        summary = GridSummary(total=len(runs) + count_follow_ups(grid, shard) + search.count(grid, shard))
         bar = tqdm(total=summary.total, desc=f"grid {grid.name}", unit="run", disable=not show_progress, position=0)
         state = _Grid(grid, summary, in_process, show_progress and where.jobs == 1, bar)
 
@@ -166,7 +167,19 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
 
         try:
             execute(runs)
+            tried: set[str] = set()
+            while True:  # optuna searches: each batch of trials is drawn from the trials finished before it
+                searched = search.state(grid, store.result, shard)
+                if not searched.pending or {r.run_id for r in searched.pending} <= tried:  # done, or a trial failed
+                    break
+                tried |= {r.run_id for r in searched.pending}
+                execute(searched.pending)
+            # trials that trained nothing here: an earlier sitting ran them, or a trial drew a setting already run
+            before = len(searched.finished) - len(tried & set(searched.finished))
+            summary.skipped += before
+            bar.update(before)
             later, summary.waiting = follow_ups(grid, store.result, shard)  # staged sweeps: the chosen rate's seeds
+            later, summary.waiting = later + searched.later, summary.waiting + searched.waiting
             if later:
                 echo(f"staged sweeps: {len(later)} run(s) at the chosen settings")
                 execute(later)

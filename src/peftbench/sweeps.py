@@ -74,7 +74,7 @@ def higher_is_better(result: RunResult) -> bool:
 def staged(grid: GridSpec) -> Iterable[tuple]:
     """(model, task, method, the seeds that compare the rates, the seeds that follow) of each staged sweep."""
     for model, task, method in combos(grid):
-        k = method.sweep.seeds if method.sweep else None
+        k = method.sweep.seeds if method.sweep and method.sweep.optuna is None else None  # (a search: search.py)
         if k and k < len(grid.seeds):
             yield model, task, method, grid.seeds[:k], grid.seeds[k:]
 

@@ -10,11 +10,11 @@ from .identity import FEATURES, Identity, config_hash, safe_name
 from .load import load_grid
 from .overrides import apply_overrides
 from .specs import (AnalysisSpec, DataSpec, GenerationSpec, GridSpec, LauncherSpec, MethodSpec, ModelSpec,
-                    QuantizationSpec, ReportSpec,
-                    RunSpec, SweepSpec, TaskSpec, TrainSpec, combos, expand, features_fields, identity, registered,
+                    OptunaSpec, QuantizationSpec, RangeSpec, ReportSpec,
+                    RunSpec, SweepSpec, TaskSpec, TrainSpec, at_point, combos, expand, features_fields, identity, registered,
                     run_spec, validate_options, variants)
 
 __all__ = ["FIELD_ERROR", "AnalysisSpec", "ConfigError", "DataSpec", "FEATURES", "GenerationSpec", "GridSpec", "Identity",
-           "LauncherSpec", "MethodSpec", "ModelSpec", "QuantizationSpec", "ReportSpec", "RunSpec", "SweepSpec", "TaskSpec", "TrainSpec",
-           "apply_overrides", "combos", "config_hash", "expand", "features_fields", "field_error", "identity",
+           "LauncherSpec", "MethodSpec", "ModelSpec", "OptunaSpec", "QuantizationSpec", "RangeSpec", "ReportSpec", "RunSpec", "SweepSpec", "TaskSpec", "TrainSpec",
+           "apply_overrides", "at_point", "combos", "config_hash", "expand", "features_fields", "field_error", "identity",
            "load_grid", "registered", "run_spec", "safe_name", "validate_options", "variants"]

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import registry
-from .errors import field_error, message
+from .errors import FIELD_ERROR, field_error, message
 from .identity import FEATURES, Identity, config_hash, safe_name, strip
 
 
@@ -62,18 +62,84 @@ class ModelSpec(_Spec):
         return self
 
 
+class RangeSpec(_Spec):
+    """A range an optuna search draws from: integers where ``low``, ``high`` (and ``step``) are integers."""
+
+    low: Union[int, float]
+    high: Union[int, float]
+    log: bool = False  # draw on a log scale (learning rates); needs low > 0
+    step: Optional[Union[int, float]] = Field(None, gt=0)  # a grid of low, low+step, ... (not with log)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.low < self.high:
+            raise field_error("high", f"must be above low ({self.low}); got {self.high}")
+        if self.log and self.low <= 0:
+            raise field_error("low", f"a log range needs low > 0; got {self.low}")
+        if self.log and self.step is not None:
+            raise field_error("step", "a log range takes no step; drop one of them")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high, self.step or 1))
+
+
+class OptunaSpec(_Spec):
+    """An optuna search over a method's settings: ``trials`` settings drawn one after another (TPE after
+    ``startup`` random ones), each trained on the sweep's first ``seeds`` seeds and scored by its best validation
+    score; the median pruner stops a trial whose best validation score so far is below the median of the finished
+    trials' at the same epoch. Every draw is a function of the search's spec and the trials before it, so a search
+    killed mid-way goes on with the same trials (``search.py``)."""
+
+    trials: int = Field(ge=1)
+    space: dict[str, Any] = Field(min_length=1)  # field -> [choices] or {low, high, log, step} (a RangeSpec)
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = Field(0, ge=0)
+    startup: int = Field(5, ge=0)  # random draws before TPE takes over
+    parallel: int = Field(1, ge=1)  # trials drawn together (from the trials finished before them) and run at once
+    pruner: Literal["median", "none"] = "median"
+    prune_after: int = Field(1, ge=0)  # the first epoch after which the pruner may stop a trial
+    prune_startup: int = Field(3, ge=0)  # finished trials before the pruner stops any
+
+    @field_validator("space")
+    @classmethod
+    def _choices(cls, v):
+        out = {}
+        for name, values in v.items():
+            if isinstance(values, list) and values:
+                out[name] = values
+            elif isinstance(values, (dict, RangeSpec)):
+                try:
+                    out[name] = RangeSpec.model_validate(values)
+                except ValidationError as err:
+                    e = err.errors()[0]
+                    inner = e["ctx"]["path"] if e["type"] == FIELD_ERROR else ".".join(map(str, e["loc"]))
+                    raise field_error(f"{name}.{inner}" if inner else name, message(e)) from None
+            else:
+                raise field_error(name, f"a list of values to choose from (e.g. [8, 16]) or a range (e.g. {{low: 1.0e-5, "
+                                  f"high: 1.0e-3, log: true}}); got {values!r}")
+        return out
+
+    def values(self) -> dict[str, list]:
+        """Field -> the values to check as settings (a range's ends)."""
+        return {k: v if isinstance(v, list) else [v.low, v.high] for k, v in self.space.items()}
+
+
 class SweepSpec(_Spec):
     """A small sweep for one method: every combination of the listed values is run (and stored); the report keeps
     the combination with the best mean validation score over seeds and shows only its test scores. Any run field
     may be listed: ``lr``, the method's options (``r``, ``lora_alpha``, ``lora_dropout`` ...) and the training
     settings (``batch_size``, ``warmup_ratio``, ``weight_decay``, ``epochs`` ...), e.g.
     ``{lr: [1e-4, 3e-4], r: [8, 16]}``: four settings. ``seeds: k`` compares them on the grid's first k seeds only
-    and runs the other seeds at the chosen one (``sweeps.py``)."""
+    and runs the other seeds at the chosen one (``sweeps.py``). ``optuna: {trials, space}`` searches instead of
+    listing (``OptunaSpec``)."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)  # the other fields swept: name -> values
 
     lr: Optional[list[float]] = Field(None, min_length=1)
     seeds: Annotated[Optional[int], Identity.NEUTRAL] = Field(None, ge=1)  # None: every value on every seed
+    optuna: Annotated[Optional[OptunaSpec], Identity.ADDED] = None
 
     @field_validator("lr")
     @classmethod
@@ -87,13 +153,20 @@ class SweepSpec(_Spec):
         for name, values in (self.model_extra or {}).items():
             if not isinstance(values, list) or not values:
                 raise field_error(name, f"a sweep lists the values to try, e.g. {name}: [a, b] (got {values!r})")
-        if not self.axes():
+        if self.optuna is not None and self.axes():
+            raise field_error(next(iter(self.axes())), "an optuna search draws its settings from optuna.space; "
+                              "move the field there (e.g. space: {lr: {low: 1.0e-5, high: 1.0e-3, log: true}})")
+        if not self.axes() and self.optuna is None:
             raise ValueError("a sweep needs at least one field with values to try, e.g. lr: [1.0e-4, 3.0e-4]")
         return self
 
     def axes(self) -> dict[str, list]:
-        """Field -> the values tried, in the order given (``lr`` first)."""
+        """Field -> the values tried, in the order given (``lr`` first); none for an optuna search."""
         return {**({"lr": self.lr} if self.lr else {}), **(self.model_extra or {})}
+
+    def values(self) -> dict[str, list]:
+        """Field -> the values to check as settings: the listed ones, or an optuna search's choices and ends."""
+        return self.optuna.values() if self.optuna is not None else self.axes()
 
 
 SWEEPABLE_TRAIN = ("epochs", "batch_size", "grad_accum", "weight_decay", "warmup_ratio", "scheduler", "max_grad_norm",
@@ -119,6 +192,9 @@ class MethodSpec(_Spec):
     # training settings of this method's runs over the grid's (e.g. {batch_size: 16} for full fine-tuning only)
     train: Annotated[dict[str, Any], Identity.ADDED] = {}
     point: Annotated[Optional[dict[str, Any]], Identity.NEUTRAL] = None  # a sweep's setting this variant runs
+    trial: Annotated[Optional[int], Identity.NEUTRAL] = None  # an optuna search's trial number (from 0)
+    # an optuna trial's pruner and the curves it compares with (set by search.py, read by the training loop)
+    prune: Annotated[Optional[dict[str, Any]], Identity.NEUTRAL] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -144,8 +220,10 @@ class MethodSpec(_Spec):
         if unknown:
             raise field_error(f"train.{unknown[0]}", f"not a training setting a method may set; allowed: "
                               f"{', '.join(SWEEPABLE_TRAIN)}")
-        for name, values in (self.sweep.axes() if self.sweep else {}).items():
+        for name, values in (self.sweep.values() if self.sweep else {}).items():
             if name == "lr":
+                if any(not isinstance(v, (int, float)) or v <= 0 for v in values):
+                    raise field_error("sweep.lr", f"learning rates must be numbers > 0 (got {values})")
                 continue
             if model is not None and name in model.model_fields:
                 for value in values:  # each value checked as the option it sets
@@ -384,6 +462,13 @@ class ReportSpec(_Spec):
     resamples: int = Field(1000, ge=20, le=100000)  # bootstrap resamples per comparison
 
 
+def _known(given, allowed: list[str], path: str, what: str) -> None:
+    """Refuse names in ``given`` (a list a grid field refers to) that are not among this grid's ``allowed`` ones."""
+    unknown = [n for n in given or () if n not in allowed]
+    if unknown:
+        raise field_error(path, f"{unknown} are not {what} of this grid; allowed: {', '.join(allowed)}")
+
+
 class GridSpec(_Spec):
     name: str = "grid"
     models: list[ModelSpec] = Field(min_length=1)
@@ -398,19 +483,14 @@ class GridSpec(_Spec):
     def _task_models(self):
         names = [m.name for m in self.models]
         for i, t in enumerate(self.tasks):
-            unknown = [n for n in t.models or () if n not in names]
-            if unknown:
-                raise field_error(f"tasks[{i}].models", f"{unknown} are not models of this grid; allowed: {', '.join(names)}")
+            _known(t.models, names, f"tasks[{i}].models", "models")
         return self
 
     @model_validator(mode="after")
     def _model_methods(self):
         labels = [m.label for m in self.methods]
         for i, model in enumerate(self.models):
-            unknown = [n for n in model.methods or () if n not in labels]
-            if unknown:
-                raise field_error(f"models[{i}].methods", f"{unknown} are not methods of this grid; allowed: "
-                                  f"{', '.join(labels)}")
+            _known(model.methods, labels, f"models[{i}].methods", "methods")
             if model.quantization is not None:
                 full = [m.label for m in self.methods if m.name == "full" and (model.methods is None or
                                                                                m.label in model.methods)]
@@ -436,7 +516,7 @@ class GridSpec(_Spec):
         training settings with it."""
         for i, m in enumerate(self.methods):
             tries = [("train", m.train)] if m.train else []
-            for name, values in (m.sweep.axes() if m.sweep else {}).items():
+            for name, values in (m.sweep.values() if m.sweep else {}).items():
                 if name in SWEEPABLE_TRAIN and not (name in _option_fields(m.name)):
                     tries += [(f"sweep.{name}", {**m.train, name: v}) for v in values]
             for where, overrides in tries:
@@ -559,25 +639,29 @@ def expand(grid: GridSpec) -> list[RunSpec]:
 
 def variants(method: MethodSpec) -> list[MethodSpec]:
     """The method once per setting of its sweep (every combination of the values listed, in the order given),
-    each with the setting in ``point``; the method itself where it has no sweep."""
+    each with the setting in ``point``; the method itself where it has no sweep; none for an optuna search."""
     if not method.sweep:
         return [method]
+    if method.sweep.optuna is not None:  # its settings are drawn as trials finish (search.py)
+        return []
     axes = method.sweep.axes()
+    return [at_point(method, dict(zip(axes, combo))) for combo in itertools.product(*axes.values())]
+
+
+def at_point(method: MethodSpec, point: dict[str, Any], **neutral) -> MethodSpec:
+    """The method at one setting of its sweep (``lr``, its options, training settings), the setting in ``point``;
+    ``neutral``: other fields that leave the run's identity alone (an optuna ``trial``, ``prune``)."""
     own = _option_fields(method.name)
-    out = []
-    for combo in itertools.product(*axes.values()):
-        point = dict(zip(axes, combo))
-        update: dict[str, Any] = {"point": point}
-        if "lr" in point:
-            update["lr"] = point["lr"]
-        options = {k: v for k, v in point.items() if k in own}
-        if options:
-            update["options"] = {**method.options, **options}
-        train = {k: v for k, v in point.items() if k != "lr" and k not in own}
-        if train:
-            update["train"] = {**method.train, **train}
-        out.append(method.model_copy(update=update))
-    return out
+    update: dict[str, Any] = {"point": point, **neutral}
+    if "lr" in point:
+        update["lr"] = point["lr"]
+    options = {k: v for k, v in point.items() if k in own}
+    if options:
+        update["options"] = {**method.options, **options}
+    train = {k: v for k, v in point.items() if k != "lr" and k not in own}
+    if train:
+        update["train"] = {**method.train, **train}
+    return method.model_copy(update=update)
 
 
 def _option_fields(method_name: str) -> tuple[str, ...]:

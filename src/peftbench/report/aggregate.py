@@ -48,14 +48,27 @@ def select_sweeps(results: list[RunResult | dict]) -> tuple[list[RunResult], lis
         else:
             kept.append(r)
     for (model, task, method), by_point in sorted(swept.items()):
-        # in the order the grid lists the settings, so that a tie goes where the runner's staged sweep sent it
-        by_point = in_listed_order(by_point, next(iter(by_point.values()))[0].sweep)
-        best, score = choose(by_point)
+        trials = {k: min((r.sweep_trial for r in runs if r.sweep_trial is not None), default=None)
+                  for k, runs in by_point.items()}
+        searched = any(t is not None for t in trials.values())  # an optuna search: its trials in their order
+        if searched:
+            by_point = dict(sorted(by_point.items(), key=lambda kv: (trials[kv[0]] is None, trials[kv[0]] or 0)))
+        else:  # in the order the grid lists the settings, so that a tie goes where the runner's staged sweep sent it
+            by_point = in_listed_order(by_point, next(iter(by_point.values()))[0].sweep)
+        pruned = {k: next((r.training.pruned_at for r in runs if r.training.pruned_at), None)
+                  for k, runs in by_point.items()}
+        best, score = choose({k: runs for k, runs in by_point.items() if not pruned[k]})
         kept += by_point[best]
         metric = by_point[best][0].training.validation_metric
-        for key in sorted(by_point, key=lambda k: _order(point_of(by_point[k][0]))):
-            rows.append([model, task, method, point_text(point_of(by_point[key][0])), f"{metric} {score[key]:.4f}",
-                         str(len(by_point[key])), "chosen" if key == best else ""])
+        order = sorted(by_point, key=lambda k: trials[k] if searched else _order(point_of(by_point[k][0])))
+        for key in order:
+            runs = by_point[key]
+            val = (f"{metric} {score[key]:.4f}" if key in score else
+                   f"{metric} {sum(r.training.best_validation for r in runs) / len(runs):.4f} (pruned)")
+            mark = "chosen" if key == best else f"pruned after epoch {pruned[key]}" if pruned[key] else ""
+            setting = point_text(point_of(runs[0]))
+            rows.append([model, task, method, f"trial {trials[key]}: {setting}" if searched else setting, val,
+                         str(len(runs)), mark])
     return kept, rows
 
 

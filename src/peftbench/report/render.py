@@ -522,7 +522,9 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         rep.heading("Sweeps")
         rep.text("Only the chosen setting's test scores appear above; every run is in the store. The settings are "
                  "compared on validation only, by the mean best validation score over the seeds every setting ran "
-                 "(a staged sweep, `sweep.seeds`, runs its later seeds at the chosen setting only).")
+                 "(a staged sweep, `sweep.seeds`, runs its later seeds at the chosen setting only). An optuna search "
+                 "(`sweep.optuna`) lists its trials in the order they ran; a trial the median pruner stopped is "
+                 "never chosen.")
         rep.table(Table("sweeps", "Sweeps", ["Model", "Task", "Method", "Setting", "Mean best validation",
                                              "Runs", ""], sweep_rows))
     if failures:

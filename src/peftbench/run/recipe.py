@@ -32,6 +32,7 @@ from ..methods.base import Method, MethodContext
 from ..tasks.base import Prepared, Task, class_weights, source_hash
 from ..models import inspect_model, load_weights
 from ..result import VERSION as RESULT_VERSION, RunResult
+from ..search import should_prune
 from . import checkpoint
 from .batching import eval_loader, lengths, to_device, train_loader
 from .distributed import Ranks
@@ -427,14 +428,16 @@ def _train_and_test(s: Setup, run: RunSpec, folder: RunFolder, t_start: float) -
     tally = s.tally
     metric, epochs, tr = s.task.metric, run.epochs(), run.train
     rng = np.random.default_rng(run.seed)
-    curves, best, bad_epochs, stopped_early = [], BestKeeper(s.task.metric_spec(metric).higher_is_better), 0, False
+    higher = s.task.metric_spec(metric).higher_is_better
+    curves, best, bad_epochs, stopped_early, pruned_at = [], BestKeeper(higher), 0, False, None
     first, resumed_after, saved_memory = 1, [], None
     state = checkpoint.load(s, folder.checkpoint) if tr.checkpoint_every else None
     if state is not None:  # a run killed after a saved epoch goes on from there
         loop = checkpoint.restore(s, state, rng)
         curves, bad_epochs, stopped_early = loop["curves"], loop["bad_epochs"], loop["stopped_early"]
+        pruned_at = loop.get("pruned_at")
         best.score, best.epoch, best.weights, best.validation = loop["best"]
-        first = epochs + 1 if stopped_early else state["epoch"] + 1
+        first = epochs + 1 if stopped_early or pruned_at else state["epoch"] + 1
         resumed_after, saved_memory = [*loop["resumed_after"], state["epoch"]], state["memory"]
     bar = tqdm(total=s.steps_per_epoch * epochs, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
                disable=not s.show, leave=False, initial=tally.steps)
@@ -457,12 +460,15 @@ def _train_and_test(s: Setup, run: RunSpec, folder: RunFolder, t_start: float) -
                 if run.patience() and bad_epochs >= run.patience() and tr.min_epochs <= epoch < epochs and \
                         s.method.may_stop(s.model, tally.steps):
                     stopped_early = True
+            if run.method.prune and should_prune(run.method.prune, {c["epoch"]: c["val_metrics"][metric] for c in curves
+                                                                    if c["epoch"] > 0}, higher):
+                pruned_at = epoch  # an optuna trial below the median of the finished ones at this epoch
             if tr.checkpoint_every == "epoch":
                 tally.position.phase = "saving a checkpoint"
                 checkpoint.save(s, folder.checkpoint, epoch, rng, {
-                    "curves": curves, "bad_epochs": bad_epochs, "stopped_early": stopped_early,
+                    "curves": curves, "bad_epochs": bad_epochs, "stopped_early": stopped_early, "pruned_at": pruned_at,
                     "best": (best.score, best.epoch, best.weights, best.validation), "resumed_after": resumed_after})
-            if stopped_early:
+            if stopped_early or pruned_at:
                 break
     finally:  # a failing run leaves no half-drawn bar above its one-line reason
         bar.close()
@@ -493,7 +499,7 @@ def _train_and_test(s: Setup, run: RunSpec, folder: RunFolder, t_start: float) -
     folder.write_predictions(test["predictions"], test["references"])
     folder.write_predictions(validation["predictions"], validation["references"], "validation")
     return build_result(s, curves, best, test, calibration, memory, merge_check, stopped_early, t_start, analysis,
-                        resumed_after, inference)
+                        resumed_after, inference, pruned_at)
 
 
 def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> dict:
@@ -502,13 +508,14 @@ def _curve_point(s: Setup, epoch: int, step: int, losses: dict, val: dict) -> di
 
 
 def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, merge_check, stopped_early,
-                 t_start, analysis=None, resumed_after=(), inference=None) -> RunResult:
+                 t_start, analysis=None, resumed_after=(), inference=None, pruned_at=None) -> RunResult:
     run, tally, train, ev = s.run, s.tally, s.tally.train_clock, s.tally.eval_clock
     per_second = (lambda n, secs: n / secs if secs else None)
     return RunResult.load({
         "version": RESULT_VERSION, "run_id": run.run_id, "slug": run.slug, "model": run.model.name, "method": run.method.label,
         "method_name": run.method.name, "sweep": run.method.sweep.model_dump() if run.method.sweep else None,
         **({"sweep_point": run.method.point} if run.method.point else {}),
+        **({"sweep_trial": run.method.trial} if run.method.trial is not None else {}),
         "task": run.task.name, "task_type": run.task.type, "seed": run.seed,
         "parameters": s.parameters, "memory": memory,
         "timing": {"train_seconds": round(train.wall, 3), "eval_seconds": round(ev.wall, 3),
@@ -525,7 +532,8 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
                      "samples_seen": tally.samples, "tokens_seen": tally.tokens,
                      "validation_metric": s.task.metric, "best_validation": best.score,
                      "class_weights": s.class_weights,
-                     **({"resumed_after": list(resumed_after)} if resumed_after else {})},
+                     **({"resumed_after": list(resumed_after)} if resumed_after else {}),
+                     **({"pruned_at": pruned_at} if pruned_at else {})},
         "test": {"loss": test["loss"], "metrics": test["metrics"], "samples": test["samples"],
                  **({"metrics_by_group": test["metrics_by_group"]} if "metrics_by_group" in test else {})},
         "calibration": calibration, "metric_info": tally.metric_info, "curves": curves, "method_notes": s.ctx.notes,
