@@ -100,3 +100,40 @@ def test_bad_sources_fail_with_one_line(tmp_path):
         with pytest.raises(ModelLoadError) as info:
             load_model(ModelSpec(source=source), seq_head())
         assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_weight_levels_tells_weights_expanded_from_4_bit_from_float_ones():
+    """Layers set to gguf's own Q4_0 / Q4_1 round trip (scale, and scale with a minimum, as q4_K) are found; Q5_0,
+    Q8_0 and float layers are not; the report's provenance names what it found."""
+    import torch
+    from gguf import GGMLQuantizationType as Q
+    from gguf.quants import dequantize, quantize
+
+    from peftbench.models import weight_levels
+    from peftbench.report.render import base_weights
+    from peftbench.result import RunResult
+
+    model = transformers.BertModel(transformers.BertConfig(vocab_size=64, hidden_size=256, num_hidden_layers=2,
+                                                           num_attention_heads=4, intermediate_size=512))
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert weight_levels(model) == {"block": 32, "levels": 16, "layers_checked": len(linears), "layers_4bit": 0,
+                                    "dequantised": False}
+
+    def round_trip(layer, kind):
+        w = layer.weight.detach().numpy()
+        layer.weight.data = torch.from_numpy(dequantize(quantize(w, kind), kind).reshape(w.shape).copy())
+
+    for i, layer in enumerate(linears):
+        round_trip(layer, Q.Q8_0 if i % 2 else Q.Q5_0)  # 8 and 5 bits: up to 32 distinct values in 32
+    assert weight_levels(model)["layers_4bit"] == 0
+    for i, layer in enumerate(linears):
+        round_trip(layer, Q.Q4_0 if i % 2 else Q.Q4_1)
+    found = weight_levels(model)
+    assert found["layers_4bit"] == len(linears) and found["dequantised"]
+    torch.nn.init.normal_(linears[0].weight, std=0.02)  # one layer in floating point again
+    assert weight_levels(model)["layers_4bit"] == len(linears) - 1
+    r = RunResult.load({"model_info": {"weight_levels": weight_levels(model)}})
+    assert base_weights(r) == f"4-bit expanded to floats ({len(linears) - 1} of {len(linears)} layers checked)"
+    assert base_weights(RunResult.load({"model_info": {"quantization": {"bits": 4, "quant_type": "nf4"}}})) == \
+        "quantised on load (4-bit nf4)"
+    assert base_weights(RunResult.load({})) == ""

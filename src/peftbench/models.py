@@ -197,7 +197,32 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
     info["model_class"] = type(model).__name__
     if spec.quantization:
         info["quantization"] = {**spec.quantization.model_dump(), "method": "bitsandbytes"}
+    elif info["source_kind"] != "tiny":
+        levels = weight_levels(model)
+        if levels:
+            info["weight_levels"] = levels
     return model
+
+
+def weight_levels(model, block: int = 32, levels: int = 16, most: int = 24) -> dict | None:
+    """Whether a checkpoint's float weights were expanded from 4-bit blocks (a GGUF q4_0 / q4_K file, a packed
+    4-bit model): of up to ``most`` linear layers spread over the model, how many have every ``block``-weight run
+    along their rows taking at most ``levels`` distinct values -- true of every q4 layer expanded to floats and of
+    no layer trained in floating point (32 such weights are all distinct). A mixed file (GGUF q4_K_M keeps some
+    layers at 5 or 6 bits) shows some layers only. None where no linear layer has rows of whole blocks."""
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)
+               and m.weight.dim() == 2 and m.weight.shape[1] % block == 0 and m.weight.dtype.is_floating_point]
+    if not weights:
+        return None
+    step = max(1, len(weights) // most)
+    found = 0
+    checked = weights[::step][:most]
+    with torch.no_grad():
+        for w in checked:
+            runs = w.detach().float().reshape(-1, block).sort(dim=1).values
+            found += bool((((runs.diff(dim=1) != 0).sum(dim=1) + 1) <= levels).all())
+    return {"block": block, "levels": levels, "layers_checked": len(checked), "layers_4bit": found,
+            "dequantised": found > 0}
 
 
 def quantization_kwargs(spec: ModelSpec, head: Head) -> dict:

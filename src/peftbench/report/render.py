@@ -14,7 +14,7 @@ from ..result import RunResult
 from ..store import Store
 from . import plots
 from ..tasks.base import percent_metrics
-from .aggregate import Cell, build_cells, select_sweeps
+from .aggregate import Cell, build_cells, describe, select_sweeps
 from ..config import ReportSpec
 from .compare import Decided, compare, decide, points, resamples_for, verdict
 from .formats import Table, csv_text, html_table, latex, markdown, page
@@ -369,9 +369,30 @@ def provenance_table(results: list[RunResult]) -> Table:
         rows.append([r.slug, p["config_hash"][:12], str(p["seed"]), str(p.get("git_commit"))[:14],
                      ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "peft") if v.get(k)),
                      f"{hw.get('gpu') or hw.get('processor') or hw.get('machine')}, {hw.get('cpu_count')} CPU, "
-                     f"{hw.get('ram_gb')} GB", (p.get("data_sha256") or {}).get("test", "")[:12]])
+                     f"{hw.get('ram_gb')} GB", (p.get("data_sha256") or {}).get("test", "")[:12], base_weights(r)])
     return Table("provenance", "Provenance", ["Run", "Config hash", "Seed", "git commit", "Versions", "Hardware",
-                                              "Test data sha256"], rows)
+                                              "Test data sha256", "Base weights"], rows)
+
+
+def base_weights(r: RunResult) -> str:
+    """What the run's base weights were, as far as it measured (``models.weight_levels``, a quantised load)."""
+    if r.model_info.get("quantization"):
+        return f"quantised on load ({describe(r.model_info['quantization'])})"
+    levels = r.model_info.get("weight_levels")
+    if not levels:
+        return ""
+    if not levels.get("dequantised"):
+        return "floating point"
+    return f"4-bit expanded to floats ({levels['layers_4bit']} of {levels['layers_checked']} layers checked)"
+
+
+DEQUANTISED_NOTE = (
+    "Base weights \"4-bit expanded\": in the layers counted, every run of 32 weights along a row takes at most 16 "
+    "distinct values, which a layer trained in floating point never does: the checkpoint holds a 4-bit model (a GGUF "
+    "q4 file, a packed 4-bit release) expanded to floats (in a mixed file such as q4_K_M the other layers are 5-6 "
+    "bit). Every method starts from the rounded weights. Full fine-tuning updates all of them and can undo part of "
+    "the rounding error; an adapter trains on top of the frozen rounded weights (QLoRA's setting). A gap between them "
+    "can therefore be wider than it would be on the original full-precision checkpoint, in full fine-tuning's favour.")
 
 
 class Report:
@@ -531,6 +552,8 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         rep.table(Table("failures", "Runs that did not finish", ["Run", "Status", "Error"], [list(f) for f in failures]),
                   level=2)
     rep.table(provenance_table(results), level=2)
+    if any((r.model_info.get("weight_levels") or {}).get("dequantised") for r in results):
+        rep.text(DEQUANTISED_NOTE)
     rep.heading("Notes")
     for note in NOTES:
         rep.text(f"- {note}")
