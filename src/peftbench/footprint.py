@@ -15,7 +15,10 @@ No GPU is needed. For each (model, method, task):
   run's ``max_length`` and half of it, fitted as ``a*s + b*s^2`` per row (``s``: tokens) and scaled to the
   run's batch and depth, with one more layer's worth for the backward pass's transient gradients.
 
-The sum is compared with 90% of the target's memory. Runs that do not fit get the cheapest change that makes
+The peak is weights + optimizer state + the larger of gradients and activations: the backward pass frees each
+block's saved activations as it writes that block's gradients, so the two do not peak together (on me5-small
+this is within 5% of what one real training step allocates; ``bench/footprint_check.py``, docs/performance.md).
+It is compared with 90% of the target's memory. Runs that do not fit get the cheapest change that makes
 them fit, tried in this order (each is kept once tried): ``train.precision=bf16``, ``train.optimizer=
 adamw_8bit``, ``train.gradient_checkpointing=true``, halving ``train.batch_size`` (doubling ``grad_accum``,
 the same optimisation) down to 1, and for adapter methods a 4-bit base (QLoRA). What it leaves out: the CUDA
@@ -278,7 +281,8 @@ def predict(run, state: dict, profile: dict, layers: int, settings: dict | None 
     parts = {"weights": weights, "gradients": state["gradients"], "optimizer": optimizer,
              "activations": act["saved"] + act["transient"]}
     mb = {k: v / 2**20 for k, v in parts.items()}
-    mb["total"] = sum(mb.values())
+    # the backward pass frees a block's activations as it writes that block's gradients: the two peak apart
+    mb["total"] = mb["weights"] + mb["optimizer"] + max(mb["gradients"], mb["activations"])
     return mb
 
 
