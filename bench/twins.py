@@ -48,6 +48,20 @@ def counts(store: Path) -> dict:
     return rows
 
 
+def recorded(store: Path) -> tuple[dict, float]:
+    """The peftbench commits the finished runs were recorded at (short hash: runs) and their summed wall time in
+    seconds: a sitting stopped and resumed (another session, another commit) is described by its runs, not by the
+    last sitting's clock."""
+    db = sqlite3.connect(store / "peftbench.sqlite")
+    results = [json.loads(r) for (r,) in db.execute("SELECT result FROM runs WHERE status = 'ok' AND result IS NOT NULL")]
+    db.close()
+    commits: dict = {}
+    for r in results:
+        commit = ((r.get("provenance") or {}).get("git_commit") or "unknown")[:7]
+        commits[commit] = commits.get(commit, 0) + 1
+    return commits, sum((r.get("timing") or {}).get("wall_seconds") or 0.0 for r in results)
+
+
 def publish(twin: str, store: Path, command: str, seconds: float) -> Path:
     out = ROOT / "docs" / "results" / twin
     if out.exists():
@@ -60,12 +74,15 @@ def publish(twin: str, store: Path, command: str, seconds: float) -> Path:
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     status = counts(store)
+    commits, run_seconds = recorded(store)
     (out / "README.md").write_text(
         f"# {twin}: offline twin\n\n"
         f"```bash\n{command}\n```\n\n"
         f"- grid: [`presets/{twin}-offline.yaml`](../../../src/peftbench/presets/{twin}-offline.yaml)\n"
-        f"- runs: {json.dumps(status)}; wall time of this sitting {seconds / 60:.0f} min\n"
-        f"- peftbench commit {commit}; {', '.join(f'{k} {v}' for k, v in versions().items())}\n"
+        f"- runs: {json.dumps(status)}; wall time of the last sitting {seconds / 60:.0f} min; the runs' own wall "
+        f"time summed {run_seconds / 3600:.1f} h (divide by --jobs for the sitting)\n"
+        f"- runs recorded at peftbench commit {', '.join(f'{c} ({n} runs)' for c, n in sorted(commits.items()))}; "
+        f"published at {commit}; {', '.join(f'{k} {v}' for k, v in versions().items())}\n"
         f"- machine: {machine()}\n\n"
         "The report: [report.md](report.md) (tables), [report.html](report.html) (sortable, with figures), "
         "`report/` (every table as CSV and LaTeX, every figure as PNG and SVG). Runs marked contended shared "
