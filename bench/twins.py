@@ -52,14 +52,13 @@ def recorded(store: Path) -> tuple[dict, float]:
     """The peftbench commits the finished runs were recorded at (short hash: runs) and their summed wall time in
     seconds: a sitting stopped and resumed (another session, another commit) is described by its runs, not by the
     last sitting's clock."""
-    db = sqlite3.connect(store / "peftbench.sqlite")
-    results = [json.loads(r) for (r,) in db.execute("SELECT result FROM runs WHERE status = 'ok' AND result IS NOT NULL")]
-    db.close()
-    commits: dict = {}
-    for r in results:
-        commit = ((r.get("provenance") or {}).get("git_commit") or "unknown")[:7]
-        commits[commit] = commits.get(commit, 0) + 1
-    return commits, sum((r.get("timing") or {}).get("wall_seconds") or 0.0 for r in results)
+    from collections import Counter
+
+    from peftbench.store import Store
+
+    results = Store(store, check=False).results()
+    commits = Counter((r.provenance.get("git_commit") or "unknown")[:7] for r in results)
+    return dict(commits), sum(r.timing.wall_seconds or 0.0 for r in results)
 
 
 def publish(twin: str, store: Path, command: str, seconds: float) -> Path:
