@@ -13,7 +13,7 @@ LAYERS = [
     ("components", ["peftbench.models", "peftbench.heads", "peftbench.tiny", "peftbench.methods", "peftbench.tasks",
                     "peftbench.analysis", "peftbench.sweeps", "peftbench.search", "peftbench.trackers"]),
     ("run", ["peftbench.run"]),
-    ("grid", ["peftbench.store", "peftbench.executors", "peftbench.plan", "peftbench.footprint", "peftbench.preflight"]),
+    ("grid", ["peftbench.store", "peftbench.archive", "peftbench.executors", "peftbench.plan", "peftbench.footprint", "peftbench.preflight"]),
     ("orchestration", ["peftbench.runner", "peftbench.report"]),
     ("cli", ["peftbench.cli"]),
 ]

@@ -1,6 +1,8 @@
 import json
 import math
 
+import numpy as np
+
 import pytest
 
 from peftbench.config import DataSpec, TaskSpec
@@ -77,26 +79,30 @@ def test_pes_is_undefined_where_the_published_formula_breaks_and_reads_percent_m
     assert missing.value is None and "macro_f1" in missing.reason
 
 
-def test_confidence_intervals_and_the_paired_bootstrap():
+def test_confidence_intervals_clipped_to_the_range_and_the_examples_only_comparison():
     from scipy import stats
 
-    from peftbench.report.statistics import paired_bootstrap, summarise
+    from peftbench.report.statistics import seed_aware_test, summarise
 
     s = summarise([0.80, 0.82, 0.84])
     half = stats.t.ppf(0.975, 2) * 0.02 / math.sqrt(3)
     assert s.mean == pytest.approx(0.82) and s.std == pytest.approx(0.02)
-    assert (s.low, s.high) == (pytest.approx(0.82 - half), pytest.approx(0.82 + half))
+    assert (s.low, s.high) == (pytest.approx(0.82 - half), pytest.approx(0.82 + half)) and not s.clipped
+    top = summarise([0.99, 1.0, 0.97], bounds=(0.0, 1.0))  # the t-interval reaches past 1: clipped, and said so
+    assert top.high == 1.0 and top.clipped and top.low == pytest.approx(0.9867 - stats.t.ppf(0.975, 2)
+                                                                         * np.std([0.99, 1.0, 0.97], ddof=1) / math.sqrt(3), abs=1e-3)
     assert summarise([0.7]).single and summarise([0.7]).low is None and summarise([None]).mean is None
     acc = lambda p, r: sum(a == b for a, b in zip(p, r)) / len(r)  # noqa: E731
     refs = [i % 2 for i in range(200)]
     better = [(refs, refs)]  # always right
     worse = [([1 - x if i % 4 == 0 else x for i, x in enumerate(refs)], refs)]  # 75% right
-    res = paired_bootstrap(acc, better, worse, "accuracy", resamples=500)
-    assert res.difference == pytest.approx(0.25) and res.low > 0.15 and res.high < 0.35 and res.significant
-    same = paired_bootstrap(acc, worse, worse, "accuracy", resamples=200)
-    assert same.difference == 0 and not same.significant
+    res = seed_aware_test(acc, better, worse, "accuracy", resamples=500)
+    assert res.difference == pytest.approx(0.25) and res.low > 0.15 and res.high < 0.35 and res.p < 0.001
+    assert not res.seed_aware  # one seed: about these two trained models
+    same = seed_aware_test(acc, worse, worse, "accuracy", resamples=200)
+    assert same.difference == 0 and same.p == 1.0
     with pytest.raises(ValueError, match="same test examples"):
-        paired_bootstrap(acc, better, [(refs[:10], refs[:10])], "accuracy")
+        seed_aware_test(acc, better, [(refs[:10], refs[:10])], "accuracy")
 
 
 def _task(tmp_path, rows, suffix=".jsonl", **data):

@@ -1,15 +1,16 @@
 """The seed-aware statistics against their references: Holm / Bonferroni against statsmodels' multipletests,
 Friedman against scipy's friedmanchisquare and Demšar's worked example, the Nemenyi critical difference
-against Demšar's table, the two-stage bootstrap against scipy's bootstrap where it reduces to one stage, the
-TOST p-value against the percentile interval it inverts -- on randomised cases -- and the case the brief names:
-a difference the examples-only bootstrap calls "better" that seed variance makes inconclusive."""
+against Demšar's table; the seed-aware test's variance against statsmodels' crossed two-way ANOVA and its
+cluster-robust standard error, its one-seed and no-example-noise limits against scipy's t-tests (TOST too), its
+resampled variances against the exact ones -- on randomised cases -- and the case the brief names: a difference
+the examples-only interval calls "better" that seed variance makes inconclusive. Its calibration (coverage,
+error rates) is simulated in tests/test_calibration.py."""
 import math
 
 import numpy as np
 import pytest
 
-from peftbench.report.statistics import (adjust, bootstrap_p_values, friedman, hierarchical_bootstrap, nemenyi_cd,
-                                         paired_bootstrap, rank_methods)
+from peftbench.report.statistics import adjust, friedman, nemenyi_cd, rank_methods, seed_aware_test
 
 statsmodels = pytest.importorskip("statsmodels.stats.multitest")
 
@@ -70,97 +71,155 @@ def test_nemenyi_critical_difference_equals_demsar():
     assert ranking.ranks[2] == (1.5, 1.5, 3.0) and ranking.average == pytest.approx((1.5, 1.5, 3.0))  # (1 + 2 + 1.5) / 3 each
 
 
-def test_one_seed_two_stage_bootstrap_is_scipys_paired_percentile_bootstrap():
-    from scipy.stats import bootstrap
+def _paired(d_method, d_base, **kw):
+    k = len(d_method)
+    return seed_aware_test(_mean, [(x, x) for x in d_method], [(x, x) for x in d_base], "score", mean_metric=True,
+                           method_seeds=range(k), baseline_seeds=range(k), **kw)
+
+
+def test_the_variance_is_the_crossed_anovas_on_random_designs():
+    """Without clusters the estimate is (MS_seed + MS_examples - MS_residual) / (k n) of the two-way crossed
+    ANOVA (seed x example, one observation a cell) of the per-example differences -- statsmodels' anova_lm."""
+    pd = pytest.importorskip("pandas")
+    from statsmodels.formula.api import ols
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(21)
+    for _ in range(12):
+        k, n = int(rng.integers(3, 7)), int(rng.integers(20, 60))
+        d = (rng.normal(0, rng.uniform(0.01, 0.2), (k, 1)) + rng.normal(0, rng.uniform(0.1, 1), (1, n))
+             + rng.normal(0, rng.uniform(0.1, 1), (k, n)))
+        res = _paired(d, np.zeros((k, n)))
+        frame = pd.DataFrame({"d": d.ravel(), "seed": np.repeat(np.arange(k), n).astype(str),
+                              "ex": np.tile(np.arange(n), k).astype(str)})
+        table = anova_lm(ols("d ~ C(seed) + C(ex)", frame).fit())
+        ms_seed, ms_ex, ms_res = table["mean_sq"].values[:3]
+        assert ms_ex >= ms_res  # the example term is not truncated here
+        assert res.se ** 2 == pytest.approx((ms_seed + ms_ex - ms_res) / (k * n), rel=1e-9)
+        assert res.example_variance == pytest.approx(ms_ex / (k * n), rel=1e-9)
+        assert res.difference == pytest.approx(d.mean()) and res.seed_aware and res.resamples == 0
+
+
+def test_one_seed_is_the_paired_t_interval_and_says_it_is_about_those_models():
+    from scipy import stats
 
     rng = np.random.default_rng(11)
     for _ in range(5):
         n = int(rng.integers(80, 300))
         a = rng.normal(0.6, 0.3, n)
         b = a - rng.normal(rng.uniform(-0.05, 0.1), 0.2, n)
-        ours = hierarchical_bootstrap(_mean, [(a, a)], [(b, b)], "score", resamples=4000, seed=1,
-                                      budget_seconds=None)
-        ref = bootstrap((a, b), lambda x, y: np.mean(x) - np.mean(y), paired=True, n_resamples=4000,
-                        method="percentile", random_state=2)
-        width = ref.confidence_interval.high - ref.confidence_interval.low
-        assert ours.difference == pytest.approx(np.mean(a) - np.mean(b))
-        assert ours.low == pytest.approx(ref.confidence_interval.low, abs=0.06 * width)
-        assert ours.high == pytest.approx(ref.confidence_interval.high, abs=0.06 * width)
+        res = _paired([a], [b], margin=0.05)
+        ref = stats.ttest_rel(a, b)
+        ci = ref.confidence_interval(0.95)
+        assert not res.seed_aware and res.p == pytest.approx(ref.pvalue, rel=1e-6)
+        assert (res.low, res.high) == (pytest.approx(ci.low, rel=1e-6), pytest.approx(ci.high, rel=1e-6))
+        lower = stats.ttest_1samp(a - b, -0.05, alternative="greater").pvalue
+        upper = stats.ttest_1samp(a - b, 0.05, alternative="less").pvalue
+        assert res.p_equivalence == pytest.approx(max(lower, upper), rel=1e-6)
+    two = _paired(np.ones((2, 50)), np.zeros((2, 50)))
+    assert not two.seed_aware  # two seeds: the seed variance is not estimated either
 
 
-def test_without_example_noise_the_two_stage_bootstrap_resamples_the_seeds():
-    """Scores constant within each seed: only the seed stage varies, so the interval is scipy's percentile
-    bootstrap of the per-seed differences."""
-    from scipy.stats import bootstrap
+def test_without_example_noise_it_is_the_t_test_of_the_per_seed_differences():
+    """Scores constant within each seed: only seeds vary, the pivot is exactly Student's t on k - 1 df."""
+    from scipy import stats
 
     rng = np.random.default_rng(5)
+    for k in (3, 5, 8):
+        per_seed = rng.normal(0.02, 0.05, k)
+        res = _paired([np.full(50, 0.5 + x) for x in per_seed], [np.full(50, 0.5) for _ in per_seed], margin=0.03)
+        ref = stats.ttest_1samp(per_seed, 0)
+        ci = ref.confidence_interval(0.95)
+        assert res.p == pytest.approx(ref.pvalue, abs=2e-4)
+        assert res.low == pytest.approx(ci.low, abs=1e-3 * (ci.high - ci.low))
+        assert res.high == pytest.approx(ci.high, abs=1e-3 * (ci.high - ci.low))
+        tost = max(stats.ttest_1samp(per_seed, -0.03, alternative="greater").pvalue,
+                   stats.ttest_1samp(per_seed, 0.03, alternative="less").pvalue)
+        assert res.p_equivalence == pytest.approx(tost, abs=2e-4)
+        assert [x[0] for x in res.per_seed] == list(range(k)) and res.paired_seeds
+
+
+def test_clusters_are_statsmodels_cluster_robust_standard_error():
+    """One seed, examples in clusters: the variance is the cluster-robust (CR1) variance of a mean, as statsmodels'
+    OLS on an intercept computes it with cov_type='cluster'; with every example its own cluster it is the
+    ordinary one."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(8)
     for _ in range(5):
-        s = 8
-        per_seed = rng.normal(0.02, 0.05, s)
-        method = [(np.full(50, 0.5 + d), np.full(50, 0.5 + d)) for d in per_seed]
-        base = [(np.full(50, 0.5), np.full(50, 0.5)) for _ in per_seed]
-        ours = hierarchical_bootstrap(_mean, method, base, "score", resamples=4000, seed=3, budget_seconds=None,
-                                      method_seeds=range(s), baseline_seeds=range(s))
-        ref = bootstrap((per_seed,), np.mean, n_resamples=4000, method="percentile", random_state=4)
-        width = ref.confidence_interval.high - ref.confidence_interval.low
-        assert ours.low == pytest.approx(ref.confidence_interval.low, abs=0.06 * width)
-        assert ours.high == pytest.approx(ref.confidence_interval.high, abs=0.06 * width)
-        assert ours.paired_seeds and [x[0] for x in ours.per_seed] == list(range(s))
+        groups = int(rng.integers(20, 80))
+        sizes = rng.integers(1, 6, groups)
+        g = np.repeat(np.arange(groups), sizes)
+        d = rng.normal(0, 0.3, groups)[g] + rng.normal(0, 0.3, len(g))
+        res = _paired([d], [np.zeros(len(g))], clusters=[f"c{x}" for x in g])
+        fit = sm.OLS(d, np.ones((len(g), 1))).fit(cov_type="cluster", cov_kwds={"groups": g})
+        assert res.se == pytest.approx(float(fit.bse[0]), rel=1e-9) and res.n_clusters == groups
+        plain = _paired([d], [np.zeros(len(g))])
+        assert plain.se == pytest.approx(float(np.std(d, ddof=1) / np.sqrt(len(d))), rel=1e-9)
+    with pytest.raises(ValueError, match="cluster ids"):
+        _paired([d], [np.zeros(len(g))], clusters=["a"])
 
 
-def test_p_values_invert_the_percentile_interval():
-    rng = np.random.default_rng(9)
-    for _ in range(300):
-        diffs = rng.normal(rng.uniform(-0.05, 0.05), rng.uniform(0.005, 0.05), 999)
-        margin = float(rng.uniform(0.01, 0.06))
-        p, p_eq = bootstrap_p_values(diffs, margin)
-        low, high = np.percentile(diffs, [2.5, 97.5])
-        if abs(p - 0.05) > 0.004:  # away from the boundary the two agree exactly
-            assert (p < 0.05) == (low > 0 or high < 0)
-        low90, high90 = np.percentile(diffs, [5, 95])
-        if abs(p_eq - 0.05) > 0.004:  # TOST at 5% = the 90% interval inside (-margin, margin)
-            assert (p_eq < 0.05) == (low90 > -margin and high90 < margin)
-    assert bootstrap_p_values(np.zeros(99))[0] == 1.0
-    assert bootstrap_p_values(np.full(99, 0.5))[0] == pytest.approx(2 / 100)
+def test_resampled_variances_agree_with_the_exact_ones():
+    """A metric handed over as a black box (no ``mean_metric``) is resampled: on accuracy its variances match the
+    exact ones within Monte-Carlo error, clusters or not."""
+    rng = np.random.default_rng(4)
+    k, n = 4, 300
+    refs = rng.integers(0, 2, n)
+    right = rng.uniform(size=(2 * k, n)) < np.r_[np.full(k, 0.8), np.full(k, 0.7)][:, None]
+    preds = [np.where(r, refs, 1 - refs) for r in right]
+    acc = lambda p, r: float(np.mean(np.asarray(p) == np.asarray(r)))  # noqa: E731
+    clusters = np.arange(n) // 3
+    for cl in (None, clusters):
+        exact = seed_aware_test(_mean, [(r.astype(float), r.astype(float)) for r in right[:k]],
+                                [(r.astype(float), r.astype(float)) for r in right[k:]], "accuracy",
+                                mean_metric=True, clusters=cl)
+        drawn = seed_aware_test(acc, [(p, refs) for p in preds[:k]], [(p, refs) for p in preds[k:]], "accuracy",
+                                resamples=4000, budget_seconds=None, clusters=cl)
+        assert drawn.resamples == 4000 and drawn.difference == pytest.approx(exact.difference)
+        assert drawn.example_variance == pytest.approx(exact.example_variance, rel=0.1)
+        assert drawn.se == pytest.approx(exact.se, rel=0.1)
 
 
 def test_seed_variance_turns_an_examples_only_better_into_inconclusive():
-    """Three seeds: the method wins big on two and loses on the third. Pooled over seeds with the models held
-    fixed, 600 test examples make +7 points look certain; resampling the seeds shows it is not."""
+    """Three seeds: the method wins big on two and loses on the third. With the models held fixed, 600 test
+    examples make +7 points look certain; the seed-aware test shows it is not."""
     rng = np.random.default_rng(0)
     n = 600
     refs = rng.integers(0, 2, n)
 
     def run(acc):
-        right = rng.uniform(size=n) < acc
-        return np.where(right, refs, 1 - refs), refs
+        right = (rng.uniform(size=n) < acc).astype(float)
+        return right, right
 
-    acc = lambda p, r: float(np.mean(np.asarray(p) == np.asarray(r)))  # noqa: E731
     base = [run(0.70), run(0.70), run(0.70)]
     method = [run(0.85), run(0.85), run(0.62)]
-    pooled = paired_bootstrap(acc, method, base, "accuracy", resamples=1000)
-    seed_aware = hierarchical_bootstrap(acc, method, base, "accuracy", resamples=1000, seed=1, margin=0.02,
-                                        method_seeds=[1, 2, 3], baseline_seeds=[1, 2, 3])
-    assert pooled.significant and pooled.low > 0  # "better", models held fixed
-    assert seed_aware.low < 0 < seed_aware.high and seed_aware.p > 0.05  # inconclusive
-    assert seed_aware.p_equivalence > 0.05  # and not shown equivalent either
-    assert seed_aware.difference == pytest.approx(pooled.difference)
-    assert len(seed_aware.per_seed) == 3 and seed_aware.per_seed[2][1] < seed_aware.per_seed[2][2]
+    res = seed_aware_test(_mean, method, base, "accuracy", mean_metric=True, margin=0.02,
+                          method_seeds=[1, 2, 3], baseline_seeds=[1, 2, 3])
+    assert res.pooled[0] > 0  # "better", models held fixed
+    assert res.low < 0 < res.high and res.p > 0.05  # inconclusive
+    assert res.p_equivalence > 0.05  # and not shown equivalent either
+    assert len(res.per_seed) == 3 and res.per_seed[2][1] < res.per_seed[2][2]
 
 
-def test_equivalence_is_shown_when_the_interval_sits_inside_the_margin():
+def test_equivalence_is_shown_when_the_interval_sits_inside_the_margin_and_bounded_metrics_clip():
     rng = np.random.default_rng(2)
     n = 3000
-    refs = rng.integers(0, 2, n)
-    right = rng.uniform(size=(6, n)) < 0.8
-    runs = [(np.where(r, refs, 1 - refs), refs) for r in right]
-    acc = lambda p, r: float(np.mean(np.asarray(p) == np.asarray(r)))  # noqa: E731
-    res = hierarchical_bootstrap(acc, runs[:3], runs[3:], "accuracy", resamples=600, margin=0.03,
-                                 method_seeds=[1, 2, 3], baseline_seeds=[1, 2, 3])
-    assert res.p > 0.05 and res.p_equivalence < 0.05
-    unpaired = hierarchical_bootstrap(acc, runs[:3], runs[3:5], "accuracy", resamples=300, margin=0.03,
-                                      method_seeds=[1, 2, 3], baseline_seeds=[1, 2])
-    assert not unpaired.paired_seeds and unpaired.per_seed == () and unpaired.seeds == (3, 2)
+    right = (rng.uniform(size=(6, n)) < 0.8).astype(float)
+    runs = [(r, r) for r in right]
+    res = seed_aware_test(_mean, runs[:3], runs[3:], "accuracy", mean_metric=True, margin=0.03,
+                          method_seeds=[1, 2, 3], baseline_seeds=[1, 2, 3])
+    assert res.p > 0.05 and res.p_equivalence < 0.05 and res.equivalence_floor < 1e-6
+    unpaired = seed_aware_test(_mean, runs[:3], runs[3:6], "accuracy", mean_metric=True, margin=0.03,
+                               method_seeds=[1, 2, 3], baseline_seeds=[4, 5, 6])
+    assert not unpaired.paired_seeds and unpaired.per_seed == () and unpaired.seeds == (3, 3)
+    assert unpaired.low < unpaired.difference < unpaired.high
+    # a near-perfect method against a near-zero baseline, widely spread over 3 seeds: the interval stops at +1
+    hi = [np.full(40, v) for v in (1.0, 1.0, 0.2)]
+    lo = [np.zeros(40) for _ in range(3)]
+    wide = _paired(hi, lo, bounds=(0.0, 1.0))
+    assert wide.clipped and wide.high == 1.0 and wide.low >= -1.0
+    assert not _paired(hi, lo).clipped  # no bounds given: nothing clipped
 
 
 def test_pes_flags_memory_below_e_and_rankings_that_flip_under_five_percent_memory():
@@ -182,20 +241,16 @@ def test_pes_flags_memory_below_e_and_rankings_that_flip_under_five_percent_memo
 
 def test_seed_aware_interval_matches_the_spread_of_a_crossed_seed_by_example_design():
     """Scores d[s, j] = a_s + b_j + e_sj: seeds and test examples crossed (every seed scored on one test set).
-    The true standard error of the mean difference is sqrt(σa²/S + σb²/n + σe²/(S n)); the bootstrap's spread,
-    averaged over simulated data sets, matches it within 20% (drawing examples anew per seed would give
+    The true standard error of the mean difference is sqrt(σa²/S + σb²/n + σe²/(S n)); the estimated standard
+    error, averaged over simulated data sets, matches it within 10% (drawing examples anew per seed would give
     sqrt(σa²/S + σb²/(S n) + ...), 25% too small here)."""
     rng = np.random.default_rng(12)
     s_count, n, sa, sb, se = 5, 300, 0.03, 0.3, 0.3
     truth = math.sqrt(sa ** 2 / s_count + sb ** 2 / n + se ** 2 / (s_count * n))
-    spreads = []
-    for rep in range(20):
+    ses = []
+    for rep in range(200):
         d = rng.normal(0, sa, (s_count, 1)) + rng.normal(0, sb, (1, n)) + rng.normal(0, se, (s_count, n))
-        method = [(row, row) for row in d]
-        base = [(np.zeros(n), np.zeros(n)) for _ in range(s_count)]
-        res = hierarchical_bootstrap(_mean, method, base, "score", resamples=400, seed=rep, budget_seconds=None,
-                                     method_seeds=range(s_count), baseline_seeds=range(s_count))
-        spreads.append((res.high - res.low) / (2 * 1.96))
-    assert np.mean(spreads) == pytest.approx(truth, rel=0.2)
+        ses.append(_paired(d, np.zeros((s_count, n))).se ** 2)
+    assert math.sqrt(np.mean(ses)) == pytest.approx(truth, rel=0.1)
     nested = math.sqrt(sa ** 2 / s_count + sb ** 2 / (s_count * n) + se ** 2 / (s_count * n))
-    assert abs(np.mean(spreads) - truth) < abs(np.mean(spreads) - nested)
+    assert abs(math.sqrt(np.mean(ses)) - truth) < abs(math.sqrt(np.mean(ses)) - nested)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from importlib import resources
 
 from . import __version__, registry
@@ -11,6 +12,7 @@ from .config import ConfigError, expand, load_grid
 from .config.errors import message
 from . import search
 from .sweeps import count_follow_ups, staged
+from .archive import ArchiveError
 from .store import StoreError
 
 DEMO_GRID = "demo.yaml"
@@ -125,13 +127,31 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def cmd_archive(args) -> int:
+    from . import archive
+
+    n = archive.write(args.results, args.out)
+    size = Path(args.out).stat().st_size / 1e6
+    print(f"{n} run(s) -> {args.out} ({size:.2f} MB); render it anywhere with: peftbench report {args.out}")
+    return 0
+
+
 def cmd_report(args) -> int:
+    from . import archive
     from .report import render
 
     from pydantic import ValidationError
 
+    results = args.results
+    if archive.is_archive(results):  # unpack, then render as any results folder
+        into = Path(args.into) if args.into else Path(str(results)[: -len(archive.SUFFIX)] + "-results")
+        n = archive.unpack(results, into)
+        print(f"unpacked {n} run(s) from {results} into {into}")
+        results = into
+    elif args.into:
+        raise ConfigError("--into is for an archive (a .jsonl.gz file); a results folder is rendered in place")
     try:
-        render(args.results, baseline=args.baseline, resamples=args.resamples, correction=args.correction,
+        render(results, baseline=args.baseline, resamples=args.resamples, correction=args.correction,
                equivalence_margin=args.equivalence_margin, alpha=args.alpha)
     except FileNotFoundError as exc:
         raise ConfigError(str(exc)) from None
@@ -248,10 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("grid", help="grid YAML file")
     run_opts(r)
     rep = sub.add_parser("report", help="render report.md / report.html from a results folder")
-    rep.add_argument("results", help="results folder (holds peftbench.sqlite)")
+    rep.add_argument("results", help="results folder (holds peftbench.sqlite), or an archive (.jsonl.gz, from "
+                                     "peftbench archive) to unpack and render")
+    rep.add_argument("--into", help="where an archive is unpacked and its report written (default: beside it, "
+                                    "NAME-results/)")
     rep.add_argument("--baseline", help="method the others are compared with, paired (default: the grid's "
                                         "report.baseline, else full)")
-    rep.add_argument("--resamples", type=int, help="bootstrap resamples per comparison (default 1000)")
+    rep.add_argument("--resamples", type=int, help="test-set resamples per comparison for metrics that are no mean "
+                                                  "of per-example scores (default and least 1000)")
     rep.add_argument("--correction", help="multiple-comparison correction: holm (default), bonferroni, none")
     rep.add_argument("--equivalence-margin", type=float, help="TOST margin on the metric's 0-1 scale (default 0.02)")
     rep.add_argument("--alpha", type=float, help="family-wise level of the verdicts (default 0.05)")
@@ -275,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     mg = sub.add_parser("merge", help="join results folders (e.g. shards) into one, with no run twice")
     mg.add_argument("sources", nargs="+", help="results folders to join")
     mg.add_argument("--into", required=True, help="the results folder that receives them (created if needed)")
+    ar = sub.add_parser("archive", help="write what a report's verdicts need (configs, results, per-example test "
+                                        "predictions; no weights) into one .jsonl.gz file")
+    ar.add_argument("results", help="results folder (holds peftbench.sqlite)")
+    ar.add_argument("out", help="the archive to write, NAME.jsonl.gz")
     rp = sub.add_parser("repair", help="rebuild a damaged results store from its run folders")
     rp.add_argument("results", help="results folder (holds peftbench.sqlite and runs/)")
     return p
@@ -283,11 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handler = {"demo": cmd_run, "run": cmd_run, "report": cmd_report, "validate": cmd_validate, "list": cmd_list,
-               "repair": cmd_repair, "merge": cmd_merge, "plan": cmd_plan}
+    handler = {"demo": cmd_run, "run": cmd_run, "report": cmd_report, "archive": cmd_archive, "validate": cmd_validate,
+               "list": cmd_list, "repair": cmd_repair, "merge": cmd_merge, "plan": cmd_plan}
     try:
         return handler[args.command](args)
-    except (ConfigError, StoreError) as exc:  # one-line, user-facing errors
+    except (ConfigError, StoreError, ArchiveError) as exc:  # one-line, user-facing errors
         print(f"peftbench: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`peftbench validate grid.yaml | head`): stop quietly

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS claims (
 # a claim with no heartbeat for this long is taken to be dead (on the same host, a claim whose pid is gone is too)
 STALE_CLAIM_SECONDS = float(os.environ.get("PEFTBENCH_STALE_CLAIM_SECONDS", 600))
 DB_NAME = "peftbench.sqlite"
+REPORT_SETTINGS = "report-settings.json"  # the grid's report settings, kept beside the store for `peftbench report`
 # columns added after the first schema: (name, type); older databases get them on open
 ADDED_COLUMNS = (("train_cpu_seconds", "REAL"), ("cpu_share", "REAL"), ("threads", "INTEGER"), ("contended", "INTEGER"),
                  ("cell", "TEXT"))

@@ -277,6 +277,9 @@ class DataSpec(_Spec):
     max_eval_samples: Optional[int] = Field(None, ge=1)  # validation cap (and test's, unless max_test_samples)
     max_test_samples: Annotated[Optional[int], Identity.ADDED] = Field(None, ge=1)  # test cap: a larger test set than validation
     group: Optional[str] = None  # column (e.g. language): test metrics are also reported per value
+    # column naming each row's cluster (aligned translations of one sentence, a document's sentences): the paired
+    # comparisons resample test examples by cluster; span QA clusters questions by their passage without it
+    cluster: Annotated[Optional[str], Identity.ADDED] = None
     train_groups: Optional[list[str]] = None  # train/validate on these group values only; test on all (zero-shot)
     options: dict[str, Any] = Field(default_factory=dict)  # task-type specific (see the task's docs)
 

@@ -67,6 +67,8 @@ def load_raw(spec: DataSpec, reader=None) -> tuple:
     dd = _ensure_splits(dd, spec, report)
     if spec.group:
         dd = _groups(dd, spec, report)
+    if spec.cluster:
+        dd = _clusters(dd, spec, report)
     dd = cap_splits(dd, spec, report)
     report["rows"] = {k: len(v) for k, v in dd.items()}
     return dd, report
@@ -179,6 +181,21 @@ def _ensure_splits(dd, spec: DataSpec, report: dict):
             dd["train"], dd[split] = parts["train"], parts["test"]
             report.setdefault("carved", {})[split] = frac
     return DatasetDict({k: dd[k] for k in ("train", "validation", "test")})
+
+
+def _clusters(dd, spec: DataSpec, report: dict):
+    """Add ``_cluster`` (which test examples belong together, for the paired comparisons' resampling)."""
+    for split, ds in dd.items():
+        if spec.cluster not in ds.column_names:
+            raise DataError(f"data.cluster: column '{spec.cluster}' not in the {split} data "
+                            f"(columns: {', '.join(ds.column_names)})")
+        values = ds[spec.cluster]
+        if any(v is None for v in values):
+            raise DataError(f"data.cluster: column '{spec.cluster}' has empty values in the {split} data; every row "
+                            f"needs its cluster id")
+        dd[split] = ds.add_column("_cluster", [str(v) for v in values])
+    report["clusters"] = {split: len(set(ds["_cluster"])) for split, ds in dd.items()}
+    return dd
 
 
 def _groups(dd, spec: DataSpec, report: dict):

@@ -4,14 +4,16 @@ defined everywhere.
     PES = Σ_i W_i·M_i / (ln P · ln V · Σ_i W_i)
 
 P: the model's parameters in millions (the study counts the whole model: 177 for mBERT + LoRA), V: peak
-memory in GB (the study's GPU memory), M_i: metrics on a 0-1 scale, W_i: the weights below.  The study's
-check value: BERT + LoRA sentiment, P = 177, V = 3.50, accuracy 0.8485, F1 0.8407, precision 0.8865,
-recall 0.7994 -> 0.1301.
+memory in GB (the study's GPU memory), M_i: metrics on a 0-1 scale, W_i: the weights below.  A check value
+computed from the study's inputs (the study prints no PES number itself): BERT + LoRA sentiment, P = 177,
+V = 3.50, accuracy 0.8485, F1 0.8407, precision 0.8865, recall 0.7994, equal weights -> 0.1301.
 
 The published formula is undefined at P = 1 or V = 1 and changes sign below (small models, CPU runs,
 memory deltas under 1 GB): there it is reported as undefined, with the reason.  The variant replaces
-ln x by ln(e + x): equal to 1 at x = 0, positive and increasing everywhere, and within a few percent of
-ln x for the sizes the study compares (P in the hundreds of millions, V of several GB).
+ln x by ln(e + x): equal to 1 at x = 0, positive and increasing everywhere.  It is close to ln x for P in the
+hundreds of millions (ln(e + 177) = 5.19 against ln 177 = 5.18) but not for V of a few GB (ln(e + 3.5) = 1.83
+against ln 3.5 = 1.25), so variant values are not comparable with published ones: it orders methods where the
+published formula cannot.
 """
 from __future__ import annotations
 

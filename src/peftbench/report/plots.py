@@ -55,21 +55,29 @@ def curves(cells, metric: str) -> tuple[bytes, bytes]:
     return _save(fig)
 
 
-def pes_bars(task: str, rows: list[tuple[str, float | None, float | None]]) -> tuple[bytes, bytes]:
-    """(label, published PES or None, variant) per model x method: bars of the published value where defined,
-    hatched bars of the variant otherwise."""
+def pes_bars(task: str, rows: list[tuple]) -> tuple[bytes, bytes]:
+    """(label, published PES or None, variant, V in GB) per model x method: solid bars of the published value
+    where it is defined and V is at least e GB; hatched where the published value is undefined (the variant is
+    drawn) or where V < e GB (the published value is drawn, but there PES moves by more than 1% for 1% of memory,
+    so its bar ranks memory noise), each reason written in the figure."""
+    from .pes import MEMORY_FLOOR_GB
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) + 1.5), 3.6))
-    for i, (label, value, variant) in enumerate(rows):
-        if value is not None:
+    notes = set()
+    for i, (label, value, variant, gb) in enumerate(rows):
+        if value is not None and gb is not None and gb < MEMORY_FLOOR_GB:
+            ax.bar(i, value, color="white", edgecolor="tab:blue", hatch="\\\\")
+            notes.add("\\ hatched: V < e GB, PES dominated by ln V (memory noise)")
+        elif value is not None:
             ax.bar(i, value, color="tab:blue")
         elif variant is not None:
             ax.bar(i, variant, color="white", edgecolor="tab:orange", hatch="//")
+            notes.add("// hatched: variant (published formula undefined: P or V ≤ 1)")
     ax.set_xticks(range(len(rows)), [r[0] for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set(title=f"PES · {task}", ylabel="PES")
-    if any(value is None and variant is not None for _, value, variant in rows):
-        ax.text(0.99, 0.97, "hatched: variant (published formula undefined)", transform=ax.transAxes, ha="right",
-                va="top", fontsize=7)
+    for j, note in enumerate(sorted(notes)):
+        ax.text(0.99, 0.97 - 0.07 * j, note, transform=ax.transAxes, ha="right", va="top", fontsize=7)
     fig.tight_layout()
     return _save(fig)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from .. import registry
 from ..config import safe_name
 from ..result import RunResult
-from ..store import Store
+from ..store import REPORT_SETTINGS, Store
 from . import plots
-from ..tasks.base import percent_metrics
+from ..tasks.base import declared, percent_metrics
 from .aggregate import Cell, build_cells, describe, select_sweeps
 from ..config import ReportSpec
 from .compare import Decided, compare, decide, points, resamples_for, verdict
@@ -28,14 +28,23 @@ def _fmt(x, digits=4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
-def metric_cell(values, digits=4) -> str:
-    """mean ± std [95% CI] over seeds; one seed marked."""
-    s = summarise(values)
+def metric_cell(values, digits=4, bounds=(None, None)) -> str:
+    """mean ± std [95% CI] over seeds, the interval clipped to ``bounds`` (marked ✂); one seed marked."""
+    s = summarise(values, bounds=bounds)
     if s.mean is None:
         return "–"
     if s.single:
         return f"{s.mean:.{digits}f} (1 seed)"
-    return f"{s.mean:.{digits}f} ± {s.std:.{digits}f} [{s.low:.{digits}f}, {s.high:.{digits}f}]"
+    return (f"{s.mean:.{digits}f} ± {s.std:.{digits}f} [{s.low:.{digits}f}, {s.high:.{digits}f}]"
+            + (" ✂" if s.clipped else ""))
+
+
+def bounds_of(task_type: str, metric: str) -> tuple:
+    """The range of a metric as its task declares it (a per-type key such as 'entity_f1/PER' by its base)."""
+    return declared(task_type, metric.split("/", 1)[0]).range
+
+
+POSITIVE = (0.0, None)  # times and scores that cannot be negative
 
 
 def _int(n) -> str:
@@ -86,7 +95,7 @@ def resources_table(name: str, cells: list[Cell]) -> Table:
         rows.append([c.label, _int(p.trainable), _int(p.total), f"{p.trainable_pct:.3f}",
                      _fmt(summarise([r.memory.peak_memory_mb for r in c.runs]).mean, 0),
                      _fmt(summarise([r.memory.peak_rss_delta_mb for r in c.runs]).mean, 0),
-                     metric_cell([x.train_seconds for x in t], 1) + mark,
+                     metric_cell([x.train_seconds for x in t], 1, POSITIVE) + mark,
                      _fmt(summarise([x.train_cpu_seconds for x in t]).mean, 1),
                      ", ".join(sorted({str(x.threads if x.threads is not None else "?") for x in t})),
                      _fmt(summarise(share).mean, 2) + mark,
@@ -145,7 +154,8 @@ def inference_table(name: str, cells: list[Cell]) -> Table | None:
 
 
 def metrics_table(name: str, cells: list[Cell], metric_names: list[str]) -> Table:
-    rows = [[c.label, ", ".join(map(str, c.seeds)), *[metric_cell([r.test.metrics.get(m) for r in c.runs])
+    rows = [[c.label, ", ".join(map(str, c.seeds)), *[metric_cell([r.test.metrics.get(m) for r in c.runs],
+                                                                  bounds=bounds_of(c.first.task_type, m))
                                                       for m in metric_names],
              ", ".join(sorted({f"{r.training.lr:g} ({r.training.lr_source or 'config'})" for r in c.runs})),
              ", ".join(str(r.training.best_epoch) for r in c.runs)] for c in cells]
@@ -153,7 +163,9 @@ def metrics_table(name: str, cells: list[Cell], metric_names: list[str]) -> Tabl
                  ["Method", "Seeds", *metric_names, "Learning rate", "Best epoch"], rows)
 
 
-def pes_table(name: str, cells: list[Cell]) -> tuple[Table, list[tuple[str, float | None, float | None]]]:
+def pes_table(name: str, cells: list[Cell]) -> tuple[Table, list[tuple]]:
+    """PES per cell. The published value is the mean over seeds only where every seed has one: a cell where any
+    seed's V (or P) is at or below 1 is undefined, not averaged over the seeds where it happens to be defined."""
     rows, bars, means = [], [], []
     for c in cells:
         scores = []
@@ -161,14 +173,18 @@ def pes_table(name: str, cells: list[Cell]) -> tuple[Table, list[tuple[str, floa
             gb, kind = memory_for_pes(r)
             scores.append(pes(r.test.metrics, pes_weights(r), r.parameters.total / 1e6, gb,
                               percent_metrics(r.task_type)))
-        value = summarise([s.value for s in scores])
+        every = all(s.value is not None for s in scores)
+        value = summarise([s.value for s in scores]) if every else summarise([])
         variant = summarise([s.variant for s in scores])
         reasons = sorted({s.reason for s in scores if s.reason})
+        if not every and any(s.value is not None for s in scores):
+            reasons.append(f"undefined for {sum(s.value is None for s in scores)} of {len(scores)} seeds: not averaged "
+                           "over the others")
         gb = summarise([memory_for_pes(r)[0] for r in c.runs]).mean
-        rows.append([c.label, metric_cell([s.value for s in scores]) if value.mean is not None else "undefined",
-                     metric_cell([s.variant for s in scores]), f"{c.first.parameters.total / 1e6:.2f}",
+        rows.append([c.label, metric_cell([s.value for s in scores], bounds=POSITIVE) if every else "undefined",
+                     metric_cell([s.variant for s in scores], bounds=POSITIVE), f"{c.first.parameters.total / 1e6:.2f}",
                      _fmt(gb, 3), "; ".join(reasons)])
-        bars.append((f"{c.model}/{c.label}", value.mean, variant.mean))
+        bars.append((f"{c.model}/{c.label}", value.mean, variant.mean, gb))
         means.append((summarise([s.weighted_metric for s in scores]).mean, c.first.parameters.total / 1e6, gb))
     for row, flags in zip(rows, pes_flags(means)):
         row.append("; ".join(flags))
@@ -197,23 +213,48 @@ def comparison_table(name: str, decided: list[Decided], correction: str) -> Tabl
     rows = []
     for d in decided:
         r, k = d.result, points(d.scale)
-        rows.append([d.cell.label, f"{r.difference * k:+.2f}", f"[{r.low * k:+.2f}, {r.high * k:+.2f}]",
+        rows.append([d.cell.label, f"{r.difference * k:+.2f}",
+                     f"[{r.low * k:+.2f}, {r.high * k:+.2f}]" + (" ✂" if r.clipped else "") if r.seed_aware else "–",
                      "–" if r.pooled is None else f"[{r.pooled[0] * k:+.2f}, {r.pooled[1] * k:+.2f}]",
                      f"{r.p:.3g}", f"{d.p_adjusted:.3g}",
-                     "–" if d.p_equivalence_adjusted is None else f"{d.p_equivalence_adjusted:.3g}", d.verdict,
+                     "–" if d.p_equivalence_adjusted is None else f"{d.p_equivalence_adjusted:.3g}"
+                     + (" (cannot be shown)" if d.undecidable else ""), d.words,
                      ", ".join(f"{s}: {(m - b) * k:+.2f}" for s, m, b in r.per_seed) or "unpaired seeds"])
     metric, k = decided[0].result.metric, points(decided[0].scale)
     unit = "points" if k != 1 else metric
     margin = decided[0].result.margin
+    clusters = decided[0].result.n_clusters
     return Table(f"comparisons__{name}", f"Paired comparisons: {metric}, method − baseline ({unit})",
                  ["Method", "Δ", "95% CI (seeds + examples)", "95% CI (examples only)", "p", f"p ({correction})",
                   f"TOST p ({correction})", "Verdict", "Δ per seed"], rows,
-                 caption=f"Two-stage bootstrap: seeds resampled (paired where both methods ran the same seeds) and "
-                         f"the test examples they share, one draw for all seeds. The examples-only interval holds the seeds' models fixed and "
-                         f"is shown for contrast only. {correction.capitalize()} correction over all comparisons in "
-                         f"this report. Equivalence (TOST) margin ±{(margin or 0) * k:.2f} points. "
-                         "Verdicts: better / worse (corrected p < α), equivalent (corrected TOST p < α), else "
-                         "inconclusive.")
+                 caption="Seed-aware test: the seed-to-seed variance of the per-seed differences (pivoted on k − 1 "
+                         "degrees of freedom) and the shared test set's variance, the seed × example interaction "
+                         "counted once (see Notes). The examples-only interval holds the seeds' models fixed; with "
+                         "fewer than 3 seeds on a side it is the only one, and the verdict is about those trained "
+                         "models. " + (f"Test examples resampled in {clusters} clusters. " if clusters else "")
+                         + f"{correction.capitalize()} correction over all comparisons in this report. Equivalence "
+                         f"(TOST) margin ±{(margin or 0) * k:.2f} points. Verdicts: better / worse (corrected p < α; "
+                         "'negligible' where also shown within the margin), equivalent (corrected TOST p < α), else "
+                         "inconclusive. ✂: interval clipped to the metric's range.")
+
+
+def verdict_summary(decided: list[Decided], settings) -> str:
+    """One line: how many comparisons, how they were corrected, and what they decided (verdicts about the
+    trained models only, where a side had fewer than 3 seeds, counted apart)."""
+    counts = {w: sum(d.verdict == w and d.result.seed_aware for d in decided)
+              for w in ("better", "worse", "equivalent", "inconclusive")}
+    text = ", ".join(f"{n} {w}" for w, n in counts.items())
+    negligible = sum(d.negligible for d in decided)
+    if negligible:
+        text += f" ({negligible} of the better / worse within the margin: negligible)"
+    models_only = [d for d in decided if not d.result.seed_aware]
+    if models_only:
+        text += (f"; {len(models_only)} about the trained models only (fewer than 3 seeds on a side: "
+                 + ", ".join(f"{n} {w}" for w in ("better", "worse", "equivalent", "inconclusive")
+                             if (n := sum(d.verdict == w for d in models_only))) + ")")
+    return (f"Paired comparisons with {settings.baseline}: {len(decided)} in this report, {settings.correction} "
+            f"correction at α = {settings.alpha:g}, equivalence margin ±{settings.equivalence_margin * 100:.1f} "
+            f"points — {text}.")
 
 
 def ranking_section(rep: "Report", groups: dict, alpha: float):
@@ -258,10 +299,11 @@ def breakdown_table(name: str, cells: list[Cell]) -> Table | None:
     for c in cells:
         for g in sorted(groups):
             rows.append([c.label, f"group {g}", metric,
-                         metric_cell([(r.test.metrics_by_group or {}).get(g, {}).get(metric) for r in c.runs])])
+                         metric_cell([(r.test.metrics_by_group or {}).get(g, {}).get(metric) for r in c.runs],
+                                     bounds=bounds_of(c.first.task_type, metric))])
         for k in sorted(typed):
-            rows.append([c.label, k.split("/", 1)[1], k.split("/", 1)[0], metric_cell([r.test.metrics.get(k)
-                                                                                       for r in c.runs])])
+            rows.append([c.label, k.split("/", 1)[1], k.split("/", 1)[0],
+                         metric_cell([r.test.metrics.get(k) for r in c.runs], bounds=bounds_of(c.first.task_type, k))])
     return Table(f"breakdown__{name}", "Breakdown (per evaluation group / per type)",
                  ["Method", "Group / type", "Metric", "Test"], rows)
 
@@ -352,7 +394,8 @@ def summary_table(task: str, groups: dict) -> Table:
         metric = mine[0].first.training.validation_metric
         mine.sort(key=lambda c: -(summarise([r.test.metrics.get(metric) for r in c.runs]).mean or -1e9))
         for rank, c in enumerate(mine, 1):
-            rows.append([model, str(rank), c.label, *[metric_cell([r.test.metrics.get(m) for r in c.runs])
+            rows.append([model, str(rank), c.label, *[metric_cell([r.test.metrics.get(m) for r in c.runs],
+                                                                  bounds=bounds_of(c.first.task_type, m))
                                                       for m in metric_names],
                          f"{c.first.parameters.trainable_pct:.3f}",
                          _fmt(summarise([r.memory.peak_memory_mb for r in c.runs]).mean, 0)])
@@ -426,7 +469,7 @@ class Report:
         self.h.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
 
 
-SETTINGS = "report-settings.json"  # the grid's report settings, kept beside the store for `peftbench report`
+SETTINGS = REPORT_SETTINGS
 
 
 def save_report_settings(results_dir: str | Path, settings: ReportSpec) -> None:
@@ -472,9 +515,7 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
     for task in sorted({t for _, t in groups}):
         rep.table(summary_table(task, groups), level=2)
     found, skipped = {}, {}
-    planned = sum(len(cells) - 1 for cells in groups.values()
-                  if any(c.method_name == settings.baseline or c.label == settings.baseline for c in cells))
-    resamples = resamples_for(settings.resamples, planned, settings.alpha)
+    resamples = resamples_for(settings.resamples)
     for key, cells in groups.items():  # every comparison first: the correction is over all of them
         found[key], skipped[key] = compare(cells, settings.baseline, resamples, settings.equivalence_margin)
     flat = [(key, x) for key, xs in found.items() for x in xs]
@@ -483,10 +524,15 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
     for (key, _), d in zip(flat, decided_all):
         decided.setdefault(key, []).append(d)
     if flat:
-        counts = {w: sum(d.verdict == w for d in decided_all) for w in ("better", "worse", "equivalent", "inconclusive")}
-        rep.text(f"Paired comparisons with {settings.baseline}: {len(flat)} in this report, {settings.correction} "
-                 f"correction at α = {settings.alpha:g}, equivalence margin ±{settings.equivalence_margin * 100:.1f} "
-                 f"points — " + ", ".join(f"{n} {w}" for w, n in counts.items()) + ".", "verdict")
+        rep.text(verdict_summary(decided_all, settings), "verdict")
+        for d in decided_all:
+            if d.undecidable:
+                r = d.result
+                rep.text(f"{d.cell.model} · {d.cell.task} · {d.cell.label}: equivalence within ±{r.margin * points(r.scale):.2f} "
+                         f"cannot be shown with this test set at {settings.correction}'s first step — its examples "
+                         f"alone allow a TOST p of {r.equivalence_floor:.3g} at best (a zero difference, no seed "
+                         f"variance); more seeds cannot change that, more test examples or a wider margin can.",
+                         "warning")
     pes_bars: dict[str, list] = {}
     for (model, task), cells in groups.items():
         name = f"{safe_name(model)}__{safe_name(task)}"
@@ -525,13 +571,13 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
                        plots.analyses(f"{model} · {task}", bars))
         rep.heading("Learning curves", 3)
         rep.figure(f"curves__{name}", "learning curves", plots.curves(cells, metric))
-        points = [{"label": c.label, "metric": summarise([r.test.metrics.get(metric) for r in c.runs]).mean,
+        front = [{"label": c.label, "metric": summarise([r.test.metrics.get(metric) for r in c.runs]).mean,
                    "memory_mb": summarise([r.memory.peak_memory_mb for r in c.runs]).mean,
                    "train_seconds": summarise([r.timing.train_seconds for r in _clean(c.runs)[0]]).mean,
                    "trainable": c.first.parameters.trainable,
                    "latency_ms": _speed(c.runs, "unmerged", "batch1", "latency_ms_median")[0]} for c in cells]
         rep.heading("Quality against cost", 3)
-        rep.figure(f"pareto__{name}", "Pareto fronts", plots.pareto(task, metric, points))
+        rep.figure(f"pareto__{name}", "Pareto fronts", plots.pareto(task, metric, front))
         rep.h.insert(body_start, f"<section class='cell' data-key='{html.escape(f'{model} {task} ' + ' '.join(c.label for c in cells))}'>")
         rep.h.append("</section>")
     if groups:
@@ -568,17 +614,21 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
 NOTES = [
     "A row is a cell: runs whose resolved configs are identical except for the seed. Runs of one method with other "
     "differences are separate rows, labelled with what differs.",
-    "Metrics: mean ± sample standard deviation over seeds and a 95% t-interval; '(1 seed)' marks single runs.",
-    "Paired comparisons: a two-stage bootstrap (report.resamples, raised to 20 m / α for m comparisons so that the "
-    "smallest attainable p-value, 2 / (B + 1), is a tenth of the corrected threshold; fewer for slow metrics, at "
-    "least 200; the count is in each line): the seeds are resampled (paired where both methods ran the same "
-    "seeds) and the test set they share, one draw of examples for every seed (a crossed design: Owen's "
-    "pigeonhole bootstrap), both methods scored on the "
-    "same draw; the interval is the 2.5-97.5 percentile of the difference, p the smallest level at which the "
-    "interval excludes 0. The p-values of every comparison in the report are corrected together (Holm unless the "
-    "grid's report.correction says otherwise). 'equivalent' needs evidence: the TOST p-value (the difference lies "
-    "within ±report.equivalence_margin), corrected likewise, below α; a difference that is neither shown nor "
-    "excluded is 'inconclusive'. With one seed, seed-to-seed variance is not measured.",
+    "Metrics: mean ± sample standard deviation over seeds and a 95% t-interval, clipped to the metric's range where "
+    "it reaches past it (✂: e.g. an accuracy interval past 1); '(1 seed)' marks single runs.",
+    "Paired comparisons (report/statistics.seed_aware_test): the difference is the mean over seeds of method − "
+    "baseline on the whole test set. Its variance carries the seed-to-seed variance of the per-seed differences "
+    "(S², k − 1 degrees of freedom) and the shared test set's, estimated from the examples (resampled as clusters "
+    "where the data names them: data.cluster, span QA's passages) with the seed × example interaction counted once; "
+    "exact for means of per-example scores (accuracy, QA F1), from report.resamples draws of the test set otherwise. "
+    "The interval and p-values come from a generalized pivotal quantity (S² pivoted on its chi-square, the example "
+    "part as known), which simulations (docs/statistics.md) show covers 95–97% at 3–10 seeds and is never liberal; "
+    "the percentile two-stage bootstrap used before covered 82–93% at 3 seeds. With fewer than 3 seeds on a side "
+    "the seed variance is not estimated: the test is the examples-only one and its verdict is about those trained "
+    "models. The p-values of every comparison in the report are corrected together (Holm unless the grid's "
+    "report.correction says otherwise). 'equivalent' needs evidence: the TOST p-value (the difference lies within "
+    "±report.equivalence_margin), corrected likewise, below α; a better / worse also shown within the margin is "
+    "'negligible'; a difference neither shown nor excluded is 'inconclusive'.",
     "PES as published: P = total parameters in millions, V = peak memory in GB (GPU allocated on CUDA; on CPU the "
     "process's peak RSS above its baseline before data and model were loaded); undefined where P or V ≤ 1. Metrics "
     "that their task declares in percent (e.g. span QA's exact match and F1, BLEU, chrF) enter PES divided by 100.",

@@ -72,10 +72,21 @@ class Metric:
     higher_is_better: bool = True
     confusion: bool = False  # a function of one confusion matrix of single-label predictions (resampled fast)
     per_example: bool = False  # the mean of the task's ``example_scores`` (the bootstrap resamples the scores)
+    bounds: tuple[float | None, float | None] = (0.0, 1.0)  # its range on the 0-1 scale (None: unbounded)
 
     @property
     def scale(self) -> float:
         return 100.0 if self.percent else 1.0
+
+    @property
+    def range(self) -> tuple[float | None, float | None]:
+        """Its range on its own scale (intervals are clipped to it)."""
+        return tuple(None if b is None else b * self.scale for b in self.bounds)  # type: ignore[return-value]
+
+    @property
+    def mean_of_examples(self) -> bool:
+        """A mean of per-example scores: accuracy (of single-label predictions) or the task's example_scores."""
+        return self.per_example or (self.confusion and self.name == "accuracy")
 
     @classmethod
     def many(cls, *names: str, **how) -> tuple[Metric, ...]:
@@ -236,17 +247,24 @@ def require_text(task_name: str, dd, columns) -> None:
                                 f"(e.g. {str(bad)[:40]!r}), not text; set data.text / data.text_pair to text columns")
 
 
+CARRIED = {"_group": "group", "_cluster": "cluster"}  # raw column -> its key in a prediction row
+
+
 def carry_group(batch, enc: dict) -> dict:
-    """Keep the evaluation group (``_group``, e.g. the language) through a batched ``map``."""
-    if "_group" in batch:
-        enc["_group"] = batch["_group"]
+    """Keep the evaluation group (``_group``, e.g. the language) and the cluster (``_cluster``) through a
+    batched ``map``."""
+    for col in CARRIED:
+        if col in batch:
+            enc[col] = batch[col]
     return enc
 
 
 def with_group(pred: dict, batch, i) -> dict:
-    g = batch.get("_group")
-    if g is not None and g[i] is not None:
-        pred["group"] = g[i]
+    """A prediction row with its example's evaluation group and cluster, where the data has them."""
+    for col, key in CARRIED.items():
+        g = batch.get(col)
+        if g is not None and g[i] is not None:
+            pred[key] = g[i]
     return pred
 
 

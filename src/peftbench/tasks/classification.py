@@ -95,8 +95,8 @@ class Classification(WeightedTask):
     head_kind = HeadKind.SEQUENCE
     Options = ClassificationOptions
     default_metric = "macro_f1"
-    metrics = (*Metric.many("accuracy", "macro_precision", "macro_recall", "macro_f1", "mcc", confusion=True),
-               *Metric.many(*BINARY_METRICS))
+    metrics = (*Metric.many("accuracy", "macro_precision", "macro_recall", "macro_f1", confusion=True),
+               Metric("mcc", confusion=True, bounds=(-1.0, 1.0)), *Metric.many(*BINARY_METRICS))
     pes_weights = {"accuracy": 2.5, "macro_precision": 2.5, "macro_recall": 2.5, "macro_f1": 2.5}  # Persian study, SA
     binary_pes_weights = {"accuracy": 2.5, "binary_precision": 2.5, "binary_recall": 2.5, "binary_f1": 2.5}
 

@@ -63,7 +63,7 @@ class MultipleChoice(WeightedTask):
     head_kind = HeadKind.SEQUENCE
     Options = MultipleChoiceOptions
     default_metric = "accuracy"
-    metrics = Metric.many("accuracy", "macro_f1", "mcc", confusion=True)
+    metrics = (*Metric.many("accuracy", "macro_f1", confusion=True), Metric("mcc", confusion=True, bounds=(-1.0, 1.0)))
     pes_weights = {"accuracy": 1.0}
 
     def load(self) -> Raw:

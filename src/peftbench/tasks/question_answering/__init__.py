@@ -35,6 +35,13 @@ from .spans import best_span, join_windows
 from .windows import window_encoder
 
 
+def passage_id(context: str) -> str:
+    """The cluster of a question: its passage (questions on one passage are resampled together)."""
+    import hashlib
+
+    return hashlib.sha1(context.encode("utf-8")).hexdigest()[:12]
+
+
 class QuestionAnsweringOptions(Options):
     context: Optional[str] = None  # column names; default: context (or passage), question, answers
     question: str = "question"
@@ -67,8 +74,10 @@ class QuestionAnswering(Task):
             for i, r in enumerate(dd[split]):
                 texts, starts = parse_answers(r[o.answers], r[ccol])
                 lost += sum(s < 0 for s in starts)
-                rows.append(carry_group(r, {"_id": str(r.get("id", i)), "_context": r[ccol], "_question": r[o.question],
-                                            "_answers": texts, "_starts": starts}))
+                row = carry_group(r, {"_id": str(r.get("id", i)), "_context": r[ccol], "_question": r[o.question],
+                                      "_answers": texts, "_starts": starts})
+                row.setdefault("_cluster", passage_id(r[ccol]))  # questions on one passage are not independent
+                rows.append(row)
             if lost:
                 unlocated[split] = lost
             dd[split] = Dataset.from_list(rows)

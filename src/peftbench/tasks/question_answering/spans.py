@@ -39,8 +39,9 @@ def join_windows(predictions: list[dict], examples: list[dict], n_best: int, max
         windows = by_example.get(ex_idx, [])
         text, score, null = best_span(windows, ex["context"], n_best, max_answer_length, unanswerable)
         pred = {"id": ex["id"], "prediction": text, "score": round(score, 4), "null_score": round(null, 4)}
-        if windows and "group" in windows[0]:
-            pred["group"] = windows[0]["group"]
+        for key in ("group", "cluster"):
+            if windows and key in windows[0]:
+                pred[key] = windows[0][key]
         preds.append(pred)
         refs.append(list(ex["answers"]))
     return preds, refs

@@ -15,8 +15,9 @@ def window_encoder(tokenizer, max_length: int, stride: int, unanswerable: bool):
         offsets = enc.pop("offset_mapping")
         out = {k: v for k, v in enc.items()}
         out.update(start_positions=[], end_positions=[], _example=[], _offsets=[], _keep=[])
-        if "_group" in batch:
-            out["_group"] = []
+        carried = [c for c in ("_group", "_cluster") if c in batch]
+        for c in carried:
+            out[c] = []
         for f, ex in enumerate(mapping):
             seq = enc.sequence_ids(f)
             offs = [list(o) if s == 1 else [-1, -1] for o, s in zip(offsets[f], seq)]
@@ -27,8 +28,8 @@ def window_encoder(tokenizer, max_length: int, stride: int, unanswerable: bool):
             out["_example"].append(idx[ex])
             out["_offsets"].append(offs)
             out["_keep"].append(keep)
-            if "_group" in batch:
-                out["_group"].append(batch["_group"][ex])
+            for c in carried:
+                out[c].append(batch[c][ex])
         return out
 
     return encode
