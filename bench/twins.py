@@ -6,7 +6,8 @@
 
 Each twin is `peftbench run presets/<twin>-offline.yaml` into its own results folder (outside the repository:
 run folders hold trained weights), then `peftbench report`; the report's Markdown, HTML, CSV / LaTeX tables and
-figures are copied into docs/results/<twin>/ with a README naming the command, the commit, the versions and the
+figures are copied into docs/results/<twin>/ with an archive of what its verdicts need (archive.jsonl.gz: configs,
+results, per-example test predictions) and a README naming the command, the commit, the versions and the
 machine. Needs ../shared/datasets and the offline models (../shared/tools/offline-models).
 """
 from __future__ import annotations
@@ -70,6 +71,9 @@ def publish(twin: str, store: Path, command: str, seconds: float) -> Path:
         shutil.copy2(store / name, out / name)
     if (store / "report").is_dir():
         shutil.copytree(store / "report", out / "report")
+    from peftbench import archive
+
+    archive.write(store, out / "archive.jsonl.gz")  # what the verdicts need, so any machine can recompute them
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     status = counts(store)
@@ -85,7 +89,11 @@ def publish(twin: str, store: Path, command: str, seconds: float) -> Path:
         f"- machine: {machine()}\n\n"
         "The report: [report.md](report.md) (tables), [report.html](report.html) (sortable, with figures), "
         "`report/` (every table as CSV and LaTeX, every figure as PNG and SVG). Runs marked contended shared "
-        "the cores with other work: their timings are kept out of the clean averages.\n", encoding="utf-8")
+        "the cores with other work: their timings are kept out of the clean averages. "
+        "[archive.jsonl.gz](archive.jsonl.gz) holds every run's config, result and per-example test predictions "
+        f"({(out / 'archive.jsonl.gz').stat().st_size / 1e6:.1f} MB, no weights): `peftbench report "
+        f"docs/results/{twin}/archive.jsonl.gz` recomputes the report and its verdicts on any machine.\n",
+        encoding="utf-8")
     return out
 
 

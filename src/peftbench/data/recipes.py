@@ -61,7 +61,9 @@ class NusaxOptions(Options):
 def nusax_sentiment(spec: DataSpec):
     """NusaX sentiment in its 12 languages (English, Indonesian and 10 Indonesian local languages), one
     dataset with a ``language`` column: use ``data.group: language`` for per-language test metrics and
-    ``data.train_groups`` for cross-lingual / zero-shot runs. ``data.options.languages`` picks a subset."""
+    ``data.train_groups`` for cross-lingual / zero-shot runs. ``data.options.languages`` picks a subset. The
+    languages are aligned translations of the same sentences: ``sentence`` (the split and NusaX's row id) names
+    each row's source sentence, for ``data.cluster: sentence`` (the paired comparisons resample sentences)."""
     root = Path(spec.path).expanduser() if spec.path else (shared_root() / "nusax" if shared_root() else None)
     folder = root / "datasets" / "sentiment" if root else None
     if folder is None or not folder.is_dir():
@@ -78,7 +80,8 @@ def nusax_sentiment(spec: DataSpec):
     for lang in langs:
         for split, fname in (("train", "train.csv"), ("validation", "valid.csv"), ("test", "test.csv")):
             with open(folder / lang / fname, encoding="utf-8", newline="") as f:
-                splits[split] += [{"text": r["text"], "label": r["label"], "language": lang} for r in csv.DictReader(f)]
+                splits[split] += [{"text": r["text"], "label": r["label"], "language": lang,
+                                   "sentence": f"{split}-{r['id']}"} for r in csv.DictReader(f)]
     return _splits(splits)
 
 

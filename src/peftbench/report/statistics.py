@@ -271,11 +271,11 @@ def seed_aware_test(score: Callable[[list, list], float], method_runs: list[tupl
     pivotal quantity of ``_Pivot``: S^2 pivoted on its k - 1 degrees of freedom, the example part (many more)
     taken as known. Chosen by simulation (tests/calibration.py, bench/verdict_calibration.py,
     docs/statistics.md): the percentile two-stage bootstrap it replaces (seed slots and examples resampled,
-    Owen's pigeonhole scheme) covered 82-93% at 3 seeds where seeds vary and called null differences better /
-    worse up to 18% of the time; a Satterthwaite t on the same variance is liberal at 3 seeds (up to 7.8% at
-    α = 0.05, 2.9x at the 0.005 Holm needs over 10 comparisons); the pivot is never liberal in the exact normal
-    computation (at either level) and at worst conservative (97.6% coverage at 3 seeds when seeds carry a
-    third of the variance).
+    Owen's pigeonhole scheme) covered 83-91% at 3 seeds where seeds vary and called null differences better /
+    worse up to 16% of the time; a Satterthwaite t on the same variance is liberal at 3 seeds (1.57 x alpha at
+    0.05, 5.4 x at the 0.005 Holm needs first over 10 comparisons); the pivot is never liberal in the exact
+    normal computation (at either level) and at worst conservative (97.6% coverage at 3 seeds when seeds carry
+    a fifth to a half of the variance).
 
     With fewer than ``MIN_SEEDS`` seeds on either side the seed-to-seed variance is not estimated: the test is
     the examples-only one (``seed_aware`` False) and its verdict is about those trained models only.
@@ -343,6 +343,22 @@ def seed_aware_test(score: Callable[[list, list], float], method_runs: list[tupl
                       se=se, seed_aware=seed_aware,
                       n_clusters=n_clusters if clusters is not None else None, seed_variance=seed_var,
                       example_variance=v_ex, equivalence_floor=floor, clipped=clipped)
+
+
+def from_summaries(per_seed: Sequence[float], example_variance: float, n_examples: int,
+                   margin: float | None = None, confidence: float = CONFIDENCE) -> tuple[float, float, float, float | None]:
+    """The seed-aware test from what a report printed, where the per-example predictions are gone: the per-seed
+    differences and the examples-only variance of their mean. The interaction term cannot be subtracted without
+    the examples, so the variance is S^2 / k + v_ex, at least the one ``seed_aware_test`` would use (the
+    verdict can only be more cautious). (low, high, p, TOST p)."""
+    k = len(per_seed)
+    d = float(np.mean(per_seed))
+    terms = [(float(np.var(per_seed, ddof=1)), 0.0, k)] if k >= MIN_SEEDS else []
+    dist = _Pivot(d, example_variance, max(n_examples - 1, 1), terms)
+    at0 = dist.cdf(0.0)
+    p_eq = None if margin is None else float(min(1.0, max(dist.cdf(-margin), 1 - dist.cdf(margin))))
+    return (dist.quantile((1 - confidence) / 2), dist.quantile((1 + confidence) / 2),
+            float(min(1.0, 2 * min(at0, 1 - at0))), p_eq)
 
 
 # ---------------------------------------------------------------- multiple comparisons
