@@ -409,3 +409,46 @@ def test_min_epochs_holds_off_early_stopping_and_keeps_old_run_ids(toy, tmp_path
     assert training.stopped_early and training.epochs_run == 4
     assert held.run_id != plain.run_id and held.train.min_epochs == 4
     assert "min_epochs" not in identity(plain.model_dump(mode="json"))["train"]
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "pfeiffer"])
+def test_a_pooler_the_checkpoint_lacks_is_trained_and_saved_by_every_method(method, toy, tmp_path):
+    """A BERT checkpoint saved without its pooler (as many sentence-embedding models are): the sequence head's
+    pooler is created at random on load, and every method trains it, as full fine-tuning does -- the run names it,
+    counts it among the trainable parameters, and the saved weights reproduce the stored predictions."""
+    import json
+
+    from transformers import BertModel
+
+    from peftbench.tiny import bert
+
+    config, tok = bert()
+    torch.manual_seed(0)
+    folder = tmp_path / "no-pooler"
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    run = expand(load_grid(data=toy_grid(toy, tmp_path / "out", models=[str(folder)], methods=[method], lr=3e-2,
+                                         epochs=1)))[0]
+    result = execute(run, tmp_path / "run", show_progress=False)
+    pooler = config.hidden_size * config.hidden_size + config.hidden_size
+    assert result.model_info["newly_initialised"] == {"bert.pooler.dense": pooler}
+    trained = json.dumps(result.method_notes)
+    assert "bert.pooler.dense" in trained  # modules_to_save / trained, as the method reports it
+    assert result.parameters.trainable > pooler
+    if method == "pfeiffer":
+        return  # a bottleneck adapter saves its own state dict (tests above); the pooler is in it by name
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from peftbench.data.loading import load_raw
+    from peftbench.config import DataSpec
+
+    torch.manual_seed(123)  # another random pooler on reload: the saved one must replace it
+    base = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2).eval()
+    adapted = PeftModel.from_pretrained(base, tmp_path / "run" / "weights").eval()
+    texts = list(load_raw(DataSpec(source=str(toy)))[0]["test"]["text"])
+    stored = [json.loads(x)["probs"] for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    tok = tok.__class__.from_pretrained(folder)
+    with torch.no_grad():
+        probs = torch.softmax(adapted(**tok(texts, return_tensors="pt", padding=True)).logits, -1)
+    torch.testing.assert_close(probs, torch.tensor(stored), atol=2e-5, rtol=0)

@@ -182,8 +182,9 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
     else:
         quantized = quantization_kwargs(spec, head) if spec.quantization else {}
         try:
-            model = auto_class.from_pretrained(info["resolved"], config=config, revision=spec.revision, dtype=dtype,
-                                               **remote_code(spec), **quantized)
+            model, loading = auto_class.from_pretrained(info["resolved"], config=config, revision=spec.revision,
+                                                        dtype=dtype, output_loading_info=True, **remote_code(spec),
+                                                        **quantized)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load weights of '{spec.source}' as {auto_class.__name__}: "
                                  f"{first_line(exc)}") from None
@@ -195,6 +196,10 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
                                  f"{first_line(exc, 120)}): the file is empty or truncated; download or "
                                  "build the checkpoint again") from None
     info["model_class"] = type(model).__name__
+    if info["source_kind"] != "tiny":
+        fresh = newly_initialised(model, loading.get("missing_keys", ()), head.kind)
+        if fresh:
+            info["newly_initialised"] = fresh
     if spec.quantization:
         info["quantization"] = {**spec.quantization.model_dump(), "method": "bitsandbytes"}
     elif info["source_kind"] != "tiny":
@@ -202,6 +207,24 @@ def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, i
         if levels:
             info["weight_levels"] = levels
     return model
+
+
+def newly_initialised(model, missing_keys, kind) -> dict[str, int]:
+    """The modules outside the task head whose weights the checkpoint did not provide, so transformers created
+    them at random (a pooler on a checkpoint saved without one, e.g. many sentence-embedding models): module path
+    -> parameters. Every method trains and saves them (``MethodContext.head_modules``), or PEFT methods would keep
+    a random layer frozen between the body and the head while full fine-tuning trains it."""
+    from .families import head_modules
+
+    heads = set(head_modules(model, kind))
+    params = dict(model.named_parameters())
+    out: dict[str, int] = {}
+    for key in missing_keys:
+        if key.split(".")[0] in heads or key not in params:
+            continue
+        module = key.rsplit(".", 1)[0]
+        out[module] = out.get(module, 0) + params[key].numel()
+    return dict(sorted(out.items()))
 
 
 def weight_levels(model, block: int = 32, levels: int = 16, most: int = 24) -> dict | None:

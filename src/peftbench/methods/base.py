@@ -17,7 +17,9 @@ from ..options import NoOptions, Options
 class MethodContext:
     family: Family
     model_type: str
-    head_modules: list[str]  # task head submodules: always trainable, saved with the adapter
+    # what every method trains and saves beside its own parameters: the task head's top-level submodules and
+    # the modules the checkpoint did not provide (dotted paths, e.g. a BERT pooler created at random on load)
+    head_modules: list[str]
     peft_task_type: str | None  # e.g. "SEQ_CLS"
     total_steps: int  # optimizer steps of the whole schedule
     notes: dict = field(default_factory=dict)  # what the method chose (target modules, ranks), stored with the run
@@ -100,5 +102,6 @@ def freeze_all_but(model, keep) -> None:
 
 
 def in_head(name: str, heads) -> bool:
-    """A parameter or module name inside one of the task head's top-level modules."""
-    return name.split(".")[0] in heads
+    """A parameter or module name inside one of the modules every method trains (``MethodContext.head_modules``:
+    top-level names, or dotted paths such as ``bert.pooler``)."""
+    return any(name == h or name.startswith(h + ".") for h in heads)

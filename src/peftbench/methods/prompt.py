@@ -36,6 +36,9 @@ class PromptTuning(PeftMethod):
 
     def config_kwargs(self, o, ctx, model):
         opts = {"num_virtual_tokens": o.num_virtual_tokens, "task_type": ctx.peft_task_type}
+        fresh = [m for m in ctx.head_modules if "." in m]  # modules the checkpoint lacked (peft adds the head itself)
+        if fresh:
+            opts["modules_to_save"] = fresh
         cfg = model.config
         if cfg.model_type == "encoder-decoder":
             # peft cannot read the sizes of a generic EncoderDecoderModel from its config; peftbench's

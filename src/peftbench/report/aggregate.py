@@ -37,9 +37,11 @@ class Cell:
         return sorted(r.seed for r in self.runs)
 
 
-def select_sweeps(results: list[RunResult | dict]) -> tuple[list[RunResult], list[list[str]]]:
+def select_sweeps(results: list[RunResult | dict], tunings: dict | None = None
+                  ) -> tuple[list[RunResult], list[list[str]]]:
     """Sweeps: per (model, task, method) with ``sweep``, keep the runs of the setting whose mean best validation
-    score (over the seeds every setting ran) is best; the others stay in the store and are listed."""
+    score (over the seeds every setting ran) is best; the others stay in the store and are listed. ``tunings``,
+    where given, receives per (model, task, method) what the sweep tried and chose (``diagnostics.Tuning``)."""
     kept, rows = [], []
     swept: dict = defaultdict(lambda: defaultdict(list))
     for r in map(RunResult.load, results):
@@ -59,6 +61,11 @@ def select_sweeps(results: list[RunResult | dict]) -> tuple[list[RunResult], lis
                   for k, runs in by_point.items()}
         best, score = choose({k: runs for k, runs in by_point.items() if not pruned[k]})
         kept += by_point[best]
+        if tunings is not None:
+            from .diagnostics import Tuning
+
+            tunings[(model, task, method)] = Tuning(tuple(r for runs in by_point.values() for r in runs),
+                                                    point_of(by_point[best][0]))
         metric = by_point[best][0].training.validation_metric
         order = sorted(by_point, key=lambda k: trials[k] if searched else _order(point_of(by_point[k][0])))
         for key in order:

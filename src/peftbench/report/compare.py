@@ -145,6 +145,12 @@ class Decided:
     verdict: str
     negligible: bool = False
     undecidable: bool = False
+    tuning: tuple[str, ...] = ()  # diagnostics of either side (report/diagnostics.py): not decided, tuning
+
+    @property
+    def decided(self) -> bool:
+        """A verdict about the methods: no tuning diagnostic on either side."""
+        return not self.tuning
 
     @property
     def scale(self) -> float:
@@ -159,6 +165,8 @@ class Decided:
             word += f", but within ±{r.margin * k:.2f} (negligible)"
         if not r.seed_aware and word != "inconclusive":
             word += " (these trained models only: seed variance not measured)"
+        if self.tuning:
+            word += " — not decided, tuning: " + "; ".join(self.tuning)
         return word
 
 

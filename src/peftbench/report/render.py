@@ -238,12 +238,51 @@ def comparison_table(name: str, decided: list[Decided], correction: str) -> Tabl
                          "inconclusive. ✂: interval clipped to the metric's range.")
 
 
+def with_diagnostics(d: Decided, cells: list[Cell], baseline: str, tunings: dict) -> Decided:
+    """The comparison with the tuning diagnostics of its method's cell and the baseline's (report/diagnostics)."""
+    import dataclasses
+
+    from .diagnostics import cell_flags, unequal_budget
+
+    base = next(c for c in cells if c.method_name == baseline or c.label == baseline)
+
+    def tuning(c):
+        return tunings.get((c.model, c.task, c.first.method))
+
+    flags = [f"{d.cell.label}: {f.text}" for f in cell_flags(d.cell.runs, tuning(d.cell))]
+    flags += [f"{base.label}: {f.text}" for f in cell_flags(base.runs, tuning(base))]
+    flags += [f"{d.cell.label}: {f.text}" for f in unequal_budget(tuning(d.cell), tuning(base), d.cell.runs, base.runs)]
+    return dataclasses.replace(d, tuning=tuple(flags))
+
+
+def diagnostics_table(name: str, cells: list[Cell], tunings: dict) -> Table | None:
+    """Every cell's tuning diagnostics (report/diagnostics.py), where any has one."""
+    from .diagnostics import cell_flags
+
+    rows = [[c.label, f.kind, f.text] for c in cells
+            for f in cell_flags(c.runs, tunings.get((c.model, c.task, c.first.method)))]
+    if not rows:
+        return None
+    return Table(f"diagnostics__{name}", "Tuning diagnostics", ["Method", "Diagnostic", "What the runs show"], rows,
+                 caption="edge: the chosen value of a swept setting is its grid's smallest or largest; still "
+                         "improving: the best validation epoch is the last allowed; never trained: the training loss "
+                         "stayed within 2% of its start (or of ln(classes)); collapsed: a seed predicts one value "
+                         "for at least 98% of the test set. A verdict whose cells carry one is counted as not "
+                         "decided: tuning.")
+
+
 def verdict_summary(decided: list[Decided], settings) -> str:
     """One line: how many comparisons, how they were corrected, and what they decided (verdicts about the
-    trained models only, where a side had fewer than 3 seeds, counted apart)."""
-    counts = {w: sum(d.verdict == w and d.result.seed_aware for d in decided)
+    trained models only, where a side had fewer than 3 seeds, and verdicts whose cells carry a tuning diagnostic,
+    counted apart)."""
+    counts = {w: sum(d.verdict == w and d.result.seed_aware and d.decided for d in decided)
               for w in ("better", "worse", "equivalent", "inconclusive")}
     text = ", ".join(f"{n} {w}" for w, n in counts.items())
+    tuned = [d for d in decided if not d.decided and d.result.seed_aware]
+    if tuned:
+        text += (f"; {len(tuned)} not decided: tuning (" + ", ".join(
+            f"{n} {w}" for w in ("better", "worse", "equivalent", "inconclusive")
+            if (n := sum(d.verdict == w for d in tuned))) + " as measured)")
     negligible = sum(d.negligible for d in decided)
     if negligible:
         text += f" ({negligible} of the better / worse within the margin: negligible)"
@@ -505,7 +544,8 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
     rep = Report(out_dir)
     if not results:
         rep.text("No finished runs.")
-    results, sweep_rows = select_sweeps(results)
+    tunings: dict = {}
+    results, sweep_rows = select_sweeps(results, tunings)
     groups = build_cells(results)
     warnings = data_warnings(groups)
     if warnings:
@@ -520,6 +560,7 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         found[key], skipped[key] = compare(cells, settings.baseline, resamples, settings.equivalence_margin)
     flat = [(key, x) for key, xs in found.items() for x in xs]
     decided_all = decide([x for _, x in flat], settings.correction, settings.alpha)
+    decided_all = [with_diagnostics(d, groups[key], settings.baseline, tunings) for (key, _), d in zip(flat, decided_all)]
     decided: dict = {}
     for (key, _), d in zip(flat, decided_all):
         decided.setdefault(key, []).append(d)
@@ -545,6 +586,11 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         rep.text(f"Seeds: {', '.join(map(str, seeds))}. Device: {first.provenance['hardware']['device']}.")
         rep.table(data_table(name, cells))
         rep.table(resources_table(name, cells))
+        fresh = {m: n for c in cells for r in c.runs for m, n in (r.model_info.get("newly_initialised") or {}).items()}
+        if fresh:
+            rep.text("Created at random on load (the checkpoint does not hold them) and trained and saved by every "
+                     "method, as the task head is: " + ", ".join(f"{m} ({n:,} parameters)" for m, n in sorted(fresh.items()))
+                     + ".")
         cost = inference_table(name, cells)
         if cost:
             rep.table(cost)
@@ -559,6 +605,9 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
             rep.table(comparison_table(name, decided[(model, task)], settings.correction))
             for d in decided[(model, task)]:
                 rep.text(verdict(d, base_label, settings.correction), "verdict")
+        flagged = diagnostics_table(name, cells, tunings)
+        if flagged:
+            rep.table(flagged)
         for cell, why in skipped.get((model, task), []):
             rep.text(f"{cell.label}: not compared with {settings.baseline} — {why}", "warning")
         extra = breakdown_table(name, cells)

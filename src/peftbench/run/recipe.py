@@ -172,7 +172,8 @@ def setup(run: RunSpec, show: bool = True, tally: Tally | None = None) -> Setup:
     wants = run.train.analysis.intruders or run.train.analysis.forgetting_text
     initial = snapshot(model, heads) if wants else None
     method = registry.get("method", run.method.name)()
-    ctx = MethodContext(family=arch.family, model_type=model_info["model_type"], head_modules=heads,
+    fresh = list(model_info.get("newly_initialised", {}))  # trained and saved by every method, as the head is
+    ctx = MethodContext(family=arch.family, model_type=model_info["model_type"], head_modules=heads + fresh,
                         peft_task_type=arch.peft_task_type(prep.head.kind), total_steps=total_steps)
     if run.model.quantization:  # QLoRA: frozen k-bit base, norms in fp32, inputs that carry gradients
         from peft import prepare_model_for_kbit_training

@@ -1,0 +1,78 @@
+"""Tuning diagnostics beside the verdicts (issue 31): a rate at the edge of its grid, a run still improving at its
+epoch cap, a run that never trained, a seed that collapsed onto one prediction, unequal tuning budgets -- and a
+verdict whose cells carry one counted as not decided."""
+import json
+
+from conftest import toy_grid
+from peftbench.config import load_grid
+from peftbench.report import render
+from peftbench.report.aggregate import Cell
+from peftbench.report.diagnostics import Tuning, cell_flags, collapsed, edge, never_trained, still_improving, unequal_budget
+from peftbench.result import RunResult
+from peftbench.run.folder import RunFolder
+from peftbench.runner import run_grid
+
+
+def _run(seed=1, losses=(0.69, 0.60, 0.50), best=3, run=3, stopped=False, lr=1e-3, steps=30, folder=None, labels=("a", "b")):
+    return RunResult.load({"seed": seed, "model": "m", "task": "t", "method": "lora", "labels": list(labels),
+                           "folder": folder, "sweep": {"lr": [1e-4, 1e-3]}, "sweep_point": {"lr": lr},
+                           "curves": [{"epoch": i + 1, "train_loss": x, "val_loss": x, "val_metrics": {}}
+                                      for i, x in enumerate(losses)],
+                           "training": {"best_epoch": best, "epochs_run": run, "stopped_early": stopped,
+                                        "optimizer_steps": steps, "lr": lr}})
+
+
+def test_each_diagnostic_on_runs_built_by_hand(tmp_path):
+    assert still_improving([_run(best=3, run=3)])[0].seeds == (1,)
+    assert still_improving([_run(best=2, run=3, stopped=True)]) == []
+    assert never_trained([_run(losses=(0.693, 0.692, 0.694))])[0].kind == "never trained"  # ln 2, flat
+    assert never_trained([_run(losses=(1.10, 1.09))], ) != []  # within 2% of its start
+    assert never_trained([_run(losses=(0.69, 0.40))]) == []
+    tuning = Tuning((_run(lr=1e-4), _run(lr=1e-3), _run(lr=3e-4)), {"lr": 1e-3})
+    assert "lr 0.001 is the largest of its grid (0.0001, 0.0003, 0.001)" in edge(tuning)[0].text
+    assert edge(Tuning(tuning.runs, {"lr": 3e-4})) == []  # interior
+    for i, (rows, flagged) in enumerate((([{"pred": 0}] * 99 + [{"pred": 1}], "a on 99%"),
+                                          ([{"tags": ["O", "O"]}] * 50, "all-O on 100%"),
+                                          ([{"prediction": ""}] * 20, "(empty) on 100%"),
+                                          ([{"pred": 0}, {"pred": 1}] * 10, None))):
+        folder = RunFolder(tmp_path / f"r{i}")
+        folder.path.mkdir()
+        folder.predictions.write_text("".join(json.dumps({"index": j, "reference": 0, **x}) + "\n"
+                                              for j, x in enumerate(rows)))
+        found = collapsed([_run(seed=7, folder=str(folder.path))])
+        assert (found[0].text == f"seed 7 predicts {flagged} of the test set") if flagged else found == []
+    more = Tuning((_run(steps=100), _run(steps=100), _run(lr=1e-4, steps=100)), {"lr": 1e-3})
+    less = Tuning((_run(steps=30),), {"lr": 1e-3})
+    texts = [f.text for f in unequal_budget(more, less, [], [])]
+    assert "2 tuning trial(s) against the baseline's 1" in texts and any("300 optimizer steps" in t for t in texts)
+
+
+def test_a_rate_at_the_edge_and_a_capped_run_make_the_verdict_not_decided(toy, tmp_path):
+    """LoRA swept over two rates (whichever wins is an edge) and capped at 2 epochs on a task it is still
+    learning: the report names both diagnostics beside the verdict and counts it as not decided: tuning."""
+    out = tmp_path / "out"
+    data = toy_grid(toy, out, models=["tiny:bert"], methods=[
+        "full", {"name": "lora", "sweep": {"lr": [1e-4, 3e-4], "seeds": 1}}], epochs=2, threads=1)
+    data["seeds"] = [1, 2, 3]
+    assert run_grid(load_grid(data=data), in_process=True, show_progress=False).failed == []
+    text = render(out, echo=lambda *a: None)[0].read_text()
+    line = next(x for x in text.splitlines() if x.startswith("lora vs full: "))
+    assert "not decided, tuning: lora: lr " in line and "of its grid (0.0001, 0.0003)" in line
+    assert "best validation epoch is the last allowed (2 of 2)" in line
+    assert "1 not decided: tuning" in text and "### Tuning diagnostics" in text
+    assert "0 better, 0 worse, 0 equivalent, 0 inconclusive" in text  # nothing counted as decided
+
+
+def test_a_never_trained_and_a_collapsed_run_are_named_in_the_report_table(tmp_path):
+    from peftbench.report.render import diagnostics_table
+
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.predictions.write_text("".join(json.dumps({"index": j, "reference": j % 2, "pred": 0}) + "\n" for j in range(50)))
+    stuck = _run(seed=44, losses=(0.693, 0.693, 0.692), best=1, run=3, stopped=True, folder=str(folder.path),
+                 labels=("negative", "positive"))
+    table = diagnostics_table("m__t", [Cell("m", "t", "lora", "lora", [stuck])], {})
+    kinds = {row[1]: row[2] for row in table.rows}
+    assert kinds["never trained"] == "training loss never fell clearly below its start on seed(s) 44"
+    assert kinds["collapsed"] == "seed 44 predicts negative on 100% of the test set"
+    assert cell_flags([_run(losses=(0.7, 0.3), best=1, run=2, stopped=True)], None) == []
