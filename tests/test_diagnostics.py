@@ -76,3 +76,24 @@ def test_a_never_trained_and_a_collapsed_run_are_named_in_the_report_table(tmp_p
     assert kinds["never trained"] == "training loss never fell clearly below its start on seed(s) 44"
     assert kinds["collapsed"] == "seed 44 predicts negative on 100% of the test set"
     assert cell_flags([_run(losses=(0.7, 0.3), best=1, run=2, stopped=True)], None) == []
+
+
+def test_the_budget_table_gives_each_method_its_expected_best_of_n_trials():
+    from peftbench.report.render import budget_table
+    from peftbench.report.statistics import expected_max
+
+    def runs(method, lrs_scores):
+        return [RunResult.load({"seed": 1, "model": "m", "task": "t", "method": method, "task_type": "classification",
+                                "sweep": {"lr": list(lrs_scores)}, "sweep_point": {"lr": lr},
+                                "training": {"validation_metric": "accuracy", "best_validation": v},
+                                "test": {"metrics": {"accuracy": v - 0.01}}}) for lr, v in lrs_scores.items()]
+    lora = runs("lora", {1e-4: 0.60, 3e-4: 0.72, 1e-3: 0.70})
+    full = runs("full", {2e-5: 0.74})
+    tunings = {("m", "t", "lora"): Tuning(tuple(lora), {"lr": 3e-4}), ("m", "t", "full"): Tuning(tuple(full), {"lr": 2e-5})}
+    cells = [Cell("m", "t", "full", "full", full), Cell("m", "t", "lora", "lora", [lora[1]])]
+    table = budget_table("m__t", cells, tunings)
+    assert table.head[:5] == ["Method", "Trials", "n = 1", "n = 2", "n = 3"]
+    full_row, lora_row = table.rows
+    assert full_row[1:5] == ["1", "0.7400", "–", "–"]
+    assert lora_row[2:5] == [f"{expected_max([0.6, 0.72, 0.7], n):.4f}" for n in (1, 2, 3)]
+    assert lora_row[4] == "0.7200" and lora_row[-1] == "0.7100"

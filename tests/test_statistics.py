@@ -254,3 +254,32 @@ def test_seed_aware_interval_matches_the_spread_of_a_crossed_seed_by_example_des
     assert math.sqrt(np.mean(ses)) == pytest.approx(truth, rel=0.1)
     nested = math.sqrt(sa ** 2 / s_count + sb ** 2 / (s_count * n) + se ** 2 / (s_count * n))
     assert abs(math.sqrt(np.mean(ses)) - truth) < abs(math.sqrt(np.mean(ses)) - nested)
+
+
+def test_expected_best_of_n_trials_by_hand_and_by_brute_force():
+    """Tang et al.'s unbiased estimator is the mean best over every n-subset of the trials that ran; Dodge et al.'s
+    the mean best over every n-tuple drawn with replacement; both by hand on three trials."""
+    import itertools
+
+    from peftbench.report.statistics import expected_max
+
+    # by hand: trials 0.2, 0.5, 0.9; n = 2: subsets {.2,.5} {.2,.9} {.5,.9} -> (0.5 + 0.9 + 0.9) / 3
+    assert expected_max([0.5, 0.9, 0.2], 2) == pytest.approx((0.5 + 0.9 + 0.9) / 3)
+    assert expected_max([0.5, 0.9, 0.2], 1) == pytest.approx(np.mean([0.5, 0.9, 0.2]))
+    assert expected_max([0.5, 0.9, 0.2], 3) == pytest.approx(0.9)
+    # with replacement, n = 2: P(max = v_(i)) = (i/3)^2 - ((i-1)/3)^2 -> 0.2/9 + 0.5*3/9 + 0.9*5/9
+    assert expected_max([0.5, 0.9, 0.2], 2, replacement=True) == pytest.approx((0.2 + 1.5 + 4.5) / 9)
+    rng = np.random.default_rng(17)
+    for _ in range(30):
+        big = int(rng.integers(1, 8))
+        v = rng.normal(0.7, 0.1, big)
+        if rng.uniform() < 0.3:
+            v[: big // 2] = v[0]  # ties
+        for n in range(1, big + 1):
+            subsets = [max(c) for c in itertools.combinations(v, n)]
+            assert expected_max(v, n) == pytest.approx(np.mean(subsets), abs=1e-12)
+            tuples = [max(c) for c in itertools.product(v, repeat=n)] if big ** n <= 5000 else None
+            if tuples:
+                assert expected_max(v, n, replacement=True) == pytest.approx(np.mean(tuples), abs=1e-12)
+    with pytest.raises(ValueError, match="n <= the 2 trials"):
+        expected_max([0.1, 0.2], 3)

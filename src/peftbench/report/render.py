@@ -271,6 +271,40 @@ def diagnostics_table(name: str, cells: list[Cell], tunings: dict) -> Table | No
                          "decided: tuning.")
 
 
+def budget_table(name: str, cells: list[Cell], tunings: dict) -> Table | None:
+    """Budget-fair comparison (Dodge et al. 2019; Tang et al. 2020's unbiased estimator): per method, the
+    expected best validation score of n tuning trials, from the trials its sweep ran (a trial: one setting, its
+    score the mean best validation over the seeds every setting ran), beside the chosen trial's test score.
+    Where the methods ran different numbers of trials, compare them at the same n."""
+    from .statistics import expected_max
+
+    metric = cells[0].first.training.validation_metric
+    sign = 1 if declared(cells[0].first.task_type, metric).higher_is_better else -1
+    trials: dict[str, list[float]] = {}
+    for c in cells:
+        t = tunings.get((c.model, c.task, c.first.method))
+        runs = list(t.runs) if t else list(c.runs)
+        by_point: dict = {}
+        for r in runs:
+            by_point.setdefault(tuple(sorted((r.sweep_point or {}).items())), []).append(r)
+        common = set.intersection(*({r.seed for r in rs} for rs in by_point.values()))
+        trials[c.label] = [sign * summarise([r.training.best_validation for r in rs if r.seed in common]).mean
+                           for rs in by_point.values()]
+    if max(len(v) for v in trials.values()) < 2:
+        return None
+    most = max(len(v) for v in trials.values())
+    rows = []
+    for c in cells:
+        v = [x for x in trials[c.label] if x is not None]
+        best = [_fmt(sign * expected_max(v, n)) if v and n <= len(v) else "–" for n in range(1, most + 1)]
+        rows.append([c.label, str(len(v)), *best, _fmt(summarise([r.test.metrics.get(metric) for r in c.runs]).mean)])
+    return Table(f"budget__{name}", f"Expected best validation {metric} of n tuning trials",
+                 ["Method", "Trials", *[f"n = {n}" for n in range(1, most + 1)], f"Test {metric} (chosen)"], rows,
+                 caption="The mean best over every n-subset of the trials that ran (Tang et al. 2020's unbiased "
+                         "form of Dodge et al. 2019's expected maximum): a method that looks better only with more "
+                         "trials than another had is ahead on budget, not on method.")
+
+
 def verdict_summary(decided: list[Decided], settings) -> str:
     """One line: how many comparisons, how they were corrected, and what they decided (verdicts about the
     trained models only, where a side had fewer than 3 seeds, and verdicts whose cells carry a tuning diagnostic,
@@ -608,6 +642,9 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         flagged = diagnostics_table(name, cells, tunings)
         if flagged:
             rep.table(flagged)
+        budget = budget_table(name, cells, tunings)
+        if budget:
+            rep.table(budget)
         for cell, why in skipped.get((model, task), []):
             rep.text(f"{cell.label}: not compared with {settings.baseline} — {why}", "warning")
         extra = breakdown_table(name, cells)

@@ -384,6 +384,26 @@ def adjust(p_values: Sequence[float], method: str = "holm") -> list[float]:
     return out.tolist()
 
 
+# ---------------------------------------------------------------- tuning budgets
+
+def expected_max(values: Sequence[float], n: int, replacement: bool = False) -> float:
+    """The expected best of ``n`` tuning trials, from the ``N`` trials that ran (scores ``values``, higher is
+    better): without ``replacement``, the unbiased U-statistic of Tang et al. (2020), the mean of the best over
+    every n-subset, sum_i v_(i) C(i-1, n-1) / C(N, n) (n <= N); with it, Dodge et al.'s (2019) expected maximum of
+    n draws from the trials' empirical distribution, sum_i v_(i) [(i / N)^n - ((i - 1) / N)^n]."""
+    v = np.sort(np.asarray(values, dtype=float))
+    big = len(v)
+    if big == 0 or n < 1:
+        raise ValueError("expected_max needs at least one trial and n >= 1")
+    i = np.arange(1, big + 1)
+    if replacement:
+        return float(np.sum(v * ((i / big) ** n - ((i - 1) / big) ** n)))
+    if n > big:
+        raise ValueError(f"the unbiased estimate needs n <= the {big} trials that ran (got n = {n})")
+    weights = np.array([math.comb(k - 1, n - 1) for k in i], dtype=float) / math.comb(big, n)
+    return float(np.sum(v * weights))
+
+
 # ---------------------------------------------------------------- ranking across tasks
 
 @dataclass(frozen=True)
