@@ -97,3 +97,33 @@ def test_the_budget_table_gives_each_method_its_expected_best_of_n_trials():
     assert full_row[1:5] == ["1", "0.7400", "–", "–"]
     assert lora_row[2:5] == [f"{expected_max([0.6, 0.72, 0.7], n):.4f}" for n in (1, 2, 3)]
     assert lora_row[4] == "0.7200" and lora_row[-1] == "0.7100"
+
+
+def test_exclude_collapsed_gives_the_verdict_with_and_without_the_collapsed_seeds(tmp_path):
+    """Three paired seeds, the method's seed 3 predicting one class throughout: with report.exclude_collapsed the
+    comparison is given twice, the second without seed 3 on both sides, and the seed is named."""
+    import numpy as np
+
+    from peftbench.config import ReportSpec
+    from peftbench.report.render import without_collapsed
+
+    rng = np.random.default_rng(0)
+    refs = rng.integers(0, 2, 200)
+
+    def run(method, seed, right):
+        folder = RunFolder(tmp_path / f"{method}{seed}")
+        folder.path.mkdir()
+        preds = [int(r) if rng.uniform() < right else 1 - int(r) for r in refs] if right is not None else [0] * 200
+        folder.predictions.write_text("".join(json.dumps({"index": i, "reference": int(r), "pred": p}) + "\n"
+                                              for i, (r, p) in enumerate(zip(refs, preds))))
+        task = {"name": "t", "type": "classification", "data": {"source": "x.jsonl"}}
+        return RunResult.load({"seed": seed, "model": "m", "task": "t", "method": method, "labels": ["a", "b"],
+                               "task_type": "classification", "folder": str(folder.path),
+                               "config": {"task": task}, "training": {"validation_metric": "accuracy"}})
+    full = Cell("m", "t", "full", "full", [run("full", s, 0.8) for s in (1, 2, 3)])
+    lora = Cell("m", "t", "lora", "lora", [run("lora", 1, 0.8), run("lora", 2, 0.8), run("lora", 3, None)])
+    found = without_collapsed([full, lora], ReportSpec(exclude_collapsed=True), 1000)
+    (cell, r), = found
+    assert cell.label == "lora [without collapsed seed(s) 3]" and cell.seeds == [1, 2]
+    assert r.seeds == (2, 2) and r.paired_seeds and not r.seed_aware  # two seeds left: about those models
+    assert without_collapsed([full, full], ReportSpec(exclude_collapsed=True), 1000) == []

@@ -462,7 +462,10 @@ class ReportSpec(_Spec):
     equivalence_margin: float = Field(0.02, gt=0, lt=1)  # TOST: "comparable" means within ±margin, shown
     correction: Literal["holm", "bonferroni", "none"] = "holm"  # over every comparison the report makes
     alpha: float = Field(0.05, gt=0, le=0.2)  # family-wise level of the verdicts
-    resamples: int = Field(1000, ge=20, le=100000)  # bootstrap resamples per comparison
+    resamples: int = Field(1000, ge=20, le=100000)  # test-set resamples per comparison (metrics no mean of examples)
+    # also give each verdict without the seeds that collapsed onto one prediction (both sides' seed dropped, so the
+    # pairing holds), the two corrected together and shown side by side
+    exclude_collapsed: bool = False
 
 
 def _known(given, allowed: list[str], path: str, what: str) -> None:

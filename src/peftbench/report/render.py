@@ -238,6 +238,35 @@ def comparison_table(name: str, decided: list[Decided], correction: str) -> Tabl
                          "inconclusive. ✂: interval clipped to the metric's range.")
 
 
+def without_collapsed(cells: list[Cell], settings, resamples: int) -> list:
+    """``report.exclude_collapsed``: each comparison again without the seeds where either side collapsed onto one
+    prediction (report/diagnostics.collapsed), the seed dropped on both sides so that the pairing holds; labelled
+    with the seeds left out. They join the report's family, so the correction covers them too."""
+    import dataclasses
+
+    from .diagnostics import collapsed
+
+    base = next((c for c in cells if c.method_name == settings.baseline or c.label == settings.baseline), None)
+    if base is None:
+        return []
+    base_bad = {s for f in collapsed(base.runs) for s in f.seeds}
+    out = []
+    for cell in cells:
+        if cell is base:
+            continue
+        bad = base_bad | {s for f in collapsed(cell.runs) for s in f.seeds}
+        if not bad:
+            continue
+        keep = lambda c: dataclasses.replace(c, runs=[r for r in c.runs if r.seed not in bad])  # noqa: E731
+        trimmed, trimmed_base = keep(cell), keep(base)
+        if not trimmed.runs or not trimmed_base.runs:
+            continue
+        trimmed.label = f"{cell.label} [without collapsed seed(s) {', '.join(map(str, sorted(bad)))}]"
+        found, _ = compare([trimmed_base, trimmed], settings.baseline, resamples, settings.equivalence_margin)
+        out += found
+    return out
+
+
 def with_diagnostics(d: Decided, cells: list[Cell], baseline: str, tunings: dict) -> Decided:
     """The comparison with the tuning diagnostics of its method's cell and the baseline's (report/diagnostics)."""
     import dataclasses
@@ -245,6 +274,8 @@ def with_diagnostics(d: Decided, cells: list[Cell], baseline: str, tunings: dict
     from .diagnostics import cell_flags, unequal_budget
 
     base = next(c for c in cells if c.method_name == baseline or c.label == baseline)
+    if set(d.cell.seeds) < set(base.seeds):  # a comparison without some seeds (report.exclude_collapsed)
+        base = dataclasses.replace(base, runs=[r for r in base.runs if r.seed in set(d.cell.seeds)])
 
     def tuning(c):
         return tunings.get((c.model, c.task, c.first.method))
@@ -592,6 +623,8 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
     resamples = resamples_for(settings.resamples)
     for key, cells in groups.items():  # every comparison first: the correction is over all of them
         found[key], skipped[key] = compare(cells, settings.baseline, resamples, settings.equivalence_margin)
+        if settings.exclude_collapsed:
+            found[key] += without_collapsed(cells, settings, resamples)
     flat = [(key, x) for key, xs in found.items() for x in xs]
     decided_all = decide([x for _, x in flat], settings.correction, settings.alpha)
     decided_all = [with_diagnostics(d, groups[key], settings.baseline, tunings) for (key, _), d in zip(flat, decided_all)]
