@@ -53,6 +53,17 @@ def file(tmp: Path, name: str, content: str | bytes) -> str:
     return str(path)
 
 
+def weights_only_checkpoint(tmp: Path) -> str:
+    """config.json and model.safetensors, as copied by hand, and no tokenizer files."""
+    from transformers import BertForSequenceClassification
+
+    from peftbench.tiny import bert
+
+    config, _ = bert()
+    BertForSequenceClassification(config).save_pretrained(tmp / "weights-only")
+    return str(tmp / "weights-only")
+
+
 def tiny_checkpoint(tmp: Path, weights: bytes) -> str:
     from transformers import BertForSequenceClassification
 
@@ -111,6 +122,8 @@ CASES = [
          "hub dataset 'org/no-dataset' is not in the local cache"),
     Case("0-byte safetensors in a model folder", lambda t: grid(t, models=[tiny_checkpoint(t, b"")]),
          "is empty or truncated (0 bytes)"),
+    Case("model folder without tokenizer files (config.json + weights only)",
+         lambda t: grid(t, models=[weights_only_checkpoint(t)]), "has no tokenizer files"),
     # ---------------------------------------------------------------- data content
     Case("text column that is not in the data", lambda t: grid(t, data={"text": "review"}),
          "column 'review' not in the data"),

@@ -137,3 +137,30 @@ def test_weight_levels_tells_weights_expanded_from_4_bit_from_float_ones():
     assert base_weights(RunResult.load({"model_info": {"quantization": {"bits": 4, "quant_type": "nf4"}}})) == \
         "quantised on load (4-bit nf4)"
     assert base_weights(RunResult.load({})) == ""
+
+
+def test_a_folder_without_tokenizer_files_is_refused_before_training(tmp_path):
+    """Issue 35's worst silent failure: config.json + weights without the tokenizer files made transformers build an
+    empty tokenizer, every word became [UNK] and the run trained at chance. Preflight names the folder, and loading
+    refuses a tokenizer far smaller than the embedding."""
+    import pytest
+
+    from peftbench.config import ModelSpec
+    from peftbench.models import ModelLoadError, load_config_and_tokenizer
+    from peftbench.preflight import _model
+    from peftbench.tiny import bert
+    from transformers import BertModel
+
+    config, tok = bert()
+    folder = tmp_path / "weights-only"
+    BertModel(config).save_pretrained(folder)
+    problem = _model(0, ModelSpec(source=str(folder)))
+    assert problem.startswith("models[0].source: model folder") and "has no tokenizer files" in problem
+    tok.save_pretrained(folder)
+    assert _model(0, ModelSpec(source=str(folder))) is None  # with its tokenizer: fine
+    big = tmp_path / "mismatch"
+    config.vocab_size = 5000
+    BertModel(config).save_pretrained(big)
+    tok.save_pretrained(big)
+    with pytest.raises(ModelLoadError, match="has 263 tokens against the model's 5000 embedding rows"):
+        load_config_and_tokenizer(ModelSpec(source=str(big)))

@@ -141,6 +141,11 @@ def load_config_and_tokenizer(spec: ModelSpec):
                 f"cannot load model '{spec.source}' from the Hugging Face hub ({first[:200]}); if this machine is "
                 "offline, give a local checkpoint folder or a .gguf file instead") from None
         raise ModelLoadError(f"cannot load model from '{where}': {first[:200]}") from None
+    vocab = getattr(config, "vocab_size", None) or getattr(getattr(config, "encoder", None), "vocab_size", None)
+    if len(tok) < 100 or (vocab and len(tok) < vocab / 2):
+        raise ModelLoadError(f"the tokenizer of '{spec.source}' has {len(tok)} tokens against the model's {vocab} "
+                             "embedding rows: it is empty or not this model's (every word would become the unknown "
+                             "token); give the folder the checkpoint's tokenizer files")
     return config, tok, where, info
 
 

@@ -58,8 +58,25 @@ def _model(i: int, spec) -> str | None:
             return f"{field}: Python package '{module}' is not installed; pip install it"
         return None
     if kind in ("local", "recipe"):  # a recipe is not a model source: the file check names what is wrong
-        return _exists(field, src, "model file or folder") or _weights_intact(field, Path(src).expanduser())
+        return (_exists(field, src, "model file or folder") or _weights_intact(field, Path(src).expanduser())
+                or _tokenizer_present(field, Path(src).expanduser()))
     return _hub(field, src, "model")
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model", "sentencepiece.model")
+
+
+def _tokenizer_present(field: str, path: Path) -> str | None:
+    """A checkpoint folder holds a tokenizer's vocabulary: without one transformers builds an empty tokenizer, every
+    word becomes the unknown token and the run trains on it at chance without a word (a .gguf file carries its own)."""
+    if not path.is_dir() or not (path / "config.json").exists():
+        return None
+    if any((path / name).exists() for name in TOKENIZER_FILES) or any(path.glob("*.tiktoken")):
+        return None
+    return (f"{field}: model folder '{path}' has no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...): "
+            "every word would become the unknown token; copy the tokenizer files from the checkpoint you took the "
+            "weights from")
 
 
 def _weights_intact(field: str, path: Path) -> str | None:
