@@ -1,6 +1,9 @@
 """Staged learning-rate sweeps (``sweep.seeds: k``): compare the rates on the first k seeds, run the other seeds
 at the chosen rate only; the choice rule shared by the runner and the report."""
 import json
+import re
+
+import pytest
 
 
 from conftest import toy_grid
@@ -197,3 +200,21 @@ def test_a_tie_goes_to_the_setting_listed_first_whatever_order_the_store_returns
         kept, rows = select_sweeps(order)
         assert sorted(r.seed for r in kept) == [42, 43, 44] and {r.training.lr for r in kept} == {3e-05}
         assert [row[-1] for row in rows if row[3] == "lr=3e-05"] == ["chosen"]
+
+
+def test_a_log_spaced_rate_range_is_the_list_it_expands_to(toy, tmp_path):
+    """sweep: {lr: {low, high, points}} gives log-spaced rates (ends included, 3 significant digits) and the very
+    runs that listing them gives; a bad range is one line naming the field."""
+    from peftbench.config import ConfigError, expand
+
+    def grid(lr):
+        return load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=[{"name": "lora", "sweep": {"lr": lr}}]))
+
+    ranged = grid({"low": 1e-4, "high": 1e-2, "points": 5})
+    assert ranged.methods[0].sweep.lr == [1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2]
+    assert [r.run_id for r in expand(ranged)] == [r.run_id for r in expand(grid([1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2]))]
+    for bad, words in (({"low": 1e-2, "high": 1e-4, "points": 3}, "0 < low < high"),
+                       ({"low": 1e-4, "high": 1e-2, "points": 1}, "points must be an integer >= 2"),
+                       ({"low": 1e-4, "high": 1e-2}, "{low, high, points}")):
+        with pytest.raises(ConfigError, match=r"methods\[0\]\.sweep\.lr: .*" + re.escape(words)):
+            grid(bad)

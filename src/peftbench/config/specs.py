@@ -141,6 +141,24 @@ class SweepSpec(_Spec):
     seeds: Annotated[Optional[int], Identity.NEUTRAL] = Field(None, ge=1)  # None: every value on every seed
     optuna: Annotated[Optional[OptunaSpec], Identity.ADDED] = None
 
+    @field_validator("lr", mode="before")
+    @classmethod
+    def _log_range(cls, v):
+        """``lr: {low: 1e-4, high: 1e-2, points: 4}``: that many log-spaced rates from low to high, ends included
+        (3 significant digits), stored as the list they expand to -- the same runs as listing them."""
+        if not isinstance(v, dict):
+            return v
+        unknown = sorted(set(v) - {"low", "high", "points"})
+        if unknown or not {"low", "high", "points"} <= set(v):
+            raise ValueError(f"a learning-rate range is {{low, high, points}} (got {sorted(v)})")
+        low, high, points = v["low"], v["high"], v["points"]
+        if not (isinstance(points, int) and points >= 2):
+            raise ValueError(f"points must be an integer >= 2 (got {points!r})")
+        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 < low < high):
+            raise ValueError(f"a range needs 0 < low < high (got low {low!r}, high {high!r})")
+        ratio = (high / low) ** (1 / (points - 1))
+        return [float(f"{low * ratio ** i:.3g}") for i in range(points)]
+
     @field_validator("lr")
     @classmethod
     def _positive(cls, v):
