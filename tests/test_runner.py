@@ -87,3 +87,25 @@ def test_no_secret_reaches_configs_results_logs_or_reports(toy, tmp_path, monkey
     for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_extend_to_goes_on_past_the_planned_epochs_only_while_improving(toy, tmp_path):
+    """train.extend_to: a run still setting new best validation scores goes on past train.epochs, up to the cap; at
+    the first epoch past the plan that is no better it stops. The schedule spans the cap."""
+    from peftbench.config import expand, load_grid
+    from peftbench.run.recipe import execute
+
+    data = toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["full"], lr=3e-4, epochs=2, patience=None,
+                    extend_to=6, threads=1)
+    run = expand(load_grid(data=data))[0]
+    assert run.epoch_cap() == 6 and run.epochs() == 2
+    result = execute(run, tmp_path / "run", show_progress=False)
+    t = result.training
+    scores = [c["val_metrics"][t.validation_metric] for c in result.curves]
+    assert t.epochs_planned == 2 and t.epoch_cap == 6 and 2 < t.epochs_run <= 6  # extended on this set-up
+    for e in range(3, t.epochs_run + 1):  # every epoch run past the plan followed a new best
+        assert scores[e - 2] > max(scores[: e - 2])
+    if t.epochs_run < 6:  # it stopped because the last epoch was no better than the best before it
+        assert scores[-1] <= max(scores[:-1])
+    plain = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["lora"], epochs=2)))[0]
+    assert plain.epoch_cap() == 2 and plain.run_id != run.run_id

@@ -410,6 +410,9 @@ class TrainSpec(_Spec):
     max_grad_norm: Optional[float] = 1.0
     patience: Optional[int] = Field(1, ge=0)  # None or 0 disables early stopping
     min_epochs: Annotated[int, Identity.ADDED] = Field(0, ge=0)  # no early stop before this epoch (lets runs leave a majority-class plateau)
+    # go on past ``epochs``, up to this many, while each further epoch still sets a new best validation score (the
+    # learning-rate schedule then spans extend_to epochs); None: stop at ``epochs``
+    extend_to: Annotated[Optional[int], Identity.ADDED] = Field(None, ge=2)
     epoch_fraction: float = Field(1.0, gt=0, le=1)  # "feed a random 50% of train each epoch"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     eval_before_training: bool = False  # validation pass before the first step: curves start at epoch 0
@@ -603,6 +606,10 @@ class RunSpec(_Spec):
 
     def epochs(self) -> int:
         return self.task.epochs or self.train.epochs
+
+    def epoch_cap(self) -> int:
+        """The most epochs the run may train: ``train.extend_to`` where it is above ``epochs()``."""
+        return max(self.epochs(), self.train.extend_to or 0)
 
     def patience(self) -> Optional[int]:
         """Epochs without a better validation score before stopping (the task's, else train's; 0/None: never)."""

@@ -167,7 +167,7 @@ def setup(run: RunSpec, show: bool = True, tally: Tally | None = None) -> Setup:
     tr = run.train
     per_epoch = max(1, int(round(len(prep.features["train"]) * tr.epoch_fraction)))
     steps_per_epoch = math.ceil(math.ceil(per_epoch / tr.batch_size) / tr.grad_accum)
-    total_steps = steps_per_epoch * run.epochs()
+    total_steps = steps_per_epoch * run.epoch_cap()  # the schedule spans every epoch the run may train
     heads = head_modules(model, prep.head.kind)
     wants = run.train.analysis.intruders or run.train.analysis.forgetting_text
     initial = snapshot(model, heads) if wants else None
@@ -427,7 +427,8 @@ def _execute(run: RunSpec, run_dir: Path, show_progress: bool, tally: Tally) -> 
 
 def _train_and_test(s: Setup, run: RunSpec, folder: RunFolder, t_start: float) -> RunResult | None:
     tally = s.tally
-    metric, epochs, tr = s.task.metric, run.epochs(), run.train
+    metric, epochs, tr = s.task.metric, run.epoch_cap(), run.train
+    planned = run.epochs()  # past it (train.extend_to), an epoch must set a new best for the next to run
     rng = np.random.default_rng(run.seed)
     higher = s.task.metric_spec(metric).higher_is_better
     curves, best, bad_epochs, stopped_early, pruned_at = [], BestKeeper(higher), 0, False, None
@@ -438,7 +439,7 @@ def _train_and_test(s: Setup, run: RunSpec, folder: RunFolder, t_start: float) -
         curves, bad_epochs, stopped_early = loop["curves"], loop["bad_epochs"], loop["stopped_early"]
         pruned_at = loop.get("pruned_at")
         best.score, best.epoch, best.weights, best.validation = loop["best"]
-        first = epochs + 1 if stopped_early or pruned_at else state["epoch"] + 1
+        first = epochs + 1 if stopped_early or pruned_at or loop.get("ended") else state["epoch"] + 1
         resumed_after, saved_memory = [*loop["resumed_after"], state["epoch"]], state["memory"]
     bar = tqdm(total=s.steps_per_epoch * epochs, desc=f"{run.method.label} {run.model.name}/{run.task.name} s{run.seed}",
                disable=not s.show, leave=False, initial=tally.steps)
@@ -454,7 +455,8 @@ def _train_and_test(s: Setup, run: RunSpec, folder: RunFolder, t_start: float) -
                 s.trackers.log({"epoch": epoch, "train/epoch_loss": losses["train_loss"], "validation/loss": val["loss"],
                                 **{f"validation/{k}": v for k, v in val["metrics"].items()},
                                 **{f"method/{k}": v for k, v in s.method.state(s.model).items()}}, tally.steps)
-            if best.offer(epoch, val["metrics"][metric], s.model, val):
+            improved = best.offer(epoch, val["metrics"][metric], s.model, val)
+            if improved:
                 bad_epochs = 0
             else:
                 bad_epochs += 1
@@ -464,12 +466,14 @@ def _train_and_test(s: Setup, run: RunSpec, folder: RunFolder, t_start: float) -
             if run.method.prune and should_prune(run.method.prune, {c["epoch"]: c["val_metrics"][metric] for c in curves
                                                                     if c["epoch"] > 0}, higher):
                 pruned_at = epoch  # an optuna trial below the median of the finished ones at this epoch
+            ended = planned <= epoch < epochs and not improved  # extended (train.extend_to) only while improving
             if tr.checkpoint_every == "epoch":
                 tally.position.phase = "saving a checkpoint"
                 checkpoint.save(s, folder.checkpoint, epoch, rng, {
                     "curves": curves, "bad_epochs": bad_epochs, "stopped_early": stopped_early, "pruned_at": pruned_at,
+                    "ended": ended,
                     "best": (best.score, best.epoch, best.weights, best.validation), "resumed_after": resumed_after})
-            if stopped_early or pruned_at:
+            if stopped_early or pruned_at or ended:
                 break
     finally:  # a failing run leaves no half-drawn bar above its one-line reason
         bar.close()
@@ -527,6 +531,7 @@ def build_result(s: Setup, curves, best: BestKeeper, test, calibration, memory, 
                    "processes": s.ranks.world,  # the CPU time below is theirs together, the threads all of theirs
                    **contention(train, torch.get_num_threads() * s.ranks.world, s.device)},
         "training": {"lr": s.lr, "lr_source": run.lr_source(), "epochs_planned": run.epochs(),
+                     **({"epoch_cap": run.epoch_cap()} if run.epoch_cap() > run.epochs() else {}),
                      "epochs_run": sum(c["epoch"] > 0 for c in curves), "best_epoch": best.epoch,
                      "stopped_early": stopped_early, "optimizer_steps": tally.steps,
                      "steps_planned": s.steps_per_epoch * run.epochs(), "samples_per_epoch": s.samples_per_epoch,
