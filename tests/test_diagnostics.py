@@ -7,7 +7,8 @@ from conftest import toy_grid
 from peftbench.config import load_grid
 from peftbench.report import render
 from peftbench.report.aggregate import Cell
-from peftbench.report.diagnostics import Tuning, cell_flags, collapsed, edge, never_trained, still_improving, unequal_budget
+from peftbench.report.aggregate import Tuning
+from peftbench.report.diagnostics import cell_flags, collapsed, edge, never_trained, still_improving, unequal_budget
 from peftbench.result import RunResult
 from peftbench.run.folder import RunFolder
 from peftbench.runner import run_grid
@@ -64,7 +65,7 @@ def test_a_rate_at_the_edge_and_a_capped_run_make_the_verdict_not_decided(toy, t
 
 
 def test_a_never_trained_and_a_collapsed_run_are_named_in_the_report_table(tmp_path):
-    from peftbench.report.render import diagnostics_table
+    from peftbench.report.diagnostics import diagnostics_table
 
     folder = RunFolder(tmp_path / "run")
     folder.path.mkdir()
@@ -79,7 +80,7 @@ def test_a_never_trained_and_a_collapsed_run_are_named_in_the_report_table(tmp_p
 
 
 def test_the_budget_table_gives_each_method_its_expected_best_of_n_trials():
-    from peftbench.report.render import budget_table
+    from peftbench.report.diagnostics import budget_table
     from peftbench.report.statistics import expected_max
 
     def runs(method, lrs_scores):
@@ -105,7 +106,7 @@ def test_exclude_collapsed_gives_the_verdict_with_and_without_the_collapsed_seed
     import numpy as np
 
     from peftbench.config import ReportSpec
-    from peftbench.report.render import without_collapsed
+    from peftbench.report.diagnostics import without_collapsed
 
     rng = np.random.default_rng(0)
     refs = rng.integers(0, 2, 200)

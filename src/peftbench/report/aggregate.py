@@ -37,11 +37,27 @@ class Cell:
         return sorted(r.seed for r in self.runs)
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """What a cell's sweep tried: every run of its (model, task, method) across settings, and the chosen one."""
+
+    runs: tuple[RunResult, ...]
+    chosen: dict
+
+    @property
+    def trials(self) -> int:
+        return len({tuple(sorted(point_of(r).items())) for r in self.runs}) or 1
+
+    @property
+    def steps(self) -> int:
+        return sum(r.training.optimizer_steps or 0 for r in self.runs)
+
+
 def select_sweeps(results: list[RunResult | dict], tunings: dict | None = None
                   ) -> tuple[list[RunResult], list[list[str]]]:
     """Sweeps: per (model, task, method) with ``sweep``, keep the runs of the setting whose mean best validation
     score (over the seeds every setting ran) is best; the others stay in the store and are listed. ``tunings``,
-    where given, receives per (model, task, method) what the sweep tried and chose (``diagnostics.Tuning``)."""
+    where given, receives per (model, task, method) what the sweep tried and chose (``Tuning``)."""
     kept, rows = [], []
     swept: dict = defaultdict(lambda: defaultdict(list))
     for r in map(RunResult.load, results):
@@ -62,8 +78,6 @@ def select_sweeps(results: list[RunResult | dict], tunings: dict | None = None
         best, score = choose({k: runs for k, runs in by_point.items() if not pruned[k]})
         kept += by_point[best]
         if tunings is not None:
-            from .diagnostics import Tuning
-
             tunings[(model, task, method)] = Tuning(tuple(r for runs in by_point.values() for r in runs),
                                                     point_of(by_point[best][0]))
         metric = by_point[best][0].training.validation_metric

@@ -17,6 +17,7 @@ from ..tasks.base import declared, percent_metrics
 from .aggregate import Cell, build_cells, describe, select_sweeps
 from ..config import ReportSpec
 from .compare import Decided, compare, decide, points, resamples_for, verdict
+from .diagnostics import budget_table, diagnostics_table, with_diagnostics, without_collapsed
 from .formats import Table, csv_text, html_table, latex, markdown, page
 from .pes import pes, pes_flags
 from .statistics import rank_methods, summarise
@@ -236,104 +237,6 @@ def comparison_table(name: str, decided: list[Decided], correction: str) -> Tabl
                          f"(TOST) margin ±{(margin or 0) * k:.2f} points. Verdicts: better / worse (corrected p < α; "
                          "'negligible' where also shown within the margin), equivalent (corrected TOST p < α), else "
                          "inconclusive. ✂: interval clipped to the metric's range.")
-
-
-def without_collapsed(cells: list[Cell], settings, resamples: int) -> list:
-    """``report.exclude_collapsed``: each comparison again without the seeds where either side collapsed onto one
-    prediction (report/diagnostics.collapsed), the seed dropped on both sides so that the pairing holds; labelled
-    with the seeds left out. They join the report's family, so the correction covers them too."""
-    import dataclasses
-
-    from .diagnostics import collapsed
-
-    base = next((c for c in cells if c.method_name == settings.baseline or c.label == settings.baseline), None)
-    if base is None:
-        return []
-    base_bad = {s for f in collapsed(base.runs) for s in f.seeds}
-    out = []
-    for cell in cells:
-        if cell is base:
-            continue
-        bad = base_bad | {s for f in collapsed(cell.runs) for s in f.seeds}
-        if not bad:
-            continue
-        keep = lambda c: dataclasses.replace(c, runs=[r for r in c.runs if r.seed not in bad])  # noqa: E731
-        trimmed, trimmed_base = keep(cell), keep(base)
-        if not trimmed.runs or not trimmed_base.runs:
-            continue
-        trimmed.label = f"{cell.label} [without collapsed seed(s) {', '.join(map(str, sorted(bad)))}]"
-        found, _ = compare([trimmed_base, trimmed], settings.baseline, resamples, settings.equivalence_margin)
-        out += found
-    return out
-
-
-def with_diagnostics(d: Decided, cells: list[Cell], baseline: str, tunings: dict) -> Decided:
-    """The comparison with the tuning diagnostics of its method's cell and the baseline's (report/diagnostics)."""
-    import dataclasses
-
-    from .diagnostics import cell_flags, unequal_budget
-
-    base = next(c for c in cells if c.method_name == baseline or c.label == baseline)
-    if set(d.cell.seeds) < set(base.seeds):  # a comparison without some seeds (report.exclude_collapsed)
-        base = dataclasses.replace(base, runs=[r for r in base.runs if r.seed in set(d.cell.seeds)])
-
-    def tuning(c):
-        return tunings.get((c.model, c.task, c.first.method))
-
-    flags = [f"{d.cell.label}: {f.text}" for f in cell_flags(d.cell.runs, tuning(d.cell))]
-    flags += [f"{base.label}: {f.text}" for f in cell_flags(base.runs, tuning(base))]
-    flags += [f"{d.cell.label}: {f.text}" for f in unequal_budget(tuning(d.cell), tuning(base), d.cell.runs, base.runs)]
-    return dataclasses.replace(d, tuning=tuple(flags))
-
-
-def diagnostics_table(name: str, cells: list[Cell], tunings: dict) -> Table | None:
-    """Every cell's tuning diagnostics (report/diagnostics.py), where any has one."""
-    from .diagnostics import cell_flags
-
-    rows = [[c.label, f.kind, f.text] for c in cells
-            for f in cell_flags(c.runs, tunings.get((c.model, c.task, c.first.method)))]
-    if not rows:
-        return None
-    return Table(f"diagnostics__{name}", "Tuning diagnostics", ["Method", "Diagnostic", "What the runs show"], rows,
-                 caption="edge: the chosen value of a swept setting is its grid's smallest or largest; still "
-                         "improving: the best validation epoch is the last allowed; never trained: the training loss "
-                         "stayed within 2% of its start (or of ln(classes)); collapsed: a seed predicts one value "
-                         "for at least 98% of the test set. A verdict whose cells carry one is counted as not "
-                         "decided: tuning.")
-
-
-def budget_table(name: str, cells: list[Cell], tunings: dict) -> Table | None:
-    """Budget-fair comparison (Dodge et al. 2019; Tang et al. 2020's unbiased estimator): per method, the
-    expected best validation score of n tuning trials, from the trials its sweep ran (a trial: one setting, its
-    score the mean best validation over the seeds every setting ran), beside the chosen trial's test score.
-    Where the methods ran different numbers of trials, compare them at the same n."""
-    from .statistics import expected_max
-
-    metric = cells[0].first.training.validation_metric
-    sign = 1 if declared(cells[0].first.task_type, metric).higher_is_better else -1
-    trials: dict[str, list[float]] = {}
-    for c in cells:
-        t = tunings.get((c.model, c.task, c.first.method))
-        runs = list(t.runs) if t else list(c.runs)
-        by_point: dict = {}
-        for r in runs:
-            by_point.setdefault(tuple(sorted((r.sweep_point or {}).items())), []).append(r)
-        common = set.intersection(*({r.seed for r in rs} for rs in by_point.values()))
-        trials[c.label] = [sign * summarise([r.training.best_validation for r in rs if r.seed in common]).mean
-                           for rs in by_point.values()]
-    if max(len(v) for v in trials.values()) < 2:
-        return None
-    most = max(len(v) for v in trials.values())
-    rows = []
-    for c in cells:
-        v = [x for x in trials[c.label] if x is not None]
-        best = [_fmt(sign * expected_max(v, n)) if v and n <= len(v) else "–" for n in range(1, most + 1)]
-        rows.append([c.label, str(len(v)), *best, _fmt(summarise([r.test.metrics.get(metric) for r in c.runs]).mean)])
-    return Table(f"budget__{name}", f"Expected best validation {metric} of n tuning trials",
-                 ["Method", "Trials", *[f"n = {n}" for n in range(1, most + 1)], f"Test {metric} (chosen)"], rows,
-                 caption="The mean best over every n-subset of the trials that ran (Tang et al. 2020's unbiased "
-                         "form of Dodge et al. 2019's expected maximum): a method that looks better only with more "
-                         "trials than another had is ahead on budget, not on method.")
 
 
 def verdict_summary(decided: list[Decided], settings) -> str:
