@@ -351,3 +351,41 @@ def test_a_damaged_store_gets_one_line_and_repair_rebuilds_it_from_the_run_folde
     rows, _ = store_rows(out)
     assert sorted(r[1] for r in rows) == ["ok", "ok"]
     assert main(["report", str(out)]) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_run_process_started_through_the_guard_dies_with_the_grid_process(tmp_path):
+    """The grid starts each run's process through run.guard (not preexec_fn, unsafe beside the grid's threads):
+    when the grid process is killed, the run's process gets SIGTERM; a guard whose parent is already gone exits."""
+    pid_file = tmp_path / "child.pid"
+    (tmp_path / "run.py").write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                                     "time.sleep(60)\n")
+    (tmp_path / "grid.py").write_text(
+        "import os, subprocess, sys, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # a thread, as the grid has\n"
+        f"subprocess.Popen([sys.executable, '-m', 'peftbench.run.guard', str(os.getpid()), sys.executable, "
+        f"{str(tmp_path / 'run.py')!r}])\n"
+        "time.sleep(60)\n")
+    grid = subprocess.Popen([sys.executable, str(tmp_path / "grid.py")])
+    deadline = time.time() + 30
+    while time.time() < deadline and not (pid_file.exists() and pid_file.read_text()):
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(child, 0)  # alive, exec'd into the command (the guard's own pid)
+    grid.kill()
+    grid.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{child}/stat").read().split()[2] == "Z":  # a zombie: dead, waiting for init to reap it
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the run's process outlived the grid process")
+    orphan = subprocess.run([sys.executable, "-m", "peftbench.run.guard", "1", sys.executable, "-c", "print('ran')"],
+                            capture_output=True, text=True, timeout=30)
+    assert orphan.returncode == 143 and "ran" not in orphan.stdout  # its parent is not pid 1: exits unstarted

@@ -14,16 +14,6 @@ from ..result import RunResult
 from .folder import RunFolder
 
 
-def _die_with_parent():  # pragma: no cover - runs in the child
-    """Linux: the run's process gets SIGTERM if the grid process dies (no orphans writing results)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress: bool = True,
             env: dict | None = None) -> tuple[dict | None, str | None, str]:
     """Execute one run into ``run_dir``. Returns (result, error message, status). ``env``: extra environment
@@ -44,8 +34,9 @@ def run_one(run: RunSpec, run_dir: Path, in_process: bool = False, show_progress
         full_env = dict(os.environ, PEFTBENCH_PROGRESS="1" if show_progress else "0", **(env or {}))
         command, launch_env = launch_command(run, folder.path, full_env)  # the worker, or accelerate launch (N)
         full_env.update(launch_env)
-        proc = subprocess.run(command, env=full_env,
-                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        # through run.guard: the run's process gets SIGTERM if the grid process dies (no orphans writing results)
+        guarded = [sys.executable, "-m", "peftbench.run.guard", str(os.getpid()), *command]
+        proc = subprocess.run(guarded, env=full_env)
         code = proc.returncode
     if folder.result.exists():
         return RunResult.load(folder.read(folder.result)), None, "ok"
