@@ -32,6 +32,8 @@ def test_each_diagnostic_on_runs_built_by_hand(tmp_path):
     tuning = Tuning((_run(lr=1e-4), _run(lr=1e-3), _run(lr=3e-4)), {"lr": 1e-3})
     assert "lr 0.001 is the largest of its grid (0.0001, 0.0003, 0.001)" in edge(tuning)[0].text
     assert edge(Tuning(tuning.runs, {"lr": 3e-4})) == []  # interior
+    spent = Tuning((*tuning.runs, _run(lr=1e-2)), {"lr": 1e-2})  # sweep.extend tried a rate beyond: still the edge
+    assert edge(spent)[0].text.endswith("(0.0001, 0.0003, 0.001, 0.01), still after 1 extended rate(s)")
     for i, (rows, flagged) in enumerate((([{"pred": 0}] * 99 + [{"pred": 1}], "a on 99%"),
                                           ([{"tags": ["O", "O"]}] * 50, "all-O on 100%"),
                                           ([{"prediction": ""}] * 20, "(empty) on 100%"),

@@ -218,3 +218,106 @@ def test_a_log_spaced_rate_range_is_the_list_it_expands_to(toy, tmp_path):
                        ({"low": 1e-4, "high": 1e-2}, "{low, high, points}")):
         with pytest.raises(ConfigError, match=r"methods\[0\]\.sweep\.lr: .*" + re.escape(words)):
             grid(bad)
+
+
+def _extending(extend=2, lr=None, seeds=(1, 2, 3), staged_seeds=1):
+    sweep = {"lr": lr, "extend": extend} if lr else {"lr": {"low": 1e-4, "high": 1e-2, "points": 3, "extend": extend}}
+    if staged_seeds:
+        sweep["seeds"] = staged_seeds
+    return load_grid(data={"models": ["tiny:bert"], "methods": [{"name": "lora", "sweep": sweep}],
+                           "tasks": [{"name": "t", "data": {"source": "x.jsonl"}}], "seeds": list(seeds)})
+
+
+def _drive(grid, score):
+    """Run the extension to its end on fake results (validation ``score(lr)``): the rates it ran, in order, and
+    the notes; the later seeds' rate."""
+    from peftbench.sweeps import extension
+
+    done = {r.run_id: _fake(r, score(r.method.lr)) for r in expand(grid)}
+    order = []
+    for _ in range(10):
+        runs, notes = extension(grid, done.get)
+        if not runs:
+            break
+        order += sorted({r.method.lr for r in runs})
+        done.update({r.run_id: _fake(r, score(r.method.lr)) for r in runs})
+    later, waiting = follow_ups(grid, done.get)
+    return order, notes, {r.method.lr for r in later}, waiting, done
+
+
+def test_an_extended_sweep_goes_beyond_an_edge_winner_until_the_best_lies_inside():
+    import math
+
+    grid = _extending(2)
+    assert grid.methods[0].sweep.lr == [1e-4, 1e-3, 1e-2] and grid.methods[0].sweep.extend == 2
+    # the best rate is 0.1 (a peak in log lr): 0.01 wins the listed grid at its edge; 0.1 is tried, wins, is at the
+    # edge again; 1.0 is tried, loses: 0.1 is inside, chosen, and the later seeds run at it
+    order, notes, later, waiting, done = _drive(grid, lambda lr: -abs(math.log10(lr) + 1))
+    assert order == [0.1, 1.0] and notes == [] and later == {0.1} and waiting == []
+    # a peak beyond the extensions: both spent, still at the edge, said so; the later seeds run at the best tried
+    order, notes, later, _, _ = _drive(grid, lambda lr: lr)
+    assert order == [0.1, 1.0] and later == {1.0} and "still at the edge after 2 extended rate(s)" in notes[0]
+    # downward, by the grid's own ratio
+    order, notes, later, _, _ = _drive(grid, lambda lr: -lr)
+    assert order == [1e-5, 1e-6] and later == {1e-6} and notes
+    # an interior winner: nothing added
+    order, notes, later, _, _ = _drive(grid, lambda lr: -abs(math.log10(lr) + 3))
+    assert order == [] and notes == [] and later == {1e-3}
+    # a listed (not log-spaced) grid extends by the ratio of its two rates at that edge
+    order, *_ = _drive(_extending(1, lr=[1e-4, 3e-4, 2e-3]), lambda lr: lr)
+    assert order == [float(f"{2e-3 * 2e-3 / 3e-4:.3g}")]
+
+
+def test_extended_rates_keep_run_ids_and_the_later_seeds_wait_for_them():
+    grid = _extending(2)
+    plain = _extending(0)
+    assert {r.run_id for r in expand(grid)} == {r.run_id for r in expand(plain)}  # extend leaves the ids alone
+    from peftbench.sweeps import extension
+
+    done = {r.run_id: _fake(r, r.method.lr) for r in expand(grid)}
+    beyond, _ = extension(grid, done.get)
+    assert [(r.seed, r.method.lr, r.method.point) for r in beyond] == [(1, 0.1, {"lr": 0.1})]
+    later, waiting = follow_ups(grid, done.get)
+    assert later == [] and "wait for the chosen setting" in waiting[0]  # not chosen before the extension ends
+    # an unstaged sweep extends on every seed; shards: shard 0 runs the extension, the others wait
+    every = _extending(2, staged_seeds=None)
+    done = {r.run_id: _fake(r, r.method.lr) for r in expand(every)}
+    assert sorted(r.seed for r in extension(every, done.get)[0]) == [1, 2, 3]
+    assert extension(every, done.get, (1, 2))[0] == [] and len(extension(every, done.get, (0, 2))[0]) == 3
+
+
+@pytest.mark.parametrize("sweep, words", [
+    ({"lr": [1e-3], "extend": 1}, "at least 2 values"),
+    ({"lr": [1e-3, 1e-2], "r": [4, 8], "extend": 1}, "only field"),
+    ({"lr": {"low": 1e-4, "high": 1e-2, "points": 3, "extend": 1}, "extend": 2}, "given twice"),
+    ({"lr": [1e-3, 1e-2], "extend": -1}, "greater than or equal to 0"),
+])
+def test_a_bad_extend_is_one_line_naming_the_field(sweep, words):
+    from peftbench.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_grid(data={"models": ["tiny:bert"], "methods": [{"name": "lora", "sweep": sweep}],
+                        "tasks": [{"name": "t", "data": {"source": "x.jsonl"}}]})
+    assert "methods[0].sweep.extend" in str(err.value) and words in str(err.value), str(err.value)
+
+
+def test_an_extended_sweep_runs_end_to_end(toy, tmp_path):
+    """The runner: the listed rates, then rates beyond the edge winner, then the later seeds at the chosen one;
+    the report's edge diagnostic sees every rate tried."""
+    out = tmp_path / "out"
+    data = toy_grid(toy, out, models=["tiny:bert"], methods=[
+        {"name": "lora", "sweep": {"lr": {"low": 1e-7, "high": 1e-6, "points": 2, "extend": 1}, "seeds": 1}}],
+        epochs=1)
+    data["seeds"] = [1, 2]
+    lines = []
+    summary = run_grid(load_grid(data=data), in_process=True, show_progress=False, echo=lines.append)
+    assert not summary.failed and not summary.waiting, lines
+    store = Store(out)
+    results = store.results(with_config=True)
+    store.close()
+    rates = sorted(r.training.lr for r in results if r.seed == 1)
+    # two rates: the winner is always at an edge, so one more rate is run beyond it, one grid step (x10) away
+    assert len(rates) == 3 and set(rates) - {1e-7, 1e-6} <= {1e-8, 1e-5}, rates
+    assert any("extended sweeps: 1 run(s)" in x for x in lines)
+    kept, _ = select_sweeps(results)
+    assert {r.seed for r in kept} == {1, 2} and len({r.training.lr for r in kept}) == 1

@@ -8,10 +8,10 @@ from pathlib import Path
 from importlib import resources
 
 from . import __version__, registry
-from .config import ConfigError, expand, load_grid
+from .config import ConfigError, combos, expand, load_grid
 from .config.errors import message
 from . import search
-from .sweeps import count_follow_ups, staged
+from .sweeps import comparing_seeds, count_follow_ups, staged
 from .archive import ArchiveError
 from .store import StoreError
 
@@ -191,6 +191,10 @@ def cmd_validate(args) -> int:
             for model, task, method, first, seeds in staged(grid):
                 print(f"  {model.name} / {method.label} / {task.name}: seeds {', '.join(map(str, seeds))} at the "
                       f"learning rate chosen on seed(s) {', '.join(map(str, first))}")
+            for model, task, method in combos(grid):
+                if method.sweep and method.sweep.extend:
+                    print(f"  {model.name} / {method.label} / {task.name}: up to {method.sweep.extend} more rate(s) "
+                          f"beyond an edge winner, on seed(s) {', '.join(map(str, comparing_seeds(grid, method)))}")
             for model, task, method, first, seeds in search.searches(grid):
                 spec = method.sweep.optuna
                 print(f"  {model.name} / {method.label} / {task.name}: optuna search, {spec.trials} trial(s) "

@@ -18,7 +18,7 @@ from .result import RunResult
 from .executors import executor as executor_for
 from .run.launch import run_one
 from .store import Store
-from .sweeps import count_follow_ups, follow_ups
+from .sweeps import count_follow_ups, extension, follow_ups
 from . import search
 
 
@@ -178,6 +178,18 @@ def run_grid(grid: GridSpec, in_process: bool = False, show_progress: bool = Tru
             before = len(searched.finished) - len(tried & set(searched.finished))
             summary.skipped += before
             bar.update(before)
+            extended: set[str] = set()
+            while True:  # sweeps with extend: a rate beyond an edge winner, until the best lies inside
+                beyond, edges = extension(grid, store.result, shard)
+                if not beyond or {r.run_id for r in beyond} <= extended:  # done, or an extended run failed
+                    break
+                extended |= {r.run_id for r in beyond}
+                summary.total += len(beyond)
+                bar.total = summary.total
+                echo(f"extended sweeps: {len(beyond)} run(s) at a rate beyond the edge of the rates tried")
+                execute(beyond)
+            for line in edges:
+                echo(f"edge: {line}")
             later, summary.waiting = follow_ups(grid, store.result, shard)  # staged sweeps: the chosen rate's seeds
             later, summary.waiting = later + searched.later, summary.waiting + searched.waiting
             if later:

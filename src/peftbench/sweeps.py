@@ -6,6 +6,12 @@ runs has finished, the other seeds run at the chosen setting alone -- the usual 
 then repeat), ``L*k + (S-k)`` runs instead of ``L*S``. Every run keeps the id it has in the full sweep, so
 switching between the two reuses finished runs.
 
+``sweep: {lr: {low, high, points, extend: e}}`` (or ``extend: e`` beside a listed ``lr``): where the best rate on
+the comparing seeds is the smallest or largest tried, one more rate a grid step beyond it is run on those seeds,
+and again, up to ``e`` rates, until the best lies inside (``extension``); the later seeds wait for it. A step is
+the ratio of the two rates at that edge (a log-spaced range's own ratio). Extended rates keep the listed sweep's
+run ids scheme: a rate's run id is the same whichever sitting added it.
+
 The setting is chosen on validation only: by the mean best validation score over the seeds that every setting
 has run (the report uses the same rule: later seeds of the chosen setting do not tip the comparison); a tie
 goes to the setting listed first.
@@ -16,7 +22,7 @@ import json
 import statistics
 from typing import Any, Callable, Hashable, Iterable
 
-from .config import GridSpec, RunSpec, combos, run_spec, variants
+from .config import GridSpec, RunSpec, at_point, combos, run_spec, variants
 from .result import RunResult
 from .tasks.base import declared
 
@@ -71,6 +77,66 @@ def higher_is_better(result: RunResult) -> bool:
     return declared(result.task_type, result.training.validation_metric).higher_is_better
 
 
+def next_rate(rates: list[float], upward: bool) -> float:
+    """One grid step beyond the largest (``upward``) or smallest of ``rates``: the ratio of the two rates at that
+    edge, 3 significant digits (as a range's rates)."""
+    r = sorted(set(rates))
+    value = r[-1] * r[-1] / r[-2] if upward else r[0] * r[0] / r[1]
+    return float(f"{value:.3g}")
+
+
+def comparing_seeds(grid: GridSpec, method) -> list[int]:
+    """The seeds a sweep compares its settings on: the first ``seeds: k``, or every seed."""
+    k = method.sweep.seeds if method.sweep else None
+    return grid.seeds[:k] if k and k < len(grid.seeds) else list(grid.seeds)
+
+
+def extended(grid: GridSpec, model, task, method, result_of: Callable[[str], RunResult | None]
+             ) -> tuple[list, list[RunSpec], str | None]:
+    """How far a sweep's extension has come: (the variants tried so far, listed then extended, in that order;
+    the runs still to finish before it can go on or choose; a line for the report where it stopped at an edge
+    with its extensions spent). Without ``extend`` the listed variants and nothing pending."""
+    tried = variants(method)
+    seeds = comparing_seeds(grid, method)
+    extend = method.sweep.extend if method.sweep else 0
+    for _ in range(extend + 1):
+        specs = [run_spec(model, v, task, grid.train, s) for v in tried for s in seeds]
+        missing = [r for r in specs if result_of(r.run_id) is None]
+        if missing:
+            return tried, missing, None
+        by_point: dict[str, list[RunResult]] = {}
+        for r in specs:
+            by_point.setdefault(point_key(r.method.point), []).append(result_of(r.run_id))
+        best, _ = choose(by_point)
+        rates = [v.lr for v in tried]
+        lr = next(v for v in tried if point_key(v.point) == best).lr
+        if not extend or min(rates) < lr < max(rates):
+            return tried, [], None
+        if len(tried) - len(variants(method)) >= extend:
+            return tried, [], (f"{model.name} / {method.label} / {task.name}: lr {lr:g} is still at the edge after "
+                               f"{extend} extended rate(s)")
+        new = next_rate(rates, upward=lr == max(rates))
+        tried = [*tried, at_point(method, {"lr": new})]
+    return tried, [], None  # pragma: no cover - the loop returns
+
+
+def extension(grid: GridSpec, result_of: Callable[[str], RunResult | None],
+              shard: tuple[int, int] | None = None) -> tuple[list[RunSpec], list[str]]:
+    """The extended rates' runs to do now (sweeps with ``extend``), and a line for each sweep that ended at an
+    edge with its extensions spent. Sharded grids: shard 0 runs the extensions; the others' later seeds wait."""
+    runs, notes = [], []
+    for model, task, method in combos(grid):
+        if not (method.sweep and method.sweep.extend):
+            continue
+        tried, pending, note = extended(grid, model, task, method, result_of)
+        listed_ids = {run_spec(model, v, task, grid.train, s).run_id for v in variants(method)
+                      for s in comparing_seeds(grid, method)}
+        if not shard or shard[0] == 0:
+            runs += [r for r in pending if r.run_id not in listed_ids]  # the listed ones: the grid's own runs
+        notes += [note] if note else []
+    return runs, notes
+
+
 def staged(grid: GridSpec) -> Iterable[tuple]:
     """(model, task, method, the seeds that compare the rates, the seeds that follow) of each staged sweep."""
     for model, task, method in combos(grid):
@@ -91,17 +157,18 @@ def follow_ups(grid: GridSpec, result_of: Callable[[str], RunResult | None],
             number, later = number + len(later), mine
             if not later:
                 continue
-        compared = [run_spec(model, v, task, grid.train, s) for v in variants(method) for s in first]
-        done = [result_of(r.run_id) for r in compared]
-        if any(d is None for d in done):
-            waiting.append(f"{model.name} / {method.label} / {task.name}: {sum(d is None for d in done)} of "
-                           f"{len(done)} comparison run(s) not finished; seeds {later} wait for the chosen setting")
+        tried, pending, _ = extended(grid, model, task, method, result_of)
+        if pending:
+            waiting.append(f"{model.name} / {method.label} / {task.name}: {len(pending)} of "
+                           f"{len(tried) * len(first)} comparison run(s) not finished; seeds {later} wait for the "
+                           "chosen setting")
             continue
+        compared = [run_spec(model, v, task, grid.train, s) for v in tried for s in first]
         by_point: dict[str, list[RunResult]] = {}
-        for r, d in zip(compared, done):
-            by_point.setdefault(point_key(r.method.point), []).append(d)
+        for r in compared:
+            by_point.setdefault(point_key(r.method.point), []).append(result_of(r.run_id))
         best, _ = choose(by_point)
-        chosen = next(v for v in variants(method) if point_key(v.point) == best)
+        chosen = next(v for v in tried if point_key(v.point) == best)
         runs += [run_spec(model, chosen, task, grid.train, s) for s in later]
     return runs, waiting
 

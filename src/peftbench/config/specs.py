@@ -139,7 +139,20 @@ class SweepSpec(_Spec):
 
     lr: Optional[list[float]] = Field(None, min_length=1)
     seeds: Annotated[Optional[int], Identity.NEUTRAL] = Field(None, ge=1)  # None: every value on every seed
+    # up to this many rates beyond the listed ones where the best is at an edge (sweeps.extension): which runs a
+    # grid holds, not what one computes
+    extend: Annotated[int, Identity.NEUTRAL] = Field(0, ge=0)
     optuna: Annotated[Optional[OptunaSpec], Identity.ADDED] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extend_in_range(cls, data):
+        """``lr: {low, high, points, extend: 2}`` is ``lr: {low, high, points}, extend: 2``."""
+        if isinstance(data, dict) and isinstance(data.get("lr"), dict) and "extend" in data["lr"]:
+            if "extend" in data:
+                raise field_error("extend", "given twice (in lr's range and beside it); keep one")
+            data = {**data, "lr": {k: v for k, v in data["lr"].items() if k != "extend"}, "extend": data["lr"]["extend"]}
+        return data
 
     @field_validator("lr", mode="before")
     @classmethod
@@ -176,6 +189,10 @@ class SweepSpec(_Spec):
                               "move the field there (e.g. space: {lr: {low: 1.0e-5, high: 1.0e-3, log: true}})")
         if not self.axes() and self.optuna is None:
             raise ValueError("a sweep needs at least one field with values to try, e.g. lr: [1.0e-4, 3.0e-4]")
+        if self.extend and (self.optuna is not None or not self.lr or len(set(self.lr)) < 2 or self.model_extra):
+            raise field_error("extend", "extends a learning-rate sweep beyond its edges: it needs lr with at least 2 "
+                              "values as the sweep's only field (got "
+                              + (", ".join(self.values()) or "no fields") + ")")
         return self
 
     def axes(self) -> dict[str, list]:

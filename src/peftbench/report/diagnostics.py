@@ -52,7 +52,12 @@ def edge(tuning: Tuning | None) -> list[Flag]:
             continue
         if value in (values[0], values[-1]):
             side = "smallest" if value == values[0] else "largest"
-            out.append(Flag("edge", f"{key} {value:g} is the {side} of its grid ({', '.join(f'{v:g}' for v in values)})"))
+            sweep = tuning.runs[0].sweep or {}
+            listed = sweep.get("lr") or values if key == "lr" else values  # rates beyond them: sweep.extend's
+            beyond = [v for v in values if not min(listed) <= v <= max(listed)]
+            after = f", still after {len(beyond)} extended rate(s)" if beyond else ""
+            out.append(Flag("edge", f"{key} {value:g} is the {side} of its grid "
+                                    f"({', '.join(f'{v:g}' for v in values)}){after}"))
     return out
 
 
