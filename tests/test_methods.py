@@ -452,3 +452,81 @@ def test_a_pooler_the_checkpoint_lacks_is_trained_and_saved_by_every_method(meth
     with torch.no_grad():
         probs = torch.softmax(adapted(**tok(texts, return_tensors="pt", padding=True)).logits, -1)
     torch.testing.assert_close(probs, torch.tensor(stored), atol=2e-5, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
+def test_a_mean_pooling_head_averages_the_kept_tokens_and_trains_under_every_method(method, toy, tmp_path):
+    """``tasks[].head: {pooling: mean}`` on a BERT checkpoint saved without its pooler: no pooler is created (none
+    newly initialised, none among the parameters), the logits are the classifier applied to the mean of the last
+    hidden states over the attention mask (checked by hand, padding changes nothing), and the run trains the
+    classifier under every method and reproduces its stored predictions from the saved weights."""
+    import json
+
+    from transformers import BertModel
+
+    from peftbench.families import Head, HeadKind
+    from peftbench.models import load_model
+    from peftbench.config import ModelSpec
+    from peftbench.tiny import bert
+
+    config, tok = bert()
+    torch.manual_seed(0)
+    folder = tmp_path / "no-pooler"
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    model, tok, info = load_model(ModelSpec(source=str(folder)), Head(HeadKind.SEQUENCE, ("a", "b"), pooling="mean"))
+    assert type(model).__name__ == "MeanPooledForSequenceClassification" and "newly_initialised" not in info
+    assert not any("pooler" in n for n, _ in model.named_parameters())
+    model.eval()
+    texts = ["a b c d e f", "a b"]
+    batch = tok(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**batch).logits
+        states = model.model(**batch).last_hidden_state
+        m = batch["attention_mask"].unsqueeze(-1).float()
+        by_hand = model.classifier((states * m).sum(1) / m.sum(1))
+        alone = model(**tok(texts[1:], return_tensors="pt")).logits
+    torch.testing.assert_close(logits, by_hand)
+    torch.testing.assert_close(logits[1:], alone, atol=1e-5, rtol=0)  # the padding of the batch changes nothing
+
+    data = toy_grid(toy, tmp_path / "out", models=[str(folder)], methods=[method], lr=3e-2, epochs=1)
+    data["tasks"][0]["head"] = {"pooling": "mean"}
+    run = expand(load_grid(data=data))[0]
+    result = execute(run, tmp_path / "run", show_progress=False)
+    assert result.model_info["model_class"] == "MeanPooledForSequenceClassification"
+    assert "newly_initialised" not in result.model_info
+    if method == "full":
+        return
+    assert "classifier" in json.dumps(result.method_notes)
+    from peft import PeftModel
+
+    from peftbench.data.loading import load_raw
+    from peftbench.config import DataSpec
+    from peftbench.heads import MeanPooledForSequenceClassification
+
+    torch.manual_seed(123)  # another random classifier on reload: the saved one must replace it
+    cfg = type(config).from_pretrained(folder, num_labels=2)
+    base = MeanPooledForSequenceClassification.from_pretrained(folder, config=cfg).eval()
+    adapted = PeftModel.from_pretrained(base, tmp_path / "run" / "weights").eval()
+    texts = list(load_raw(DataSpec(source=str(toy)))[0]["test"]["text"])
+    stored = [json.loads(x)["probs"] for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    with torch.no_grad():
+        probs = torch.softmax(adapted(**tok(texts, return_tensors="pt", padding=True)).logits, -1)
+    torch.testing.assert_close(probs, torch.tensor(stored), atol=2e-5, rtol=0)
+
+
+def test_mean_pooling_is_refused_where_it_reads_nothing():
+    from peftbench.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.head\.pooling: mean pooling reads one vector per input"):
+        load_grid(data={"models": ["tiny:bert"], "methods": ["lora"],
+                        "tasks": [{"name": "t", "type": "token_classification", "data": {"source": "x.jsonl"},
+                                   "head": {"pooling": "mean"}}]})
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.head\.pooling.*'cls' or 'mean'|tasks\[0\]\.head\.pooling"):
+        load_grid(data={"models": ["tiny:bert"], "methods": ["lora"],
+                        "tasks": [{"name": "t", "data": {"source": "x.jsonl"}, "head": {"pooling": "max"}}]})
+    from peftbench.families import ENCODER_DECODER, Head, HeadKind
+    from peftbench.models import head_class
+
+    with pytest.raises(ValueError, match="head.pooling mean needs a sequence-level task on an encoder or a decoder"):
+        head_class(ENCODER_DECODER, Head(HeadKind.SEQUENCE, pooling="mean"), "task 't'")  # T5: both halves read

@@ -49,6 +49,7 @@ class Head:
     labels: tuple[str, ...] = ()
     num_outputs: int | None = None
     problem_type: str | None = None  # e.g. multi_label_classification
+    pooling: str = "cls"  # a sequence head: "cls" (the model's own) or "mean" (heads.MeanPooledForSequenceClassification)
 
     def config_updates(self) -> dict:
         if self.kind is HeadKind.GENERATION:

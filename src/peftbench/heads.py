@@ -117,3 +117,63 @@ class EncoderDecoderForQuestionAnswering(_EncoderTokenHead):
         if start_positions is not None:
             loss = (nn.functional.cross_entropy(start, start_positions) + nn.functional.cross_entropy(end, end_positions)) / 2
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start, end_logits=end)
+
+
+class MeanPooledForSequenceClassification(nn.Module):
+    """Sequence classification on the mean of the model's last hidden states over the tokens the attention mask
+    keeps (``tasks[].head: {pooling: mean}``): how e5 and sentence-transformers encoders were pretrained to
+    represent a text, where transformers' own head reads the first token through a pooler such checkpoints do not
+    have (a random one is created). Dropout, then a linear layer, ``classifier`` (trained and saved by every
+    method, as the Auto heads'). The body is ``AutoModel``'s, its pooler dropped (unused, it would count as
+    parameters and hold no gradient)."""
+
+    def __init__(self, model: nn.Module, config):
+        super().__init__()
+        if getattr(model, "pooler", None) is not None:
+            model.pooler = None  # BERT-like models skip a None pooler
+        self.model = model
+        self.config = config
+        self.dropout = nn.Dropout(getattr(config, "classifier_dropout", None) or getattr(config, "hidden_dropout_prob", 0.1))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        nn.init.normal_(self.classifier.weight, std=getattr(config, "initializer_range", 0.02))
+        nn.init.zeros_(self.classifier.bias)
+
+    @classmethod
+    def from_pretrained(cls, where, config, revision=None, dtype=torch.float32, output_loading_info=False, **kwargs):
+        from transformers import AutoModel
+
+        base, loading = AutoModel.from_pretrained(where, config=config, revision=revision, dtype=dtype,
+                                                  output_loading_info=True, **kwargs)
+        model = cls(base, base.config).to(dtype)
+        return (model, loading) if output_loading_info else model
+
+    @classmethod
+    def from_config(cls, config, dtype=torch.float32):
+        from transformers import AutoModel
+
+        return cls(AutoModel.from_config(config, dtype=dtype), config).to(dtype)
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, token_type_ids=None,
+                **kwargs):
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                         return_dict=True, **extra)
+        states = out.last_hidden_state
+        mask = (attention_mask if attention_mask is not None else torch.ones(states.shape[:2], device=states.device))
+        mask = mask.to(states.dtype).unsqueeze(-1)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+        logits = self.classifier(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            if self.config.problem_type == "multi_label_classification":
+                loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            else:
+                loss = nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1))
+        return SequenceClassifierOutput(loss=loss, logits=logits)

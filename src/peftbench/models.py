@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoTokenizer
 from . import registry
 from .config import ModelSpec
 from .data.cache import peftbench_cache
-from .families import HEAD_MODULES, Architecture, Head, detect, model_type
+from .families import HEAD_MODULES, Architecture, Family, Head, HeadKind, detect, model_type
 from .errors import OneLine, first_line
 
 
@@ -171,10 +171,23 @@ def inspect_model(spec: ModelSpec):
     return config, tok, arch, info
 
 
+def head_class(arch: Architecture, head: Head, what: str = "this task"):
+    """The class that loads ``arch`` with ``head``: the architecture's own, or with ``head.pooling`` mean the
+    mean-pooling sequence head (an encoder's or a decoder's body)."""
+    if head.pooling != "mean":
+        return arch.head_class(head.kind, what)
+    if head.kind is not HeadKind.SEQUENCE or arch.family is Family.ENCODER_DECODER:
+        raise ValueError(f"{what}: head.pooling mean needs a sequence-level task on an encoder or a decoder "
+                         f"(the model is {arch.family}); drop head.pooling")
+    from .heads import MeanPooledForSequenceClassification
+
+    return MeanPooledForSequenceClassification
+
+
 def load_weights(spec: ModelSpec, config, tok, arch: Architecture, head: Head, info: dict, init_seed: int = 0,
                  what: str = "this task"):
     """The model with ``head`` (its class from ``arch``); ``config`` gets the head's sizes and the pad token."""
-    auto_class = arch.head_class(head.kind, what)
+    auto_class = head_class(arch, head, what)
     config = copy.deepcopy(config)
     for k, v in head.config_updates().items():
         setattr(config, k, v)

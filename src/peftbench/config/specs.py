@@ -325,6 +325,15 @@ class DataSpec(_Spec):
         return self
 
 
+class HeadSpec(_Spec):
+    """How a sequence-level task head reads the model: ``pooling: cls`` (the model's own: the first token through
+    its pooler for encoders, the last token for decoders) or ``mean`` (the mean of the last hidden states over the
+    tokens the attention mask keeps, then a linear layer: how e5 and sentence-transformers encoders were
+    pretrained to represent a text; the model's pooler is dropped)."""
+
+    pooling: Literal["cls", "mean"] = "cls"
+
+
 class GenerationSpec(_Spec):
     """Decoding settings for generative tasks (seq2seq); evaluation time is recorded apart from training."""
 
@@ -345,6 +354,16 @@ class TaskSpec(_Spec):
     metric: Optional[str] = None  # validation metric for early stopping / model selection
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     pes_weights: Optional[dict[str, float]] = None
+    head: Annotated[Optional[HeadSpec], Identity.ADDED] = None  # e.g. {pooling: mean}; None: the model's own
+
+    @model_validator(mode="after")
+    def _head(self):
+        kind = getattr(registry.get("task", self.type), "head_kind", None)  # a HeadKind (a str enum)
+        if self.head is not None and self.head.pooling == "mean" and kind != "sequence_classification":
+            raise field_error("head.pooling", f"mean pooling reads one vector per input, for a sequence-level task "
+                              f"(classification, multi_label, multiple_choice); task type '{self.type}' has a "
+                              f"{getattr(kind, 'value', 'no')} head")
+        return self
 
     @model_validator(mode="after")
     def _options(self):

@@ -140,6 +140,11 @@ class Task:
         self.options = self.Options.model_validate(
             {k: v for k, v in spec.data.options.items() if k in self.Options.model_fields})
 
+    @property
+    def pooling(self) -> str:
+        """How a sequence-level head reads the model (``tasks[].head.pooling``; the model's own by default)."""
+        return self.spec.head.pooling if self.spec.head else "cls"
+
     @classmethod
     def unreported(cls, options: dict) -> tuple[str, ...]:
         """Names in ``metric_names`` that a task with these ``data.options`` does not report (validation

@@ -139,7 +139,7 @@ class Classification(WeightedTask):
         return Raw(dd, tuple(labels), report)
 
     def head(self, labels) -> Head:
-        return Head(self.head_kind, labels=tuple(labels))
+        return Head(self.head_kind, labels=tuple(labels), pooling=self.pooling)
 
     def encode_labels(self, batch, index: dict) -> list:
         return [index[v] for v in batch["_label_name"]]

@@ -67,7 +67,8 @@ class MultiLabel(Classification):
         return Raw(dd, tuple(labels), report)
 
     def head(self, labels) -> Head:
-        return Head(self.head_kind, labels=tuple(labels), problem_type="multi_label_classification")
+        return Head(self.head_kind, labels=tuple(labels), problem_type="multi_label_classification",
+                    pooling=self.pooling)
 
     def encode_labels(self, batch, index) -> list:
         hot = []

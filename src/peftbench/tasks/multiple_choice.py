@@ -126,7 +126,7 @@ class MultipleChoice(WeightedTask):
 
         # one score per (context, choice) pair: a sequence head with one output
         return Prepared(map_splits(raw.splits, encode, "tokenising", cache), ChoiceCollator(tokenizer),
-                        Head(self.head_kind, num_outputs=1), raw.labels, tokenizer, arch)
+                        Head(self.head_kind, num_outputs=1, pooling=self.pooling), raw.labels, tokenizer, arch)
 
     def forward(self, adapter, batch, prep):
         import torch
