@@ -100,6 +100,17 @@ def test_the_budget_table_gives_each_method_its_expected_best_of_n_trials():
     assert full_row[1:5] == ["1", "0.7400", "–", "–"]
     assert lora_row[2:5] == [f"{expected_max([0.6, 0.72, 0.7], n):.4f}" for n in (1, 2, 3)]
     assert lora_row[4] == "0.7200" and lora_row[-1] == "0.7100"
+    assert table.head[-2] == "Compute a trial (h)" and lora_row[-2] == "–"  # not measured here
+    for r in lora:
+        r.timing.train_cpu_seconds, r.timing.eval_cpu_seconds = 3000.0, 600.0
+    from peftbench.report import plots
+    from peftbench.report.diagnostics import budgets
+
+    metric, sign, each = budgets(cells, tunings)
+    assert metric == "accuracy" and sign == 1 and each[1].seconds_per_trial == 3600.0
+    assert budget_table("m__t", cells, tunings).rows[1][-2] == "1.00"
+    png, svg = plots.budget("m · t", metric, sign, each)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"tuning compute" in svg
 
 
 def test_exclude_collapsed_gives_the_verdict_with_and_without_the_collapsed_seeds(tmp_path):
@@ -130,3 +141,27 @@ def test_exclude_collapsed_gives_the_verdict_with_and_without_the_collapsed_seed
     assert cell.label == "lora [without collapsed seed(s) 3]" and cell.seeds == [1, 2]
     assert r.seeds == (2, 2) and r.paired_seeds and not r.seed_aware  # two seeds left: about those models
     assert without_collapsed([full, full], ReportSpec(exclude_collapsed=True), 1000) == []
+
+
+def test_unequal_tuning_compute_is_flagged_past_its_factor():
+    """Tuning compute (CPU-seconds summed over the sweep; GPU-seconds = wall x processes on a GPU) is flagged when
+    the method's and the baseline's differ by more than COMPUTE_FACTOR, not at a PEFT run's usual saving."""
+    from peftbench.report.diagnostics import COMPUTE_FACTOR
+
+    def timed(cpu, lr=1e-3, gpu=None):
+        r = _run(lr=lr)
+        r.timing.train_cpu_seconds, r.timing.eval_cpu_seconds = cpu - 10.0, 10.0
+        if gpu is not None:
+            r.memory.peak_memory_kind, r.timing.train_seconds, r.timing.eval_seconds, r.timing.processes = \
+                "cuda_allocated", gpu, 0.0, 2
+        return r
+
+    assert timed(100.0).compute_seconds == 100.0 and timed(100.0, gpu=30.0).compute_seconds == 60.0
+    base = Tuning((timed(3600.0), timed(3600.0, lr=1e-4)), {"lr": 1e-3})
+    cheap = Tuning((timed(1000.0), timed(1000.0, lr=1e-4)), {"lr": 1e-3})  # 3.6x less: a PEFT run's saving
+    far = Tuning((timed(400.0), timed(400.0, lr=1e-4)), {"lr": 1e-3})  # 9x less
+    assert 3600 / 1000 < COMPUTE_FACTOR < 3600 / 400
+    assert not [f for f in unequal_budget(cheap, base, [], []) if "compute" in f.text]
+    flags = [f.text for f in unequal_budget(far, base, [], []) if "compute" in f.text]
+    assert flags == ["0.22 CPU-hours of tuning compute against the baseline's 2.00"]
+    assert Tuning((_run(),), {"lr": 1e-3}).compute is None  # not measured: no flag, no number

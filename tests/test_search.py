@@ -224,3 +224,39 @@ def test_validate_counts_and_describes_the_search(toy, tmp_path, capsys):
     assert "9 run(s)" in out  # full x 3 seeds, 4 trials on seed 1, seeds 2 and 3 at the chosen setting
     assert "lora / toy: optuna search, 4 trial(s) (tpe, pruner median) over r on seed(s) 1; seeds 2, 3 at the " \
            "chosen setting" in out
+
+
+def test_a_compute_budget_stops_the_search_when_the_finished_trials_have_used_it():
+    """``optuna.compute_seconds``: no trial is drawn once the finished ones used the budget (CPU-seconds here, each
+    fake run costing its lr-dependent time); ``trials`` stays the most; the trials run are those of the
+    unbudgeted search, so the run ids do not change; a spent budget ends the search and its later seeds run."""
+    def cost(run):
+        return 100.0 + 1000.0 * run.method.point["r"]  # r 2 / 4 / 8: 2,100 / 4,100 / 8,100 CPU-seconds
+
+    def complete(grid):
+        store = {}
+        while True:
+            pending = state(grid, store.get).pending
+            if not pending:
+                return store
+            for run in pending:
+                store[run.run_id] = {**_fake(run, lambda p: p["lr"]),
+                                     "timing": {"train_cpu_seconds": cost(run) - 100.0, "eval_cpu_seconds": 100.0}}
+
+    free = complete(_grid(trials=8, startup=8))
+    budget = 10_000.0
+    capped_grid = _grid(trials=8, startup=8, compute_seconds=budget)
+    capped = complete(capped_grid)
+    by_trial = sorted(free.values(), key=lambda r: r["sweep_trial"])
+    spent, n = 0.0, 0
+    for r in by_trial:  # the budget by hand: trials until the cost so far reaches it
+        n += 1
+        spent += r["timing"]["train_cpu_seconds"] + r["timing"]["eval_cpu_seconds"]
+        if spent >= budget:
+            break
+    assert 1 <= n < 8 and sorted(r["sweep_trial"] for r in capped.values()) == list(range(n))
+    assert set(capped) <= set(free)  # the same trials, the same run ids
+    progress = state(capped_grid, capped.get)
+    assert progress.pending == [] and progress.waiting == [] and [r.seed for r in progress.later] == [2, 3]
+    with pytest.raises(ConfigError, match=r"compute_seconds"):
+        _grid(compute_seconds=0)

@@ -157,6 +157,19 @@ class RunResult(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
     @property
+    def compute_seconds(self) -> Optional[float]:
+        """What the run cost to train and evaluate, as tuning budgets are compared: GPU-seconds on a GPU (wall
+        seconds times processes), CPU-seconds on CPU (every thread's time); None where not measured."""
+        t = self.timing
+        if (self.memory.peak_memory_kind or "").startswith("cuda"):
+            if t.train_seconds is None:
+                return None
+            return (t.train_seconds + (t.eval_seconds or 0.0)) * (t.processes or 1)
+        if t.train_cpu_seconds is None:
+            return None
+        return t.train_cpu_seconds + (t.eval_cpu_seconds or 0.0)
+
+    @property
     def score(self) -> Optional[float]:
         """The test score on the run's own validation metric."""
         return self.test.metric(self.training.validation_metric)

@@ -123,7 +123,7 @@ def replay(grid: GridSpec, model: ModelSpec, task: TaskSpec, method: MethodSpec,
     first batch with a run that has not finished (``result_of``: a run id's finished result, or None)."""
     spec: OptunaSpec = method.sweep.optuna
     trials: list[Trial] = []
-    while len(trials) < spec.trials:
+    while len(trials) < spec.trials and not spent(spec, trials):
         history = list(trials)
         for n in range(len(trials), min(len(trials) + spec.parallel, spec.trials)):
             point = draw(spec, history, n)
@@ -135,6 +135,15 @@ def replay(grid: GridSpec, model: ModelSpec, task: TaskSpec, method: MethodSpec,
         if not all(t.finished for t in trials):
             return Search(model, task, method, first, later, trials, done=False)
     return Search(model, task, method, first, later, trials, done=True)
+
+
+def spent(spec: OptunaSpec, trials: list[Trial]) -> bool:
+    """Whether the finished trials have used the search's compute budget (``compute_seconds``; a run without a
+    measured cost counts nothing)."""
+    if spec.compute_seconds is None:
+        return False
+    used = sum(r.compute_seconds or 0.0 for t in trials for r in t.results if r is not None)
+    return used >= spec.compute_seconds
 
 
 def _optuna():

@@ -98,6 +98,10 @@ class OptunaSpec(_Spec):
     seed: int = Field(0, ge=0)
     startup: int = Field(5, ge=0)  # random draws before TPE takes over
     parallel: int = Field(1, ge=1)  # trials drawn together (from the trials finished before them) and run at once
+    # an equal tuning budget in compute: no trial is drawn once the finished ones have used this many GPU- or
+    # CPU-seconds (RunResult.compute_seconds); ``trials`` stays the most. Give every method the same value (or the
+    # same ``trials``) for a budget-fair comparison. Which trials a grid holds, not what one computes.
+    compute_seconds: Annotated[Optional[float], Identity.NEUTRAL] = Field(None, gt=0)
     pruner: Literal["median", "none"] = "median"
     prune_after: int = Field(1, ge=0)  # the first epoch after which the pruner may stop a trial
     prune_startup: int = Field(3, ge=0)  # finished trials before the pruner stops any

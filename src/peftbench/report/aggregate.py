@@ -52,6 +52,13 @@ class Tuning:
     def steps(self) -> int:
         return sum(r.training.optimizer_steps or 0 for r in self.runs)
 
+    @property
+    def compute(self) -> float | None:
+        """GPU- or CPU-seconds summed over the sweep's runs (``RunResult.compute_seconds``); None where any run
+        lacks it."""
+        each = [r.compute_seconds for r in self.runs]
+        return None if not each or any(x is None for x in each) else sum(each)
+
 
 def select_sweeps(results: list[RunResult | dict], tunings: dict | None = None
                   ) -> tuple[list[RunResult], list[list[str]]]:

@@ -10,8 +10,9 @@ counted as *not decided: tuning* (a budget's outcome is not a method's):
   2% of ln(number of classes), chance for cross-entropy;
 * ``collapsed``: a seed's test predictions are (nearly, >= 98%) one value -- the majority class, all-O tags, the
   empty answer -- named per seed;
-* ``unequal budget``: the method and the baseline got different numbers of tuning trials, or optimizer steps over
-  their whole sweep that differ by more than ``BUDGET_FACTOR``.
+* ``unequal budget``: the method and the baseline got different numbers of tuning trials, optimizer steps over
+  their whole sweep that differ by more than ``BUDGET_FACTOR`` (2), or tuning compute (GPU- or CPU-seconds summed
+  over the sweep, ``RunResult.compute_seconds``) that differs by more than ``COMPUTE_FACTOR`` (4).
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ from .statistics import expected_max, summarise
 NEVER_TRAINED = 0.02  # relative: the loss stayed within 2% of its first epoch's, or of ln(classes)
 COLLAPSED = 0.98  # share of test predictions that are one value
 BUDGET_FACTOR = 2.0  # optimizer steps over the sweep, method against baseline
+# tuning compute (GPU- / CPU-seconds over the sweep): wider, because a PEFT run costs less than a full one at the
+# same trials and steps (CPU LoRA 0.4 of full's train time on the Persian twin) without being an unequal tuning
+COMPUTE_FACTOR = 4.0
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,19 @@ def unequal_budget(method: Tuning | None, baseline: Tuning | None, method_runs: 
         out.append(Flag("unequal budget", f"{mt} tuning trial(s) against the baseline's {bt}"))
     if ms and bs and max(ms, bs) / min(ms, bs) > BUDGET_FACTOR:
         out.append(Flag("unequal budget", f"{ms:,} optimizer steps over its tuning against the baseline's {bs:,}"))
+    mc, bc = (_compute(t, runs) for t, runs in ((method, method_runs), (baseline, baseline_runs)))
+    if mc and bc and max(mc, bc) / min(mc, bc) > COMPUTE_FACTOR:
+        unit = "GPU" if any((r.memory.peak_memory_kind or "").startswith("cuda") for r in method_runs) else "CPU"
+        out.append(Flag("unequal budget", f"{mc / 3600:,.2f} {unit}-hours of tuning compute against the baseline's "
+                                          f"{bc / 3600:,.2f}"))
     return out
+
+
+def _compute(tuning: Tuning | None, runs: list[RunResult]) -> float | None:
+    if tuning is not None:
+        return tuning.compute
+    each = [r.compute_seconds for r in runs]
+    return None if not each or any(x is None for x in each) else sum(each)
 
 
 def cell_flags(runs: list[RunResult], tuning: Tuning | None) -> list[Flag]:
@@ -197,14 +213,27 @@ def without_collapsed(cells: list[Cell], settings, resamples: int) -> list:
     return out
 
 
-def budget_table(name: str, cells: list[Cell], tunings: dict) -> Table | None:
-    """Budget-fair comparison (Dodge et al. 2019; Tang et al. 2020's unbiased estimator): per method, the
-    expected best validation score of n tuning trials, from the trials its sweep ran (a trial: one setting, its
-    score the mean best validation over the seeds every setting ran), beside the chosen trial's test score.
-    Where the methods ran different numbers of trials, compare them at the same n."""
+@dataclass(frozen=True)
+class Budget:
+    """A method's tuning trials as the budget-fair comparison reads them: each trial's score (the mean best
+    validation over the seeds every setting ran, signed so that higher is better), its mean compute (GPU- or
+    CPU-seconds a trial, None where not measured) and the chosen trial's test score."""
+
+    label: str
+    scores: tuple[float, ...]
+    seconds_per_trial: float | None
+    test: float | None
+
+    def expected(self, sign: int) -> list[float]:
+        """The expected best validation score of n = 1 .. trials trials (unsigned back to the metric's scale)."""
+        return [sign * expected_max(self.scores, n) for n in range(1, len(self.scores) + 1)]
+
+
+def budgets(cells: list[Cell], tunings: dict) -> tuple[str, int, list[Budget]]:
+    """(validation metric, its sign, each method's ``Budget``) of one model x task."""
     metric = cells[0].first.training.validation_metric
     sign = 1 if declared(cells[0].first.task_type, metric).higher_is_better else -1
-    trials: dict[str, list[float]] = {}
+    out = []
     for c in cells:
         t = tunings.get((c.model, c.task, c.first.method))
         runs = list(t.runs) if t else list(c.runs)
@@ -212,21 +241,37 @@ def budget_table(name: str, cells: list[Cell], tunings: dict) -> Table | None:
         for r in runs:
             by_point.setdefault(tuple(sorted((r.sweep_point or {}).items())), []).append(r)
         common = set.intersection(*({r.seed for r in rs} for rs in by_point.values()))
-        trials[c.label] = [sign * summarise([r.training.best_validation for r in rs if r.seed in common]).mean
-                           for rs in by_point.values()]
-    if max(len(v) for v in trials.values()) < 2:
+        scores = [summarise([r.training.best_validation for r in rs if r.seed in common]).mean
+                  for rs in by_point.values()]
+        cost = [r.compute_seconds for rs in by_point.values() for r in rs if r.seed in common]
+        per_trial = (sum(cost) / len(by_point)) if cost and all(x is not None for x in cost) else None
+        out.append(Budget(c.label, tuple(sign * x for x in scores if x is not None), per_trial,
+                          summarise([r.test.metrics.get(metric) for r in c.runs]).mean))
+    return metric, sign, out
+
+
+def budget_table(name: str, cells: list[Cell], tunings: dict) -> Table | None:
+    """Budget-fair comparison (Dodge et al. 2019; Tang et al. 2020's unbiased estimator): per method, the
+    expected best validation score of n tuning trials, from the trials its sweep ran (a trial: one setting, its
+    score the mean best validation over the seeds every setting ran), beside the chosen trial's test score.
+    Where the methods ran different numbers of trials, compare them at the same n."""
+    metric, sign, each = budgets(cells, tunings)
+    if max(len(b.scores) for b in each) < 2:
         return None
-    most = max(len(v) for v in trials.values())
+    most = max(len(b.scores) for b in each)
     rows = []
-    for c in cells:
-        v = [x for x in trials[c.label] if x is not None]
-        best = [_fmt(sign * expected_max(v, n)) if v and n <= len(v) else "–" for n in range(1, most + 1)]
-        rows.append([c.label, str(len(v)), *best, _fmt(summarise([r.test.metrics.get(metric) for r in c.runs]).mean)])
+    for b in each:
+        best = b.expected(sign) if b.scores else []
+        rows.append([b.label, str(len(b.scores)), *[_fmt(best[n - 1]) if n <= len(best) else "–" for n in range(1, most + 1)],
+                     "–" if b.seconds_per_trial is None else f"{b.seconds_per_trial / 3600:.2f}", _fmt(b.test)])
     return Table(f"budget__{name}", f"Expected best validation {metric} of n tuning trials",
-                 ["Method", "Trials", *[f"n = {n}" for n in range(1, most + 1)], f"Test {metric} (chosen)"], rows,
+                 ["Method", "Trials", *[f"n = {n}" for n in range(1, most + 1)], "Compute a trial (h)",
+                  f"Test {metric} (chosen)"], rows,
                  caption="The mean best over every n-subset of the trials that ran (Tang et al. 2020's unbiased "
                          "form of Dodge et al. 2019's expected maximum): a method that looks better only with more "
-                         "trials than another had is ahead on budget, not on method.")
+                         "trials than another had is ahead on budget, not on method. Compute: GPU- or CPU-hours a "
+                         "trial, over the seeds every setting ran (the figure's second panel puts n trials at n "
+                         "times it).")
 
 
 def _fmt(x, digits=4) -> str:

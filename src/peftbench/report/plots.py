@@ -121,6 +121,30 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def budget(title: str, metric: str, sign: int, each) -> tuple[bytes, bytes]:
+    """The expected best validation score against the tuning budget, per method (``diagnostics.Budget``): against
+    n trials, and against their compute (n times the method's compute a trial) where it was measured."""
+    plt = _plt()
+    timed = [b for b in each if b.seconds_per_trial]
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(10 if timed else 5.5, 3.6), squeeze=False)
+    for k, b in enumerate(each):
+        if not b.scores:
+            continue
+        n = list(range(1, len(b.scores) + 1))
+        style, color = STYLES[k % len(STYLES)], f"C{k % 10}"
+        axes[0][0].plot(n, b.expected(sign), style, ms=4, color=color, label=b.label)
+        if timed and b.seconds_per_trial:
+            axes[0][1].plot([x * b.seconds_per_trial / 3600 for x in n], b.expected(sign), style, ms=4, color=color,
+                            label=b.label)
+    axes[0][0].set(title=f"{title}: expected best validation {metric}", xlabel="tuning trials")
+    if timed:
+        axes[0][1].set(title="against tuning compute", xlabel="GPU- / CPU-hours")
+    for ax in axes[0]:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save(fig)
+
+
 def analyses(title: str, rows: list[tuple[str, float | None, float | None]]) -> tuple[bytes, bytes]:
     """(label, intruder dimensions, LM-loss increase) per method: two bar panels."""
     plt = _plt()

@@ -17,7 +17,7 @@ from ..tasks.base import declared, percent_metrics
 from .aggregate import Cell, build_cells, describe, select_sweeps
 from ..config import ReportSpec
 from .compare import Decided, compare, decide, points, resamples_for, verdict
-from .diagnostics import budget_table, diagnostics_table, with_diagnostics, without_collapsed
+from .diagnostics import budget_table, budgets, diagnostics_table, with_diagnostics, without_collapsed
 from .formats import Table, csv_text, html_table, latex, markdown, page
 from .pes import pes, pes_flags
 from .statistics import rank_methods, summarise
@@ -581,6 +581,9 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
         budget = budget_table(name, cells, tunings)
         if budget:
             rep.table(budget)
+            metric_name, sign, each = budgets(cells, tunings)
+            rep.figure(f"budget__{name}", "expected best validation score against the tuning budget",
+                       plots.budget(f"{model} · {task}", metric_name, sign, each))
         for cell, why in skipped.get((model, task), []):
             rep.text(f"{cell.label}: not compared with {settings.baseline} — {why}", "warning")
         extra = breakdown_table(name, cells)
