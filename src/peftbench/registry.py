@@ -52,6 +52,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "token_classification": "peftbench.tasks.token_classification:TokenClassification",
         "question_answering": "peftbench.tasks.question_answering:QuestionAnswering",
         "multi_label": "peftbench.tasks.multi_label:MultiLabel",
+        "regression": "peftbench.tasks.regression:Regression",
     },
     "architecture": {  # tried in order: the first whose matches(config) is true describes the model
         "generic-encoder-decoder": "peftbench.families:GENERIC_ENCODER_DECODER",

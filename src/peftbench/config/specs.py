@@ -405,6 +405,10 @@ class TaskSpec(_Spec):
                                  f"(binary metrics need data.options average: binary and positive_label)")
             if not weight > 0:
                 raise field_error(f"pes_weights.{key}", f"weights must be > 0 (got {weight})")
+            if not cls.metric_spec(key).higher_is_better:
+                higher = [n for n in names if cls.metric_spec(n).higher_is_better]
+                raise field_error(f"pes_weights.{key}", f"'{key}' is lower-is-better, and PES weighs scores that "
+                                  f"rise with quality; allowed: {', '.join(higher) or 'none'}")
         return self
 
 

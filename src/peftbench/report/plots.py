@@ -82,7 +82,7 @@ def pes_bars(task: str, rows: list[tuple]) -> tuple[bytes, bytes]:
     return _save(fig)
 
 
-def pareto(task: str, metric: str, points: list[dict]) -> tuple[bytes, bytes]:
+def pareto(task: str, metric: str, points: list[dict], higher: bool = True) -> tuple[bytes, bytes]:
     """The metric against peak memory, train time, trainable parameters and, where measured, batch-1 inference
     latency (log scale where a cost spans decades); the Pareto front (no other point is cheaper and better) is
     drawn as a step line. points: label, metric, memory_mb, train_seconds, trainable, latency_ms."""
@@ -96,7 +96,7 @@ def pareto(task: str, metric: str, points: list[dict]) -> tuple[bytes, bytes]:
         for p in pts:
             ax.scatter(p[key], p["metric"], s=25)
             ax.annotate(p["label"], (p[key], p["metric"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        front = pareto_front([(p[key], p["metric"]) for p in pts])
+        front = pareto_front([(p[key], p["metric"]) for p in pts], higher)
         if len(front) > 1:
             ax.step([x for x, _ in front], [y for _, y in front], where="post", color="grey", lw=1)
         xs = [p[key] for p in pts]
@@ -111,13 +111,15 @@ def pareto(task: str, metric: str, points: list[dict]) -> tuple[bytes, bytes]:
     return _save(fig)
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points not dominated by a cheaper-or-equal and better-or-equal one, by increasing cost."""
+def pareto_front(points: list[tuple[float, float]], higher: bool = True) -> list[tuple[float, float]]:
+    """Points (cost, score) not dominated by a cheaper-or-equal and better-or-equal one, by increasing cost;
+    ``higher``: whether the score is better higher (False: a lower-is-better metric, e.g. MSE)."""
+    sign = 1 if higher else -1
     front, best = [], float("-inf")
-    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
-        if y > best:
+    for x, y in sorted(points, key=lambda p: (p[0], -sign * p[1])):
+        if sign * y > best:
             front.append((x, y))
-            best = y
+            best = sign * y
     return front
 
 

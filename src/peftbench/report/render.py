@@ -283,7 +283,9 @@ def ranking_section(rep: "Report", groups: dict, alpha: float):
     if np.isnan(scores).any():
         rep.text("Not drawn: some block has no test score for its validation metric.")
         return
-    ranking = rank_methods(scores, common, [f"{m} · {t}" for m, t in blocks], alpha)
+    higher = [declared(groups[b][0].first.task_type, groups[b][0].first.training.validation_metric).higher_is_better
+              for b in blocks]  # a lower-is-better block (MSE) ranks its lowest first
+    ranking = rank_methods(scores, common, [f"{m} · {t}" for m, t in blocks], alpha, higher)
     rows = [[m, f"{ranking.average[i]:.2f}", *[f"{r[i]:g}" for r in ranking.ranks]] for i, m in enumerate(common)]
     rows.sort(key=lambda row: float(row[1]))
     rep.table(Table("ranking", "Average rank (1 = best) on each block's validation metric, test mean over seeds",
@@ -602,7 +604,8 @@ def render(results_dir: str | Path, echo=print, baseline: str | None = None, res
                    "trainable": c.first.parameters.trainable,
                    "latency_ms": _speed(c.runs, "unmerged", "batch1", "latency_ms_median")[0]} for c in cells]
         rep.heading("Quality against cost", 3)
-        rep.figure(f"pareto__{name}", "Pareto fronts", plots.pareto(task, metric, front))
+        rep.figure(f"pareto__{name}", "Pareto fronts",
+                   plots.pareto(task, metric, front, declared(cells[0].first.task_type, metric).higher_is_better))
         rep.h.insert(body_start, f"<section class='cell' data-key='{html.escape(f'{model} {task} ' + ' '.join(c.label for c in cells))}'>")
         rep.h.append("</section>")
     if groups:

@@ -421,14 +421,16 @@ class Ranking:
     alpha: float
 
 
-def _ranks(scores: np.ndarray) -> np.ndarray:
-    """Per row, rank 1 for the highest score; ties get their average rank."""
+def _ranks(scores: np.ndarray, higher: Sequence[bool] | None = None) -> np.ndarray:
+    """Per row, rank 1 for the best score -- the highest, or the lowest where ``higher[row]`` is False (a
+    lower-is-better metric: its task's declaration); ties get their average rank."""
     from scipy.stats import rankdata
 
-    return np.vstack([rankdata(-row) for row in scores])
+    higher = [True] * len(scores) if higher is None else list(higher)
+    return np.vstack([rankdata(-row if up else row) for row, up in zip(scores, higher)])
 
 
-def friedman(scores: np.ndarray) -> tuple[float, float]:
+def friedman(scores: np.ndarray, higher: Sequence[bool] | None = None) -> tuple[float, float]:
     """Friedman's chi-square over blocks (rows) x treatments (columns), with the correction for ties that
     scipy's ``friedmanchisquare`` applies; p from chi-square with k - 1 degrees of freedom. Defined for k >= 2
     (scipy asks for 3)."""
@@ -436,7 +438,7 @@ def friedman(scores: np.ndarray) -> tuple[float, float]:
 
     scores = np.asarray(scores, dtype=float)
     n, k = scores.shape
-    ranks = _ranks(scores)
+    ranks = _ranks(scores, higher)
     ties = sum(t * (t * t - 1) for row in ranks for t in np.unique(row, return_counts=True)[1] if t > 1)
     c = 1 - ties / (k * (k * k - 1) * n)
     if c == 0:  # every block a tie: no evidence of any difference
@@ -454,9 +456,11 @@ def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
     return q * math.sqrt(k * (k + 1) / (6.0 * n))
 
 
-def rank_methods(scores: np.ndarray, methods: Sequence[str], blocks: Sequence[str], alpha: float = 0.05) -> Ranking:
+def rank_methods(scores: np.ndarray, methods: Sequence[str], blocks: Sequence[str], alpha: float = 0.05,
+                 higher: Sequence[bool] | None = None) -> Ranking:
+    """``higher``: per block, whether its metric is better higher (default: every block)."""
     scores = np.asarray(scores, dtype=float)
-    ranks = _ranks(scores)
-    stat, p = friedman(scores)
+    ranks = _ranks(scores, higher)
+    stat, p = friedman(scores, higher)
     return Ranking(tuple(methods), tuple(blocks), tuple(tuple(map(float, r)) for r in ranks),
                    tuple(map(float, ranks.mean(0))), stat, p, nemenyi_cd(len(methods), len(blocks), alpha), alpha)
