@@ -235,8 +235,6 @@ def test_saved_adalora_adapter_reproduces_the_stored_predictions(toy, tmp_path):
 
     from peft import PeftModel
 
-    from peftbench.data.loading import load_raw
-    from peftbench.config import DataSpec
 
     run = expand(load_grid(data=toy_grid(toy, tmp_path, models=["tiny:bert"], methods=["adalora"], lr=3e-2,
                                          epochs=8, patience=1)))[0]
@@ -246,11 +244,7 @@ def test_saved_adalora_adapter_reproduces_the_stored_predictions(toy, tmp_path):
     assert result.curves[-1]["rank_budget"] <= notes["target_r"] * 4
     base, tok, _ = load_model(ModelSpec(source="tiny:bert"), seq_head(2))
     adapted = PeftModel.from_pretrained(base, tmp_path / "run" / "weights").eval()
-    texts = list(load_raw(DataSpec(source=str(toy)))[0]["test"]["text"])
-    stored = [json.loads(x)["probs"] for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
-    with torch.no_grad():
-        probs = torch.softmax(adapted(**tok(texts, return_tensors="pt", padding=True)).logits, -1)
-    torch.testing.assert_close(probs, torch.tensor(stored), atol=2e-5, rtol=0)
+    assert_restores_stored_probabilities(adapted, tok, toy, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "weights" / "rank_budget.json").read_text())["total"] > 0
 
 
@@ -440,18 +434,11 @@ def test_a_pooler_the_checkpoint_lacks_is_trained_and_saved_by_every_method(meth
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from peftbench.data.loading import load_raw
-    from peftbench.config import DataSpec
 
     torch.manual_seed(123)  # another random pooler on reload: the saved one must replace it
     base = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2).eval()
     adapted = PeftModel.from_pretrained(base, tmp_path / "run" / "weights").eval()
-    texts = list(load_raw(DataSpec(source=str(toy)))[0]["test"]["text"])
-    stored = [json.loads(x)["probs"] for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
-    tok = tok.__class__.from_pretrained(folder)
-    with torch.no_grad():
-        probs = torch.softmax(adapted(**tok(texts, return_tensors="pt", padding=True)).logits, -1)
-    torch.testing.assert_close(probs, torch.tensor(stored), atol=2e-5, rtol=0)
+    assert_restores_stored_probabilities(adapted, tok.__class__.from_pretrained(folder), toy, tmp_path / "run")
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "prompt_tuning"])
@@ -500,19 +487,13 @@ def test_a_mean_pooling_head_averages_the_kept_tokens_and_trains_under_every_met
     assert "classifier" in json.dumps(result.method_notes)
     from peft import PeftModel
 
-    from peftbench.data.loading import load_raw
-    from peftbench.config import DataSpec
     from peftbench.heads import MeanPooledForSequenceClassification
 
     torch.manual_seed(123)  # another random classifier on reload: the saved one must replace it
     cfg = type(config).from_pretrained(folder, num_labels=2)
     base = MeanPooledForSequenceClassification.from_pretrained(folder, config=cfg).eval()
     adapted = PeftModel.from_pretrained(base, tmp_path / "run" / "weights").eval()
-    texts = list(load_raw(DataSpec(source=str(toy)))[0]["test"]["text"])
-    stored = [json.loads(x)["probs"] for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
-    with torch.no_grad():
-        probs = torch.softmax(adapted(**tok(texts, return_tensors="pt", padding=True)).logits, -1)
-    torch.testing.assert_close(probs, torch.tensor(stored), atol=2e-5, rtol=0)
+    assert_restores_stored_probabilities(adapted, tok, toy, tmp_path / "run")
 
 
 def test_mean_pooling_is_refused_where_it_reads_nothing():
@@ -530,3 +511,17 @@ def test_mean_pooling_is_refused_where_it_reads_nothing():
 
     with pytest.raises(ValueError, match="head.pooling mean needs a sequence-level task on an encoder or a decoder"):
         head_class(ENCODER_DECODER, Head(HeadKind.SEQUENCE, pooling="mean"), "task 't'")  # T5: both halves read
+
+
+def assert_restores_stored_probabilities(adapted, tok, toy, run_dir):
+    """The reloaded model's test probabilities are the ones the run stored (its saved weights are what it scored)."""
+    import json
+
+    from peftbench.config import DataSpec
+    from peftbench.data.loading import load_raw
+
+    texts = list(load_raw(DataSpec(source=str(toy)))[0]["test"]["text"])
+    stored = [json.loads(x)["probs"] for x in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    with torch.no_grad():
+        probs = torch.softmax(adapted(**tok(texts, return_tensors="pt", padding=True)).logits, -1)
+    torch.testing.assert_close(probs, torch.tensor(stored), atol=2e-5, rtol=0)

@@ -32,15 +32,16 @@ def _fake(run, score):
             "curves": [{"epoch": e, "val_metrics": {"macro_f1": v * e / 3}} for e in (1, 2, 3)]}
 
 
-def _complete(grid, score):
-    """Run the searches against a fake store to the end, one batch at a time; the store's results by run id."""
+def _complete(grid, score, extra=lambda run: {}):
+    """Run the searches against a fake store to the end, one batch at a time; the store's results by run id
+    (``extra``: more fields of a run's fake result)."""
     store = {}
     while True:
         pending = state(grid, store.get).pending
         if not pending:
             return store
         for run in pending:
-            store[run.run_id] = _fake(run, score)
+            store[run.run_id] = {**_fake(run, score), **extra(run)}
 
 
 def test_a_draw_is_a_function_of_the_spec_and_the_trials_before_it():
@@ -234,14 +235,8 @@ def test_a_compute_budget_stops_the_search_when_the_finished_trials_have_used_it
         return 100.0 + 1000.0 * run.method.point["r"]  # r 2 / 4 / 8: 2,100 / 4,100 / 8,100 CPU-seconds
 
     def complete(grid):
-        store = {}
-        while True:
-            pending = state(grid, store.get).pending
-            if not pending:
-                return store
-            for run in pending:
-                store[run.run_id] = {**_fake(run, lambda p: p["lr"]),
-                                     "timing": {"train_cpu_seconds": cost(run) - 100.0, "eval_cpu_seconds": 100.0}}
+        return _complete(grid, lambda p: p["lr"],
+                         lambda run: {"timing": {"train_cpu_seconds": cost(run) - 100.0, "eval_cpu_seconds": 100.0}})
 
     free = complete(_grid(trials=8, startup=8))
     budget = 10_000.0
