@@ -92,10 +92,11 @@ def comparing_seeds(grid: GridSpec, method) -> list[int]:
 
 
 def extended(grid: GridSpec, model, task, method, result_of: Callable[[str], RunResult | None]
-             ) -> tuple[list, list[RunSpec], str | None]:
+             ) -> tuple[list, list[RunSpec], str | None, object]:
     """How far a sweep's extension has come: (the variants tried so far, listed then extended, in that order;
     the runs still to finish before it can go on or choose; a line for the report where it stopped at an edge
-    with its extensions spent). Without ``extend`` the listed variants and nothing pending."""
+    with its extensions spent; the chosen variant, None while runs are pending). Without ``extend``: the listed
+    variants."""
     tried = variants(method)
     seeds = comparing_seeds(grid, method)
     extend = method.sweep.extend if method.sweep else 0
@@ -103,21 +104,22 @@ def extended(grid: GridSpec, model, task, method, result_of: Callable[[str], Run
         specs = [run_spec(model, v, task, grid.train, s) for v in tried for s in seeds]
         missing = [r for r in specs if result_of(r.run_id) is None]
         if missing:
-            return tried, missing, None
+            return tried, missing, None, None
         by_point: dict[str, list[RunResult]] = {}
         for r in specs:
             by_point.setdefault(point_key(r.method.point), []).append(result_of(r.run_id))
         best, _ = choose(by_point)
         rates = [v.lr for v in tried]
-        lr = next(v for v in tried if point_key(v.point) == best).lr
+        chosen = next(v for v in tried if point_key(v.point) == best)
+        lr = chosen.lr
         if not extend or min(rates) < lr < max(rates):
-            return tried, [], None
+            return tried, [], None, chosen
         if len(tried) - len(variants(method)) >= extend:
             return tried, [], (f"{model.name} / {method.label} / {task.name}: lr {lr:g} is still at the edge after "
-                               f"{extend} extended rate(s)")
+                               f"{extend} extended rate(s)"), chosen
         new = next_rate(rates, upward=lr == max(rates))
         tried = [*tried, at_point(method, {"lr": new})]
-    return tried, [], None  # pragma: no cover - the loop returns
+    return tried, [], None, None  # pragma: no cover - the loop returns
 
 
 def extension(grid: GridSpec, result_of: Callable[[str], RunResult | None],
@@ -128,7 +130,7 @@ def extension(grid: GridSpec, result_of: Callable[[str], RunResult | None],
     for model, task, method in combos(grid):
         if not (method.sweep and method.sweep.extend):
             continue
-        tried, pending, note = extended(grid, model, task, method, result_of)
+        _, pending, note, _ = extended(grid, model, task, method, result_of)
         listed_ids = {run_spec(model, v, task, grid.train, s).run_id for v in variants(method)
                       for s in comparing_seeds(grid, method)}
         if not shard or shard[0] == 0:
@@ -157,18 +159,12 @@ def follow_ups(grid: GridSpec, result_of: Callable[[str], RunResult | None],
             number, later = number + len(later), mine
             if not later:
                 continue
-        tried, pending, _ = extended(grid, model, task, method, result_of)
+        tried, pending, _, chosen = extended(grid, model, task, method, result_of)
         if pending:
             waiting.append(f"{model.name} / {method.label} / {task.name}: {len(pending)} of "
                            f"{len(tried) * len(first)} comparison run(s) not finished; seeds {later} wait for the "
                            "chosen setting")
             continue
-        compared = [run_spec(model, v, task, grid.train, s) for v in tried for s in first]
-        by_point: dict[str, list[RunResult]] = {}
-        for r in compared:
-            by_point.setdefault(point_key(r.method.point), []).append(result_of(r.run_id))
-        best, _ = choose(by_point)
-        chosen = next(v for v in tried if point_key(v.point) == best)
         runs += [run_spec(model, chosen, task, grid.train, s) for s in later]
     return runs, waiting
 

@@ -133,19 +133,12 @@ def unequal_budget(method: Tuning | None, baseline: Tuning | None, method_runs: 
         out.append(Flag("unequal budget", f"{mt} tuning trial(s) against the baseline's {bt}"))
     if ms and bs and max(ms, bs) / min(ms, bs) > BUDGET_FACTOR:
         out.append(Flag("unequal budget", f"{ms:,} optimizer steps over its tuning against the baseline's {bs:,}"))
-    mc, bc = (_compute(t, runs) for t, runs in ((method, method_runs), (baseline, baseline_runs)))
+    mc, bc = ((t or Tuning(tuple(runs), {})).compute for t, runs in ((method, method_runs), (baseline, baseline_runs)))
     if mc and bc and max(mc, bc) / min(mc, bc) > COMPUTE_FACTOR:
         unit = "GPU" if any((r.memory.peak_memory_kind or "").startswith("cuda") for r in method_runs) else "CPU"
         out.append(Flag("unequal budget", f"{mc / 3600:,.2f} {unit}-hours of tuning compute against the baseline's "
                                           f"{bc / 3600:,.2f}"))
     return out
-
-
-def _compute(tuning: Tuning | None, runs: list[RunResult]) -> float | None:
-    if tuning is not None:
-        return tuning.compute
-    each = [r.compute_seconds for r in runs]
-    return None if not each or any(x is None for x in each) else sum(each)
 
 
 def cell_flags(runs: list[RunResult], tuning: Tuning | None) -> list[Flag]:
